@@ -1,0 +1,100 @@
+"""GPT: exact parameter counts, causality, config errors, and that it can learn (overfit one batch)."""
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from scalinglab.errors import ConfigError
+from scalinglab.model import GPT, GPTConfig
+
+
+def gpt2_small() -> GPTConfig:
+    return GPTConfig(n_layer=12, d_model=768, n_head=12, n_ctx=1024, vocab_size=50257, bias=True,
+                     tie_embeddings=True)
+
+
+def test_gpt2_small_has_124_439_808_parameters():
+    counts = GPT(gpt2_small()).param_counts()
+    assert counts["n_params"] == 124_439_808  # DESIGN.md section 2 (the published GPT-2 small count)
+    # Kaplan's N: 12 n_layer d^2 (QKV 3d^2 + out d^2 + MLP 8d^2) plus what else is not embedding:
+    # per layer 9d biases (QKV 3d, out d, MLP up 4d, down d) and two LayerNorms (4d); the final LayerNorm (2d).
+    L, d = 12, 768
+    assert counts["n_params_nonembed"] == 12 * L * d * d + L * (9 * d + 4 * d) + 2 * d
+    assert counts["n_params_embed"] == 50257 * 768 + 1024 * 768  # wte (tied with the head) + wpe
+    assert counts["n_params"] == counts["n_params_nonembed"] + counts["n_params_embed"]
+
+
+def test_untied_head_counts_as_embedding():
+    tied = GPT(GPTConfig(2, 32, 2, 16, 100)).param_counts()
+    untied = GPT(GPTConfig(2, 32, 2, 16, 100, tie_embeddings=False)).param_counts()
+    assert untied["n_params"] - tied["n_params"] == 100 * 32
+    assert untied["n_params_nonembed"] == tied["n_params_nonembed"]
+
+
+def test_causality_future_tokens_never_change_past_logits():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_layer=2, d_model=32, n_head=4, n_ctx=16, vocab_size=50)).eval()
+    x = torch.randint(0, 50, (2, 16))
+    for t in (0, 5, 14):
+        y = x.clone()
+        y[:, t + 1:] = torch.randint(0, 50, (2, 15 - t))
+        assert not torch.equal(x[:, t + 1:], y[:, t + 1:])
+        with torch.no_grad():
+            a, b = model(x), model(y)
+        torch.testing.assert_close(a[:, : t + 1], b[:, : t + 1], rtol=0, atol=1e-6)
+        assert not torch.allclose(a[:, t + 1:], b[:, t + 1:])
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    (dict(d_model=30, n_head=4), "model.n_head"),
+    (dict(n_layer=0), "model.n_layer"),
+    (dict(d_model=-8), "model.d_model"),
+    (dict(vocab_size=0), "model.vocab_size"),
+    (dict(n_ctx=0), "model.n_ctx"),
+    (dict(d_ff=0), "model.d_ff"),
+    (dict(dropout=1.5), "model.dropout"),
+])
+def test_invalid_config_names_the_field(kwargs, field):
+    base = dict(n_layer=2, d_model=32, n_head=4, n_ctx=16, vocab_size=50)
+    with pytest.raises(ConfigError) as err:
+        GPTConfig(**{**base, **kwargs})
+    assert err.value.field == field
+    assert "Fix:" in str(err.value)
+
+
+def test_sequence_longer_than_n_ctx_is_refused():
+    model = GPT(GPTConfig(1, 16, 2, 8, 20))
+    with pytest.raises(ValueError, match="n_ctx"):
+        model(torch.zeros(1, 9, dtype=torch.long))
+
+
+def test_tiny_model_overfits_one_batch():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_layer=2, d_model=64, n_head=4, n_ctx=32, vocab_size=64))
+    x = torch.randint(0, 64, (4, 33))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(300):
+        _, loss = model(x[:, :-1], x[:, 1:])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.05  # from ln(64) = 4.16 nats at init
+
+
+def test_size_ladder_presets_state_their_true_size(repo):
+    """Each configs/model preset's comment states its non-embedding size; check it against the real tensors."""
+    sizes = []
+    for path in sorted((repo / "configs" / "model").glob("*.yaml")):
+        comment = path.read_text().splitlines()[0]
+        value, unit = re.search(r"~([\d.]+)([KM])", comment).groups()
+        stated = float(value) * {"K": 1e3, "M": 1e6}[unit]
+        cfg = OmegaConf.to_container(OmegaConf.load(path))
+        cfg.pop("_target_")
+        cfg["vocab_size"] = 256
+        real = GPT(GPTConfig(**cfg)).param_counts()["n_params_nonembed"]
+        assert abs(real - stated) / real < 0.01, path.name
+        sizes.append(real)
+    assert min(sizes) < 20_000 and max(sizes) > 80_000_000  # a ladder from ~10K to ~100M
