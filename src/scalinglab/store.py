@@ -1,0 +1,134 @@
+"""The results store: run directory layout, atomic writes, and reading a whole sweep (DESIGN.md section 4).
+
+    <runs>/<sweep>/<run_id>/config.yaml        resolved config
+                            metrics.parquet    one row per eval point
+                            summary.parquet    one row; the run is complete only when status == "complete"
+                            checkpoints/last.ckpt
+
+Every file is written to a temporary name in its own directory and moved into place with os.replace, so a reader
+never sees a half-written file: a killed writer leaves at most a `.tmp-*` file, which readers ignore. This module
+imports no torch, so the analysis side and quick status commands stay light.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterable
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from scalinglab.errors import ConfigError
+
+SCHEMA_VERSION = 1
+STATUSES = ("complete", "diverged", "failed")
+SUMMARY = "summary.parquet"
+METRICS = "metrics.parquet"
+CONFIG = "config.yaml"
+CHECKPOINT = "checkpoints/last.ckpt"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=,+-]*$")
+
+
+def atomic_write(path: Path | str, write: Callable[[str], None]) -> Path:
+    """Call write(tmp_path) on a temporary file beside `path`, fsync it, then os.replace it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text(path: Path | str, text: str) -> Path:
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def write_parquet(path: Path | str, rows: pd.DataFrame | list[dict]) -> Path:
+    frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    return atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+
+
+def check_name(value: str, field: str) -> str:
+    """Refuse names that could escape the runs directory (path traversal) or are awkward on disk."""
+    if not isinstance(value, str) or not _NAME.match(value) or ".." in value:
+        raise ConfigError(field, f"{value!r} is not a safe directory name",
+                          "use letters, digits and _ . = , + - only (no '/', no '..', not starting with '.')")
+    return value
+
+
+def run_id(identity: dict) -> str:
+    """A stable 12-hex-digit hash of the config fields that change a run's result."""
+    blob = json.dumps(identity, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def run_dir(runs_root: Path | str, sweep: str, rid: str) -> Path:
+    root = Path(runs_root).resolve()
+    path = (root / check_name(sweep, "sweep") / check_name(rid, "run_id")).resolve()
+    if root not in path.parents:
+        raise ConfigError("sweep", f"run directory {path} is outside paths.runs={root}", "use a plain sweep name")
+    return path
+
+
+def read_summary(path: Path | str) -> dict | None:
+    """The summary row of a run directory, or None when the run has none yet (never a partial one)."""
+    file = Path(path) / SUMMARY
+    if not file.exists():
+        return None
+    row = pq.read_table(file).to_pylist()[0]
+    if row.get("schema_version", SCHEMA_VERSION) > SCHEMA_VERSION:
+        raise ConfigError(str(file), f"written by a newer scalinglab (schema {row['schema_version']})",
+                          "upgrade scalinglab to read it")
+    return row
+
+
+def run_status(path: Path | str) -> str:
+    """complete | diverged | failed from the summary; otherwise running-or-interrupted | pending."""
+    summary = read_summary(path)
+    if summary is not None:
+        return summary["status"]
+    return "interrupted" if (Path(path) / CHECKPOINT).exists() else "pending"
+
+
+def _summary_files(path: Path) -> Iterable[Path]:
+    return sorted(p for p in path.rglob(SUMMARY) if not p.name.startswith(".tmp-"))
+
+
+def _concat(files: Iterable[Path], add_run_id: bool = False) -> pd.DataFrame:
+    tables = []
+    for f in files:
+        t = pq.read_table(f)
+        if add_run_id and "run_id" not in t.column_names:
+            t = t.append_column("run_id", pa.array([f.parent.name] * t.num_rows))
+        tables.append(t)
+    if not tables:
+        return pd.DataFrame()
+    # Unified schema: a column only some runs have is kept (null elsewhere), never dropped.
+    return pa.concat_tables(tables, promote_options="permissive").to_pandas()
+
+
+def read_sweep(path: Path | str, complete_only: bool = False) -> pd.DataFrame:
+    """Every run summary under `path` (a sweep directory or a whole runs root), one row per run."""
+    frame = _concat(_summary_files(Path(path)))
+    if complete_only and len(frame):
+        frame = frame[frame["status"] == "complete"].reset_index(drop=True)
+    return frame
+
+
+def read_metrics(path: Path | str) -> pd.DataFrame:
+    """Every run's eval-point curve under `path`, with a run_id column."""
+    files = sorted(p for p in Path(path).rglob(METRICS) if not p.name.startswith(".tmp-"))
+    return _concat(files, add_run_id=True)
