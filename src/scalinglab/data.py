@@ -310,6 +310,19 @@ class TrainWindows(torch.utils.data.Dataset):
         return self.batch(self.first_step + i)
 
 
+class ResumeSampler(torch.utils.data.Sampler):
+    """Steps start, ..., total - 1, with the length of the whole run (see TokenDataModule.train_dataloader)."""
+
+    def __init__(self, start: int, total: int):
+        self.start, self.total = start, total
+
+    def __iter__(self):
+        return iter(range(self.start, self.total))
+
+    def __len__(self) -> int:
+        return self.total
+
+
 class ValWindows(torch.utils.data.Dataset):
     """Map-style dataset of validation batches: item i holds windows [i B, (i+1) B) (the last may be short)."""
 
@@ -449,14 +462,20 @@ class TokenDataModule(L.LightningDataModule):
                                            persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> torch.utils.data.DataLoader:
-        """Batches of steps start, ..., steps - 1, start = trainer.global_step (0 without a trainer)."""
+        """Batches of steps start, ..., steps - 1, start = trainer.global_step (0 without a trainer).
+
+        The loader's length stays `steps` (the whole epoch) on a resume: Lightning restores its batch counter to
+        `start` and stops at the loader's length, so the two line up; only iteration begins at `start`.
+        """
         self.prepare()
         trainer = getattr(self, "trainer", None)
         start = int(trainer.global_step) if trainer is not None else 0
         windows = self.train_windows
         dataset = TrainWindows(Path(windows.memmap.path), windows.memmap.dtype, self.manifest["tokens_train"],
-                               self.n_ctx, self.batch_size, self.seed, start, self.steps)
-        return self._loader(dataset)
+                               self.n_ctx, self.batch_size, self.seed, 0, self.steps)
+        return torch.utils.data.DataLoader(dataset, batch_size=None, sampler=ResumeSampler(start, self.steps),
+                                           num_workers=self.num_workers, pin_memory=torch.cuda.is_available(),
+                                           persistent_workers=self.num_workers > 0)
 
     def val_dataloader(self) -> torch.utils.data.DataLoader:
         """Fixed validation windows in fixed order (see the module docstring)."""

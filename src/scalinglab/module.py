@@ -1,0 +1,137 @@
+"""The LightningModule: next-token loss, AdamW + LR schedule, evaluation, and token/FLOP accounting.
+
+Every optimizer step adds the tokens it consumed (counted from the batch, times the number of processes) to
+`tokens_seen`; FLOPs under each convention are tokens_seen times that convention's per-token count (flops.py).
+Evaluation runs on the fixed validation windows at log-spaced steps (see `eval_steps`) and at the end; the
+results live in `rows`, which is saved with every checkpoint so a resumed run rebuilds its curve exactly.
+"""
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import numpy as np
+import torch
+
+from scalinglab.model import GPT, GPTConfig
+from scalinglab.schedule import lr_multiplier
+
+
+class Diverged(RuntimeError):
+    """Training loss became non-finite or exceeded the divergence threshold."""
+
+    def __init__(self, step: int, loss: float):
+        self.step, self.loss = step, loss
+        super().__init__(f"loss {loss} at step {step}")
+
+
+def eval_steps(total_steps: int, points: int) -> list[int]:
+    """`points` log-spaced step counts in [1, total_steps], always including the last step."""
+    steps = np.unique(np.round(np.geomspace(1, total_steps, max(points, 1))).astype(int))
+    return sorted(set(steps.tolist()) | {total_steps})
+
+
+class LanguageModel(L.LightningModule):
+    def __init__(self, config: GPTConfig, train: dict, total_steps: int, flops_per_token: dict[str, float],
+                 peak_lr: float, val_bytes_per_token: float, tokens_per_epoch: int):
+        super().__init__()
+        self.config, self.train_cfg = config, train
+        self.model = GPT(config)
+        self.total_steps, self.peak_lr = total_steps, peak_lr
+        self.flops_per_token = flops_per_token
+        self.val_bytes_per_token = val_bytes_per_token
+        self.tokens_per_epoch = tokens_per_epoch
+        self.diverge_above = train["diverge_factor"] * math.log(config.vocab_size)
+        self.eval_at = set(eval_steps(total_steps, train["eval_points"]))
+        # State that survives a resume (see on_save_checkpoint).
+        self.tokens_seen = 0
+        self.wall_time = 0.0
+        self.rows: list[dict] = []
+        self.best_val = math.inf
+        self.evals_without_improvement = 0
+        self._loss_sum, self._loss_count = 0.0, 0
+        self._val_batches = None
+
+    # -- optimisation -------------------------------------------------------------------------------------
+    def configure_optimizers(self):
+        decay = [p for p in self.model.parameters() if p.dim() >= 2]
+        no_decay = [p for p in self.model.parameters() if p.dim() < 2]
+        t = self.train_cfg
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": t["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=self.peak_lr, betas=(t["beta1"], t["beta2"]), eps=t["eps"])
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_multiplier(
+            step, self.total_steps, t["schedule"], t["warmup_frac"], t["min_lr_ratio"], t["cooldown_frac"]))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        _, loss = self.model(x, y)
+        value = loss.item()
+        if not math.isfinite(value) or value > self.diverge_above:
+            raise Diverged(self.global_step + 1, value)
+        self._loss_sum += value
+        self._loss_count += 1
+        self.tokens_seen += x.numel() * self.trainer.world_size
+        self.log("loss", value, prog_bar=True, logger=False)
+        self.log("tok/s", self.tokens_seen / max(self.wall_time, 1e-9), prog_bar=True, logger=False)
+        return loss
+
+    # -- evaluation ---------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self) -> float:
+        """Mean next-token cross-entropy (nats/token) over every validation window."""
+        if self._val_batches is None:
+            self._val_batches = list(self.trainer.datamodule.val_dataloader())
+        was_training = self.model.training
+        self.model.eval()
+        total, count = 0.0, 0
+        for x, y in self._val_batches:
+            x, y = x.to(self.device), y.to(self.device)
+            _, loss = self.model(x, y)
+            total += loss.item() * y.numel()
+            count += y.numel()
+        self.model.train(was_training)
+        return total / count
+
+    def record(self) -> dict:
+        """Evaluate now and append one metrics row (the state at the end of optimizer step `global_step`)."""
+        val_loss = self.evaluate()
+        row = {
+            "step": self.global_step,
+            "tokens": self.tokens_seen,
+            **{name: self.tokens_seen * per_token for name, per_token in self.flops_per_token.items()},
+            "train_loss": self._loss_sum / max(self._loss_count, 1),
+            "val_loss": val_loss,
+            "bpb": val_loss / (math.log(2) * self.val_bytes_per_token),
+            "lr": self.lr_at(self.global_step - 1),  # the LR of the last update
+            "epochs": self.tokens_seen / self.tokens_per_epoch,
+            "wall_time": self.wall_time,
+            "tokens_per_sec": self.tokens_seen / max(self.wall_time, 1e-9),
+        }
+        self._loss_sum, self._loss_count = 0.0, 0
+        self.rows.append(row)
+        if val_loss < self.best_val:
+            self.best_val, self.evals_without_improvement = val_loss, 0
+        else:
+            self.evals_without_improvement += 1
+        return row
+
+    def lr_at(self, step: int) -> float:
+        t = self.train_cfg
+        return self.peak_lr * lr_multiplier(max(step, 0), self.total_steps, t["schedule"], t["warmup_frac"],
+                                            t["min_lr_ratio"], t["cooldown_frac"])
+
+    # -- resume -------------------------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint):
+        checkpoint["scalinglab"] = {
+            "tokens_seen": self.tokens_seen, "wall_time": self.wall_time, "rows": self.rows,
+            "best_val": self.best_val, "evals_without_improvement": self.evals_without_improvement,
+            "loss_sum": self._loss_sum, "loss_count": self._loss_count,
+        }
+
+    def on_load_checkpoint(self, checkpoint):
+        state = checkpoint["scalinglab"]
+        self.tokens_seen, self.wall_time, self.rows = state["tokens_seen"], state["wall_time"], state["rows"]
+        self.best_val, self.evals_without_improvement = state["best_val"], state["evals_without_improvement"]
+        self._loss_sum, self._loss_count = state["loss_sum"], state["loss_count"]

@@ -1,0 +1,246 @@
+"""Train one model: `python -m scalinglab.train [Hydra overrides]` (or one member of a `-m` multirun).
+
+    python -m scalinglab.train model=nano train.tokens=1e6 train.seed=1 paths.runs=runs logger=wandb
+
+Order of work: validate every setting (cheap) -> prepare data (cached) -> run directory -> skip if complete,
+resume if it has a checkpoint -> train with Lightning -> summary.parquet (complete | diverged | failed).
+A user mistake exits with status 2 and one line naming the setting and the fix, before any training.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from scalinglab.errors import ConfigError
+from scalinglab.store import CHECKPOINT, CONFIG, SCHEMA_VERSION, SUMMARY, check_name, read_summary, run_dir, \
+    run_id, write_parquet, write_text
+
+CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
+log = logging.getLogger("scalinglab.train")
+
+# Settings that do not change a run's result, left out of its identity.
+NOT_IDENTITY = {"data": {"num_workers", "cache_dir"}, "train": {"threads", "checkpoint_minutes"}}
+
+
+def _positive(cfg: DictConfig, field: str, integer: bool = False, allow_zero: bool = False) -> None:
+    value = OmegaConf.select(cfg, field)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value >= 0 if allow_zero else value > 0) and (not integer or float(value).is_integer())
+    if not ok:
+        kind = "a whole number" if integer else "a number"
+        raise ConfigError(field, f"must be {kind} {'>= 0' if allow_zero else '> 0'}, got {value!r}",
+                          f"set {field}=<{kind} {'>= 0' if allow_zero else '> 0'}>")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check the train settings that no component constructor checks."""
+    for field in ("train.tokens", "train.batch_size", "train.eval_points", "train.patience"):
+        _positive(cfg, field, integer=True)
+    for field in ("train.lr", "train.diverge_factor", "train.checkpoint_minutes"):
+        _positive(cfg, field)
+    for field in ("train.weight_decay", "train.grad_clip", "train.warmup_frac", "train.eps"):
+        _positive(cfg, field, allow_zero=True)
+    for field in ("train.warmup_frac", "train.min_lr_ratio", "train.cooldown_frac", "train.beta1", "train.beta2"):
+        value = OmegaConf.select(cfg, field)
+        if not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise ConfigError(field, f"must be in [0, 1], got {value!r}", f"set {field} between 0 and 1")
+    from scalinglab.schedule import LR_RULES, SCHEDULES
+    if cfg.train.schedule not in SCHEDULES:
+        raise ConfigError("train.schedule", f"unknown schedule {cfg.train.schedule!r}", f"use one of {SCHEDULES}")
+    if cfg.train.lr_rule not in LR_RULES:
+        raise ConfigError("train.lr_rule", f"unknown rule {cfg.train.lr_rule!r}", f"use one of {LR_RULES}")
+    check_name(str(cfg.sweep), "sweep")
+
+
+def identity(cfg: DictConfig) -> dict:
+    """The resolved config fields that change a run's result (model, data, train, seed, precision)."""
+    out = {}
+    for group in ("model", "data", "train"):
+        values = OmegaConf.to_container(cfg[group], resolve=True)
+        out[group] = {k: v for k, v in values.items() if k not in NOT_IDENTITY.get(group, set())}
+    out["precision"] = cfg.trainer.precision
+    out["devices"] = cfg.trainer.devices
+    return out
+
+
+def instantiate(node: DictConfig, **kwargs):
+    """hydra.utils.instantiate, re-raising a component's ConfigError as itself (Hydra wraps it)."""
+    from hydra.errors import InstantiationException
+    try:
+        return hydra.utils.instantiate(node, **kwargs)
+    except InstantiationException as exc:
+        if isinstance(exc.__cause__, ConfigError):
+            raise exc.__cause__ from None
+        raise
+
+
+def _versions() -> dict:
+    import lightning
+    import torch
+
+    import scalinglab
+    return {"python": platform.python_version(), "torch": torch.__version__, "lightning": lightning.__version__,
+            "scalinglab": scalinglab.__version__}
+
+
+def _quiet_lightning() -> None:
+    """Keep the console for the progress bar and our own lines; Lightning's banners go to the log only."""
+    import warnings
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*val_dataloader.*validation_step.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+
+
+def _is_multirun() -> bool:
+    try:
+        return HydraConfig.get().mode == RunMode.MULTIRUN
+    except ValueError:
+        return False
+
+
+def run(cfg: DictConfig) -> dict:
+    """Train the run `cfg` describes (or skip it) and return its summary row."""
+    import lightning as L
+    import torch
+
+    from scalinglab.flops import flops_measured, flops_per_token
+    from scalinglab.model import GPT, GPTConfig
+    from scalinglab.module import Diverged, LanguageModel
+    from scalinglab.recorder import RunRecorder
+    from scalinglab.schedule import peak_lr
+
+    _quiet_lightning()
+    # 1. Validate every cheap setting before touching data or compute.
+    validate(cfg)
+    model_cfg: GPTConfig = instantiate(cfg.model)
+    dm = instantiate(cfg.data, n_ctx=cfg.model.n_ctx, batch_size=int(cfg.train.batch_size),
+                                 tokens=int(cfg.train.tokens), seed=int(cfg.train.seed), cache_dir=cfg.paths.cache,
+                                 _convert_="all")
+    rid = run_id(identity(cfg))
+    rdir = run_dir(cfg.paths.runs, str(cfg.sweep), rid)
+    done = read_summary(rdir)
+    if done is not None and (done["status"] == "complete" or not cfg.rerun_failed):
+        hint = "" if done["status"] == "complete" else " (pass rerun_failed=true to train it again)"
+        print(f"run {cfg.sweep}/{rid} is already {done['status']}: nothing to do{hint}")
+        return done
+    # 2. Data (built once, then cached); validates n_ctx and batch size against the splits.
+    dm.prepare()
+    if model_cfg.vocab_size != dm.vocab_size:
+        model_cfg = GPTConfig(**{**model_cfg.to_dict(), "vocab_size": dm.vocab_size})
+
+    # 3. Run directory and objects.
+    if cfg.train.threads:
+        torch.set_num_threads(int(cfg.train.threads))
+    write_text(rdir / CONFIG, OmegaConf.to_yaml(cfg, resolve=True))
+    train = OmegaConf.to_container(cfg.train, resolve=True)
+    probe = GPT(model_cfg)
+    counts = probe.param_counts()
+    per_token = {**flops_per_token(model_cfg, counts), "flops_measured": flops_measured(probe)}
+    lr = peak_lr(cfg.train.lr_rule, float(cfg.train.lr), counts["n_params_nonembed"], model_cfg.d_model,
+                 int(cfg.train.lr_base_width))
+    L.seed_everything(int(cfg.train.seed), workers=True, verbose=False)
+    tokens_per_epoch = dm.train_windows.n_windows * model_cfg.n_ctx  # as tokens_seen counts them
+    module = LanguageModel(model_cfg, train, dm.steps, per_token, lr, dm.val_bytes_per_token, tokens_per_epoch)
+    if cfg.train.compile:
+        module.model = torch.compile(module.model)
+    loggers = []
+    if cfg.logger.wandb:
+        from lightning.pytorch.loggers import WandbLogger
+        w = cfg.logger.wandb
+        loggers.append(WandbLogger(project=w.project, entity=w.entity, group=w.group, name=f"{cfg.sweep}/{rid}",
+                                   id=rid, mode=w.mode, save_dir=str(rdir), resume="allow",
+                                   config=OmegaConf.to_container(cfg, resolve=True)))
+    precision = cfg.trainer.precision
+    if precision == "auto":
+        precision = "bf16-mixed" if torch.cuda.is_available() else "32-true"
+    callbacks = [RunRecorder(rdir, float(cfg.train.checkpoint_minutes), bool(cfg.train.early_stopping),
+                             int(cfg.train.patience))]
+    if cfg.trainer.progress_bar:
+        from scalinglab.progress import TokenProgressBar
+        callbacks.append(TokenProgressBar(total_tokens=dm.tokens_total))
+    trainer = L.Trainer(accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices,
+                        num_nodes=cfg.trainer.num_nodes, strategy=cfg.trainer.strategy, precision=precision,
+                        max_steps=dm.steps, max_epochs=1, gradient_clip_val=train["grad_clip"] or None,
+                        logger=loggers or False, callbacks=callbacks, enable_checkpointing=False,
+                        enable_progress_bar=bool(cfg.trainer.progress_bar), enable_model_summary=False,
+                        num_sanity_val_steps=0, limit_val_batches=0, default_root_dir=str(rdir),
+                        log_every_n_steps=1)
+    ckpt = rdir / CHECKPOINT
+    resume = str(ckpt) if ckpt.exists() else None
+    if resume:
+        print(f"resuming {cfg.sweep}/{rid} from {ckpt}")
+
+    # 4. Train; the summary says how it ended.
+    status, error, started = "complete", None, time.time()
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=resume, weights_only=True)
+        if trainer.global_step < dm.steps and not trainer.should_stop:
+            raise RuntimeError(f"training stopped at step {trainer.global_step} of {dm.steps}")
+    except Diverged as exc:
+        status, error = "diverged", str(exc)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # a real failure: recorded, never read as a result
+        status, error = "failed", f"{type(exc).__name__}: {exc}"
+        log.exception("run %s failed", rid)
+    finally:
+        for logger in loggers:
+            logger.finalize(status)
+        if cfg.logger.wandb:
+            import wandb
+            wandb.finish()  # under multirun, the next run must not log into this one
+    rows = module.rows
+    final = rows[-1] if rows and status == "complete" else {}
+    summary = {
+        "run_id": rid, "sweep": str(cfg.sweep), "status": status, "error": error,
+        "n_layer": model_cfg.n_layer, "d_model": model_cfg.d_model, "n_head": model_cfg.n_head,
+        "n_ctx": model_cfg.n_ctx, "d_ff": model_cfg.ff, "vocab_size": model_cfg.vocab_size,
+        **counts,
+        "tokens_budget": int(cfg.train.tokens), "tokens": module.tokens_seen, "steps": trainer.global_step,
+        "batch_size": int(cfg.train.batch_size), "lr": module.peak_lr, "lr_rule": cfg.train.lr_rule,
+        "schedule": cfg.train.schedule, "seed": int(cfg.train.seed),
+        "epochs": module.tokens_seen / tokens_per_epoch,
+        **{name: module.tokens_seen * per_token[name] for name in per_token},
+        "flops_per_token_measured": per_token["flops_measured"],
+        "loss": final.get("val_loss", math.nan),
+        "loss_best": min((r["val_loss"] for r in rows), default=math.nan) if status == "complete" else math.nan,
+        "bpb": final.get("bpb", math.nan),
+        "wall_time": module.wall_time, "finished_at": time.time(), "elapsed": time.time() - started,
+        "data": str(OmegaConf.select(cfg, "data.source.kind", default="")), **_versions(),
+        "schema_version": SCHEMA_VERSION,
+    }
+    if trainer.is_global_zero:
+        write_parquet(rdir / SUMMARY, [summary])
+        if status == "complete":
+            shutil.rmtree(ckpt.parent, ignore_errors=True)  # no resume point needed: the summary is the result
+    print(f"run {cfg.sweep}/{rid}: {status}" + (f" ({error})" if error else
+          f", val loss {summary['loss']:.4f} nats/token, {summary['bpb']:.4f} bits/byte, {summary['tokens']:,} tokens"))
+    if status == "failed" and not _is_multirun():
+        raise RuntimeError(f"run {rid} failed: {error}")
+    return summary
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    try:
+        summary = run(cfg)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    return summary.get("loss")
+
+
+if __name__ == "__main__":
+    main()

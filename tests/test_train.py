@@ -1,0 +1,129 @@
+"""One training run end to end on the committed test corpus: files, schema, skip, resume, divergence, errors."""
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+
+from scalinglab.errors import ConfigError
+from scalinglab.store import read_sweep
+from scalinglab.train import CONFIG_DIR, run
+
+TINY = ["model=nano", "data=text_files", "model.n_ctx=64", "train.batch_size=8", "trainer.progress_bar=false",
+        "train.threads=1"]
+
+
+def config(tmp_path: Path, *overrides: str):
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose("config", overrides=[*TINY, f"paths.runs={tmp_path / 'runs'}",
+                                            f"paths.cache={tmp_path.parent / 'shared-cache'}", *overrides])
+
+
+def cli(tmp_path: Path, *overrides: str, **kw) -> subprocess.CompletedProcess:
+    args = [sys.executable, "-m", "scalinglab.train", *TINY, f"paths.runs={tmp_path / 'runs'}",
+            f"paths.cache={tmp_path.parent / 'shared-cache'}", *overrides]
+    return subprocess.run(args, capture_output=True, text=True, timeout=300, **kw)
+
+
+def unigram_entropy(tokens: np.ndarray) -> float:
+    p = np.bincount(tokens) / tokens.size
+    p = p[p > 0]
+    return float(-(p * np.log(p)).sum())
+
+
+def test_tiny_run_learns_and_writes_a_complete_run_directory(tmp_path):
+    cfg = config(tmp_path, "train.tokens=60000")
+    summary = run(cfg)
+    rdir = tmp_path / "runs" / "single" / summary["run_id"]
+    assert sorted(p.name for p in rdir.iterdir()) == ["config.yaml", "metrics.parquet", "summary.parquet"]
+    metrics = pd.read_parquet(rdir / "metrics.parquet")
+    for column in ("step", "tokens", "flops_6nd", "flops_kaplan", "flops_chinchilla", "flops_measured",
+                   "train_loss", "val_loss", "bpb", "lr", "wall_time"):
+        assert column in metrics, column
+    assert metrics["tokens"].is_monotonic_increasing and metrics["step"].iloc[-1] == summary["steps"]
+    # The budget is exact: round(60000 / (8 * 64)) = 117 steps of 512 tokens.
+    assert summary["tokens"] == 117 * 512 == metrics["tokens"].iloc[-1]
+    assert summary["flops_6nd"] == 6 * summary["n_params"] * summary["tokens"]
+    # Loss falls below the unigram entropy of the training tokens: the model learned context.
+    from scalinglab.data import TokenDataModule  # noqa: F401  (the cache is the one the run built)
+    cache = next((tmp_path.parent / "shared-cache" / "tokens").glob("*/train.bin"))
+    dtype = np.uint16
+    h1 = unigram_entropy(np.fromfile(cache, dtype=dtype))
+    assert summary["loss"] < h1 - 0.05, (summary["loss"], h1)
+    assert summary["status"] == "complete" and math.isclose(summary["bpb"], metrics["bpb"].iloc[-1])
+    # A second launch is a no-op: the summary file is not rewritten.
+    before = (rdir / "summary.parquet").stat().st_mtime_ns
+    again = run(cfg)
+    assert again["run_id"] == summary["run_id"] and (rdir / "summary.parquet").stat().st_mtime_ns == before
+
+
+def test_killed_run_resumes_to_the_same_loss_curve(tmp_path):
+    args = ["train.tokens=150000", "train.checkpoint_minutes=0.0001"]
+    reference = run(config(tmp_path / "ref", *args))
+    killed_dir = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "scalinglab.train", *TINY, *args,
+                             f"paths.runs={killed_dir / 'runs'}", f"paths.cache={tmp_path / 'shared-cache'}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = None
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        found = list((killed_dir / "runs").glob("single/*/checkpoints/last.ckpt"))
+        if found:
+            ckpt = found[0]
+            time.sleep(0.3)
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert ckpt is not None and not (ckpt.parent.parent / "summary.parquet").exists(), "killed too late"
+    resumed = run(config(killed_dir, *args))
+    assert resumed["run_id"] == reference["run_id"]
+    a = pd.read_parquet(tmp_path / "ref" / "runs" / "single" / reference["run_id"] / "metrics.parquet")
+    b = pd.read_parquet(killed_dir / "runs" / "single" / resumed["run_id"] / "metrics.parquet")
+    cols = ["step", "tokens", "train_loss", "val_loss", "bpb", "lr"]
+    pd.testing.assert_frame_equal(a[cols], b[cols], check_exact=True)
+    assert resumed["loss"] == reference["loss"]
+
+
+def test_blown_up_run_is_marked_diverged_not_complete(tmp_path):
+    summary = run(config(tmp_path, "train.tokens=60000", "train.lr=30", "train.warmup_frac=0"))
+    assert summary["status"] == "diverged" and "step" in summary["error"] and math.isnan(summary["loss"])
+    table = read_sweep(tmp_path / "runs")
+    assert table["status"].tolist() == ["diverged"] and read_sweep(tmp_path / "runs", complete_only=True).empty
+    # Not retried unless asked.
+    assert run(config(tmp_path, "train.tokens=60000", "train.lr=30", "train.warmup_frac=0"))["status"] == "diverged"
+
+
+@pytest.mark.parametrize("override, field", [
+    ("model.n_head=3", "model.n_head"),
+    ("train.tokens=0", "train.tokens"),
+    ("train.tokens=-5", "train.tokens"),
+    ("train.lr=0", "train.lr"),
+    ("train.batch_size=100000", "train.batch_size"),
+    ("model.n_ctx=100000", "model.n_ctx"),
+    ("train.schedule=linear", "train.schedule"),
+    ("sweep=../../etc", "sweep"),
+])
+def test_bad_settings_fail_before_training_and_name_the_field(tmp_path, override, field):
+    with pytest.raises(ConfigError) as err:
+        run(config(tmp_path, "train.tokens=20000", override))
+    assert err.value.field == field
+    assert not list((tmp_path / "runs").rglob("summary.parquet"))
+    assert not list((tmp_path / "runs").rglob("metrics.parquet"))
+
+
+def test_cli_user_mistakes_exit_nonzero_with_one_clear_line(tmp_path):
+    bad = cli(tmp_path, "model.n_head=3")
+    assert bad.returncode == 2
+    assert "model.n_head" in bad.stderr and "Traceback" not in bad.stderr
+    unknown = cli(tmp_path, "model=doesnotexist")
+    assert unknown.returncode != 0 and "model" in unknown.stderr and "doesnotexist" in unknown.stderr
