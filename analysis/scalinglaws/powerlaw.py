@@ -1,0 +1,130 @@
+"""Power laws fitted in log space: y = (x_c / x)^alpha (+ y_inf), and y = k x^p.
+
+Public API
+- `fit_power_law(x, y, offset=False, name="", init=None) -> FitResult` for y = (x_c/x)^alpha (+ y_inf), the form
+  of Kaplan et al. 2020 eq 1.1-1.3. Least squares on log y. Without offset this is the exact log-log linear
+  regression; with offset, starts come from log-log linear fits of y - y_inf for several y_inf < min(y) and the
+  best is refined with scipy.optimize.least_squares (alpha >= 0, y_inf >= 0). params: x_c, alpha (, y_inf);
+  `predict(x)` (positional or keyword `x`). `init` (a params dict) starts the offset fit there instead.
+  Flags: alpha or y_inf on a bound, y_inf >= min(y), no convergence, no spare degree of freedom.
+- `fit_loglinear(x, y, name="") -> FitResult` for y = k x^p (ordinary least squares on log y vs log x); params
+  k, p; extra["r2"] the R^2 in log space; `predict(x)`. Used for compute-optimal frontiers N_opt = k C^a.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import least_squares
+
+from .errors import InputError
+from .result import FitResult
+from .table import check_enough
+
+
+def as_positive_array(values, what: str) -> np.ndarray:
+    """1-D float array, all finite and > 0, else InputError naming `what` and the first bad index."""
+    arr = np.asarray(values, dtype=float).ravel()
+    bad = ~np.isfinite(arr) | (arr <= 0)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise InputError(f"{what}[{i}]", f"value {arr[i]} must be finite and > 0", "clean the input")
+    return arr
+
+
+def predictor(fn: Callable, names: Sequence[str]) -> Callable:
+    """Wrap fn(*arrays) so it can be called positionally or with keywords named `names`."""
+    def predict(*args, **kwargs):
+        values = list(args) + [kwargs.pop(n) for n in names[len(args):] if n in kwargs]
+        if kwargs or len(values) != len(names):
+            raise TypeError(f"predict takes {', '.join(names)}")
+        return fn(*[np.asarray(v, dtype=float) for v in values])
+    return predict
+
+
+def _loglinear(lx: np.ndarray, ly: np.ndarray) -> tuple[float, float, float]:
+    """Slope, intercept and R^2 of ly = intercept + slope * lx."""
+    slope, intercept = np.polyfit(lx, ly, 1)
+    resid = ly - (intercept + slope * lx)
+    ss = np.sum((ly - ly.mean()) ** 2)
+    return float(slope), float(intercept), float(1 - np.sum(resid ** 2) / ss) if ss > 0 else 1.0
+
+
+def fit_loglinear(x, y, name: str = "", init=None) -> FitResult:
+    """y = k x^p by least squares on log y = log k + p log x. params k, p. (`init` is accepted and unused.)"""
+    x, y = as_positive_array(x, "x"), as_positive_array(y, "y")
+    check_enough(len(x), 2, f"points for {name or 'fit_loglinear'}")
+    p, logk, r2 = _loglinear(np.log(x), np.log(y))
+    flags = ("only 2 points: the exponent has no spare degree of freedom",) if len(x) == 2 else ()
+    k = float(np.exp(logk))
+    return FitResult(name=name or "y = k x^p", params={"k": k, "p": p},
+                     predict=predictor(lambda x: k * x ** p, ["x"]),
+                     data=pd.DataFrame({"x": x, "y": y}), objective=float(1 - r2), flags=flags, extra={"r2": r2})
+
+
+def fit_power_law(x, y, offset: bool = False, name: str = "", init=None) -> FitResult:
+    """y = (x_c/x)^alpha (+ y_inf), least squares on log y (Kaplan 2020 eq 1.1-1.3 form). See module docstring."""
+    return power_law(x, y, offset=offset, name=name, init=init)
+
+
+def power_law(x, y, offset=False, name="", init=None, var="x", names=("x_c", "alpha", "y_inf")) -> FitResult:
+    """fit_power_law with the variable and parameter names chosen by the caller (used by kaplan.py)."""
+    x, y = as_positive_array(x, var), as_positive_array(y, "loss")
+    if len(x) != len(y):
+        raise InputError(var, f"{len(x)} values but {len(y)} losses", "pass arrays of the same length")
+    n_par = 3 if offset else 2
+    check_enough(len(np.unique(x)), n_par + 1 if offset else n_par, f"distinct {var} values for {name or 'fit'}")
+    lx, ly = np.log(x), np.log(y)
+    flags = []
+    data = pd.DataFrame({var: x, "loss": y})
+    xc_name, a_name, inf_name = names
+
+    if not offset:
+        slope, intercept, r2 = _loglinear(lx, ly)
+        alpha = -slope
+        params = {xc_name: float(np.exp(intercept / alpha)) if alpha != 0 else float("inf"), a_name: alpha}
+        objective = float(np.sum((intercept + slope * lx - ly) ** 2))
+        if alpha <= 0:
+            flags.append(f"{a_name} = {alpha:.3g} <= 0: y does not fall with {var}")
+        if len(np.unique(x)) == 2:
+            flags.append("only 2 distinct points: no spare degree of freedom")
+        predict = predictor(lambda v: np.exp(intercept + slope * np.log(v)), [var])
+        return FitResult(name=name or f"L({var})", params=params, predict=predict, data=data,
+                         objective=objective, flags=tuple(flags), extra={"r2": r2})
+
+    def residual(theta):
+        log_xc, alpha, y_inf = theta
+        return np.log(np.exp(alpha * (log_xc - lx)) + y_inf) - ly
+
+    starts = []
+    if init is not None:
+        starts.append([np.log(init[xc_name]), init[a_name], init[inf_name]])
+    else:
+        for frac in (0.0, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99):
+            y_inf = frac * y.min()
+            slope, intercept, _ = _loglinear(lx, np.log(y - y_inf))
+            if slope < 0:
+                starts.append([intercept / -slope, -slope, y_inf])
+    if not starts:
+        raise InputError(name or "fit_power_law", "y does not fall with x at any offset", "check the data")
+    best = None
+    for s in starts:
+        fit = least_squares(residual, s, bounds=([-np.inf, 0.0, 0.0], [np.inf, np.inf, np.inf]), x_scale="jac")
+        if best is None or fit.cost < best.cost:
+            best = fit
+    log_xc, alpha, y_inf = (float(v) for v in best.x)
+    if best.status <= 0:
+        flags.append(f"not converged: {best.message}")
+    if alpha <= 1e-8:
+        flags.append(f"{a_name} on its lower bound 0")
+    if y_inf <= 1e-12:
+        flags.append(f"{inf_name} on its lower bound 0 (no offset needed; fit without offset)")
+    elif y_inf >= y.min():
+        flags.append(f"{inf_name} = {y_inf:.4g} >= smallest loss {y.min():.4g}")
+    if len(np.unique(x)) == 3:
+        flags.append("only 3 distinct points for 3 parameters: no spare degree of freedom")
+    params = {xc_name: float(np.exp(log_xc)), a_name: alpha, inf_name: y_inf}
+    predict = predictor(lambda v: np.exp(alpha * (log_xc - np.log(v))) + y_inf, [var])
+    return FitResult(name=name or f"L({var})", params=params, predict=predict, data=data,
+                     objective=float(2 * best.cost), flags=tuple(flags))
