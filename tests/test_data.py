@@ -248,3 +248,41 @@ def test_hf_source_end_to_end(tmp_path):
     manifest = dm.prepare()
     assert manifest["documents"] == len(texts) and manifest["bytes_train"] + manifest["bytes_val"] == sum(
         len(t.encode()) for t in texts)
+
+
+# -- Hydra configs and the command line -------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _compose(overrides):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        return compose("config", overrides=overrides)
+
+
+@pytest.mark.parametrize("group, extra", [("builtin", []), ("text_files", []), ("tinystories", []),
+                                          ("fineweb_edu", []), ("hf", ["data.source.name=some/dataset"])])
+def test_every_data_config_instantiates_the_contract(group, extra, tmp_path):
+    from hydra.utils import instantiate
+
+    cfg = _compose([f"data={group}", f"paths.cache={tmp_path}", *extra])
+    dm = instantiate(cfg.data, n_ctx=cfg.model.n_ctx, batch_size=cfg.train.batch_size, tokens=cfg.train.tokens,
+                     seed=cfg.train.seed, cache_dir=cfg.paths.cache, _convert_="all")
+    assert isinstance(dm, TokenDataModule) and dm.vocab_size == cfg.data.vocab_size == cfg.model.vocab_size
+    assert dm.steps == max(1, round(cfg.train.tokens / (cfg.train.batch_size * cfg.model.n_ctx)))
+    assert not any(tmp_path.iterdir())  # construction reads and writes nothing
+
+
+@pytest.mark.filterwarnings("ignore:.*epochs")
+def test_prepare_command_prints_the_manifest_last(tmp_path, capsys):
+    code = data_module.main(["prepare", "data=text_files", "data.vocab_size=300", "data.val_tokens=2000",
+                             "model.n_ctx=64", "train.batch_size=8", f"paths.cache={tmp_path}"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    manifest = json.loads(lines[-1])
+    assert code == 0 and manifest["vocab_size"] == 300 and manifest["documents"] == 10
+    for key in ("tokens_train", "tokens_val", "bytes_train", "bytes_val", "documents", "seconds"):
+        assert isinstance(manifest[key], (int, float))
+    code = data_module.main(["prepare", "data=text_files", "data.vocab_size=100", f"paths.cache={tmp_path}"])
+    assert code == 2 and "data.vocab_size" in capsys.readouterr().err
