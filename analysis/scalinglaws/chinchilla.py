@@ -163,7 +163,7 @@ def batched_lbfgs(fun, x0, memory=10, max_iter=1000, max_backtracks=30):
         ia = idx[acc]
         s_vec, y_vec = x_new[acc] - x[ia], g_new[acc] - g[ia]
         sy = np.einsum("ij,ij->i", s_vec, y_vec)
-        keep = sy > 1e-10 * np.einsum("ij,ij->i", y_vec, y_vec)
+        keep = (sy > 1e-10 * np.einsum("ij,ij->i", y_vec, y_vec)) & (sy > 1e-100)  # positive curvature only
         ik = ia[keep]
         s_hist[ik, :-1], y_hist[ik, :-1], rho[ik, :-1] = s_hist[ik, 1:], y_hist[ik, 1:], rho[ik, 1:]
         s_hist[ik, -1], y_hist[ik, -1], rho[ik, -1] = s_vec[keep], y_vec[keep], 1.0 / sy[keep]
