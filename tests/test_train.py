@@ -44,7 +44,8 @@ def test_tiny_run_learns_and_writes_a_complete_run_directory(tmp_path):
     cfg = config(tmp_path, "train.tokens=60000")
     summary = run(cfg)
     rdir = tmp_path / "runs" / "single" / summary["run_id"]
-    assert sorted(p.name for p in rdir.iterdir()) == ["config.yaml", "metrics.parquet", "summary.parquet"]
+    assert sorted(p.name for p in rdir.iterdir() if p.name != ".lock") == ["config.yaml", "metrics.parquet",
+                                                                         "summary.parquet"]
     metrics = pd.read_parquet(rdir / "metrics.parquet")
     for column in ("step", "tokens", "flops_6nd", "flops_kaplan", "flops_chinchilla", "flops_measured",
                    "train_loss", "val_loss", "bpb", "lr", "wall_time"):
@@ -127,3 +128,26 @@ def test_cli_user_mistakes_exit_nonzero_with_one_clear_line(tmp_path):
     assert "model.n_head" in bad.stderr and "Traceback" not in bad.stderr
     unknown = cli(tmp_path, "model=doesnotexist")
     assert unknown.returncode != 0 and "model" in unknown.stderr and "doesnotexist" in unknown.stderr
+
+
+def test_a_run_locked_by_another_process_is_skipped(tmp_path):
+    from scalinglab.store import run_lock
+    cfg = config(tmp_path, "train.tokens=20000")
+    from scalinglab.train import identity
+    from scalinglab.store import run_dir, run_id
+    rdir = run_dir(cfg.paths.runs, "single", run_id(identity(cfg)))
+    with run_lock(rdir) as mine:
+        assert mine
+        assert run(cfg)["status"] == "running"
+    assert not (rdir / "summary.parquet").exists()
+    assert run(cfg)["status"] == "complete"  # the lock is gone with its holder
+
+
+def test_wandb_offline_logs_the_same_rows(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    summary = run(config(tmp_path, "train.tokens=20000", "logger=wandb"))
+    rdir = tmp_path / "runs" / "single" / summary["run_id"]
+    assert summary["status"] == "complete" and (rdir / "metrics.parquet").exists()  # parquet is always written
+    runs = list((rdir / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(runs) == 1 and runs[0].stat().st_size > 0

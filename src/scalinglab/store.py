@@ -11,11 +11,13 @@ imports no torch, so the analysis side and quick status commands stay light.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import re
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -31,6 +33,7 @@ SUMMARY = "summary.parquet"
 METRICS = "metrics.parquet"
 CONFIG = "config.yaml"
 CHECKPOINT = "checkpoints/last.ckpt"
+LOCK = ".lock"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=,+-]*$")
 
 
@@ -81,6 +84,26 @@ def run_dir(runs_root: Path | str, sweep: str, rid: str) -> Path:
     if root not in path.parents:
         raise ConfigError("sweep", f"run directory {path} is outside paths.runs={root}", "use a plain sweep name")
     return path
+
+
+@contextmanager
+def run_lock(path: Path | str):
+    """Hold an exclusive lock on a run directory; yields False if another process holds it.
+
+    flock is released by the kernel when its process dies (even by SIGKILL), so no stale lock survives a crash.
+    """
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    with open(path / LOCK, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def read_summary(path: Path | str) -> dict | None:

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from scalinglab.errors import ConfigError
 from scalinglab.store import CHECKPOINT, CONFIG, SCHEMA_VERSION, SUMMARY, check_name, read_summary, run_dir, \
-    run_id, write_parquet, write_text
+    run_id, run_lock, write_parquet, write_text
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
 log = logging.getLogger("scalinglab.train")
@@ -112,22 +112,15 @@ def _is_multirun() -> bool:
 
 def run(cfg: DictConfig) -> dict:
     """Train the run `cfg` describes (or skip it) and return its summary row."""
-    import lightning as L
-    import torch
-
-    from scalinglab.flops import flops_measured, flops_per_token
-    from scalinglab.model import GPT, GPTConfig
-    from scalinglab.module import Diverged, LanguageModel
-    from scalinglab.recorder import RunRecorder
-    from scalinglab.schedule import peak_lr
+    from scalinglab.model import GPTConfig
 
     _quiet_lightning()
     # 1. Validate every cheap setting before touching data or compute.
     validate(cfg)
     model_cfg: GPTConfig = instantiate(cfg.model)
     dm = instantiate(cfg.data, n_ctx=cfg.model.n_ctx, batch_size=int(cfg.train.batch_size),
-                                 tokens=int(cfg.train.tokens), seed=int(cfg.train.seed), cache_dir=cfg.paths.cache,
-                                 _convert_="all")
+                     tokens=int(cfg.train.tokens), seed=int(cfg.train.seed), cache_dir=cfg.paths.cache,
+                     _convert_="all")
     rid = run_id(identity(cfg))
     rdir = run_dir(cfg.paths.runs, str(cfg.sweep), rid)
     done = read_summary(rdir)
@@ -137,6 +130,28 @@ def run(cfg: DictConfig) -> dict:
         return done
     # 2. Data (built once, then cached); validates n_ctx and batch size against the splits.
     dm.prepare()
+    with run_lock(rdir) as mine:
+        if not mine:
+            print(f"run {cfg.sweep}/{rid} is being trained by another process: skipped")
+            return {"run_id": rid, "sweep": str(cfg.sweep), "status": "running", "loss": math.nan}
+        done = read_summary(rdir)  # another process may have finished it while we prepared data
+        if done is not None and (done["status"] == "complete" or not cfg.rerun_failed):
+            print(f"run {cfg.sweep}/{rid} is already {done['status']}: nothing to do")
+            return done
+        return _train(cfg, model_cfg, dm, rid, rdir)
+
+
+def _train(cfg: DictConfig, model_cfg, dm, rid: str, rdir: Path) -> dict:
+    """Build, fit (or resume) and write the summary of one run; the caller holds its lock."""
+    import lightning as L
+    import torch
+
+    from scalinglab.flops import flops_measured, flops_per_token
+    from scalinglab.model import GPT, GPTConfig
+    from scalinglab.module import Diverged, LanguageModel
+    from scalinglab.recorder import RunRecorder
+    from scalinglab.schedule import peak_lr
+
     if model_cfg.vocab_size != dm.vocab_size:
         model_cfg = GPTConfig(**{**model_cfg.to_dict(), "vocab_size": dm.vocab_size})
 

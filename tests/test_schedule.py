@@ -1,0 +1,47 @@
+"""LR schedules over a run and LR rules across sizes."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from scalinglab.errors import ConfigError
+from scalinglab.module import eval_steps
+from scalinglab.schedule import lr_multiplier, peak_lr
+
+
+def curve(schedule, total=100, **kw):
+    args = dict(warmup_frac=0.1, min_ratio=0.1, cooldown_frac=0.2) | kw
+    return [lr_multiplier(s, total, schedule, args["warmup_frac"], args["min_ratio"], args["cooldown_frac"])
+            for s in range(total)]
+
+
+def test_cosine_warms_up_then_ends_at_ten_percent_on_the_last_step():
+    c = curve("cosine")
+    assert c[0] == pytest.approx(0.1) and c[9] == pytest.approx(1.0)
+    assert c[-1] == pytest.approx(0.1) and all(a >= b for a, b in zip(c[9:], c[10:]))
+
+
+def test_wsd_is_constant_then_cools_down_over_the_last_fifth():
+    c = curve("wsd")
+    assert c[10:80] == [1.0] * 70 and c[-1] == pytest.approx(0.1)
+    assert all(a > b for a, b in zip(c[80:], c[81:]))
+
+
+def test_constant_and_unknown_schedules():
+    assert curve("constant")[10:] == [1.0] * 90
+    with pytest.raises(ConfigError, match="train.schedule"):
+        curve("triangle")
+
+
+def test_kaplan_lr_rule_eq_d1():
+    assert peak_lr("kaplan", 1.0, 10**6, 128, 128) == pytest.approx(0.003239 - 0.0001395 * math.log(1e6))
+    assert peak_lr("width", 1e-3, 1, 512, 128) == pytest.approx(2.5e-4)
+    assert peak_lr("constant", 7e-4, 1, 512, 128) == 7e-4
+
+
+def test_eval_steps_are_log_spaced_and_end_on_the_last_step():
+    steps = eval_steps(1000, 10)
+    assert steps[0] == 1 and steps[-1] == 1000 and len(steps) == 10
+    ratios = [b / a for a, b in zip(steps[3:], steps[4:])]
+    assert max(ratios) / min(ratios) < 1.3
