@@ -20,6 +20,7 @@ from typing import Mapping
 
 import numpy as np
 
+from .chinchilla import chinchilla_loss, compute_optimal
 from .errors import InputError
 
 CHINCHILLA_PARAMS = ("E", "A", "B", "alpha", "beta")
@@ -32,21 +33,6 @@ _ALIASES = {"alpha_N": "a_N", "alpha_D": "a_D", "Nc": "N_c", "Dc": "D_c", "aN": 
 PF_DAY = 8.64e19  # FLOPs in one petaflop/s-day
 KAPLAN_C_C_PF_DAYS = 3.1e8  # Kaplan 2020, L(C_min) = (C_c / C_min)^0.050, C_c in PF-days
 KAPLAN_A_C = 0.050
-
-
-def chinchilla_loss(N, D, E, A, B, alpha, beta):
-    """L(N, D) = E + A / N^alpha + B / D^beta (Hoffmann et al. 2022, eq. 2)."""
-    N, D = np.asarray(N, dtype=float), np.asarray(D, dtype=float)
-    return E + A / N**alpha + B / D**beta
-
-
-def chinchilla_optimal(C, E, A, B, alpha, beta):
-    """Compute-optimal (N_opt, D_opt) under C = 6 N D (Hoffmann et al. 2022, Appendix D.2 / eq. 4)."""
-    C = np.asarray(C, dtype=float)
-    G = (alpha * A / (beta * B)) ** (1.0 / (alpha + beta))
-    N_opt = G * (C / 6.0) ** (beta / (alpha + beta))
-    D_opt = (C / 6.0) ** (alpha / (alpha + beta)) / G
-    return N_opt, D_opt
 
 
 def kaplan_nd_loss(N, D, N_c, D_c, a_N, a_D):
@@ -99,7 +85,7 @@ class Law:
                 "L(N, S_min), not eq 1.5)",
                 "use a chinchilla-form law (chinchilla, epoch, or an Approach 3 fit.json)",
             )
-        return chinchilla_optimal(C, **self.core(params))
+        return compute_optimal(C, **self.core(params))
 
     @property
     def frontier_exponent(self) -> float:

@@ -1,0 +1,241 @@
+"""Command line: `python -m scalinglaws <command>` (or the `scalinglaws` console script).
+
+Commands: report, fit, predict, allocate, bcrit, compare, inference. Run any with --help.
+User mistakes (missing file, bad column, data a fit cannot use) exit with status 2 and one line on stderr.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from rich.console import Console
+from rich.table import Table
+
+from . import calculator
+from .errors import InputError
+from .laws import PUBLISHED, load_law, save_law
+
+LAW_HELP = f"a published law ({', '.join(PUBLISHED)}) or a fit.json written by `fit --save`"
+
+
+def _columns(pairs) -> dict:
+    """['N=params', 'loss=val_loss'] -> {'N': 'params', 'loss': 'val_loss'}."""
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key or not value:
+            raise InputError(f"--col {pair!r}", "is not CANONICAL=COLUMN", "write it like --col N=params")
+        out[key] = value
+    return out
+
+
+def _g(x) -> str:
+    return f"{x:.4g}"
+
+
+def _print_table(console: Console, title: str, columns, rows) -> None:
+    table = Table(title=title)
+    for c in columns:
+        table.add_column(c, justify="right" if c != columns[0] else "left")
+    for r in rows:
+        table.add_row(*[str(v) for v in r])
+    console.print(table)
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_report(args, console):
+    from .report import build_report
+
+    path = build_report(args.source, args.out, bootstrap_n=args.bootstrap, seed=args.seed, grid=args.grid,
+                        columns=_columns(args.col), progress=not args.quiet)
+    console.print(f"wrote {path} and {path.with_suffix('.html').name} (+ figures) in {path.parent}")
+
+
+def cmd_fit(args, console):
+    from . import chinchilla, kaplan
+    from .report import load_source
+    from .table import fit_table
+
+    if args.save and args.approach == "2":
+        raise InputError("--save", "Approach 2 gives a frontier, not a law L(N, D)",
+                         "use --approach 3 or --approach kaplan to save a law")
+    df, _, _ = load_source(args.source, _columns(args.col))
+    fit_fn, kw = {"2": (chinchilla.fit_approach2, {}), "3": (chinchilla.fit_approach3, {"grid": args.grid}),
+                  "kaplan": (kaplan.fit_L_ND, {})}[args.approach]
+    if args.bootstrap:
+        from .bootstrap import bootstrap
+
+        with console.status(f"bootstrapping ({args.bootstrap} resamples)", spinner="dots"):
+            fit = bootstrap(fit_fn, df, n=args.bootstrap, seed=args.seed, **kw)
+    else:
+        fit = fit_table(fit_fn, df, **kw)
+    if args.save:
+        save_law(fit, args.save)
+    summary = fit.to_dict()
+    summary["excluded"] = df.attrs.get("excluded", {})
+    if args.approach == "2":
+        summary["refused"] = {str(k): v for k, v in fit.extra.get("refused", {}).items()}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return
+    rows = []
+    for name, value in fit.params.items():
+        iv = fit.intervals.get(name)
+        rows.append((name, _g(value), f"[{_g(iv[0])}, {_g(iv[1])}]" if iv else "-"))
+    _print_table(console, f"{fit.name} on {len(df)} runs", ["parameter", "estimate", f"{fit.level:.0%} interval"],
+                 rows)
+    for k, v in summary["excluded"].items():
+        console.print(f"excluded: {v} run(s) with status {k}")
+    for flag in fit.flags:
+        console.print(f"[yellow]warning:[/yellow] {flag}")
+    if args.save:
+        console.print(f"saved {args.save}")
+
+
+def cmd_predict(args, console):
+    law = load_law(args.law)
+    loss = calculator.predict(law, args.N, args.D)
+    iv = calculator.predict_interval(law, args.N, args.D)
+    if args.json:
+        print(json.dumps({"law": law.name, "N": args.N, "D": args.D, "loss": loss, "interval": iv}))
+        return
+    extra = f"  ({law.level:.0%} interval [{_g(iv[0])}, {_g(iv[1])}])" if iv else ""
+    console.print(f"{law.name}: L(N={_g(args.N)}, D={_g(args.D)}) = {loss:.4f} nats/token{extra}")
+
+
+def cmd_allocate(args, console):
+    law = load_law(args.law)
+    a = calculator.allocate(law, args.C)
+    if args.json:
+        print(json.dumps({"law": law.name, "C": a.C, "N_opt": a.N, "D_opt": a.D, "loss": a.loss,
+                          "tokens_per_param": a.tokens_per_param, "intervals": dict(a.intervals)}))
+        return
+    rows = []
+    for label, key, value in (("N_opt (parameters)", "N", a.N), ("D_opt (tokens)", "D", a.D),
+                              ("loss (nats/token)", "loss", a.loss)):
+        iv = a.intervals.get(key)
+        rows.append((label, _g(value), f"[{_g(iv[0])}, {_g(iv[1])}]" if iv else "-"))
+    rows.append(("tokens per parameter", _g(a.tokens_per_param), "-"))
+    _print_table(console, f"{law.name}: compute-optimal model at C = {_g(a.C)} FLOPs (6ND)",
+                 ["quantity", "value", "interval"], rows)
+
+
+def cmd_bcrit(args, console):
+    b = calculator.bcrit(args.loss)
+    if args.json:
+        print(json.dumps({"loss": args.loss, "B_crit_tokens": b}))
+        return
+    console.print(f"B_crit(L={args.loss}) = {b:.4g} tokens (Kaplan 2020: B* / L^(1/0.21), B* = 2e8)")
+
+
+def cmd_compare(args, console):
+    law = load_law(args.law)
+    plans = dict(calculator.parse_plan(p) for p in args.plan) if args.plan else None
+    table = calculator.compare(law, plans)
+    if args.json:
+        print(table.to_json(orient="records"))
+        return
+    cols = ["plan", "N", "D", "tokens_per_param", "C", "loss", "N_opt", "D_opt", "loss_opt", "excess_loss"]
+    rows = [[r.plan] + [_g(getattr(r, c)) for c in cols[1:]] for r in table.itertuples()]
+    _print_table(console, f"Plans under the {law.name} law (C = 6ND FLOPs, loss in nats/token)", cols, rows)
+
+
+def cmd_inference(args, console):
+    law = load_law(args.law)
+    r = calculator.allocate_inference(law, args.inference_tokens, loss=args.loss, C=args.C)
+    out = {"law": law.name, "loss": r.loss, "inference_tokens": r.inference_tokens, "N": r.N, "D": r.D,
+           "tokens_per_param": r.tokens_per_param, "train_flops": r.train_flops,
+           "inference_flops": r.inference_flops, "total_flops": r.total_flops, "chinchilla_N": r.chinchilla_N,
+           "chinchilla_D": r.chinchilla_D, "chinchilla_total_flops": r.chinchilla_total_flops, "saving": r.saving}
+    if args.json:
+        print(json.dumps(out))
+        return
+    rows = [("parameters N", _g(r.N), _g(r.chinchilla_N)), ("tokens D", _g(r.D), _g(r.chinchilla_D)),
+            ("tokens per parameter", _g(r.tokens_per_param), _g(r.chinchilla_D / r.chinchilla_N)),
+            ("total FLOPs (6ND + 2N T_inf)", _g(r.total_flops), _g(r.chinchilla_total_flops))]
+    _print_table(console, f"{law.name}: loss {r.loss:.4f} with {_g(r.inference_tokens)} inference tokens",
+                 ["", "inference-aware", "Chinchilla-optimal"], rows)
+    console.print(f"saving: {100 * r.saving:.1f}% of total FLOPs (Sardana et al. 2023)")
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="scalinglaws", description="Fit, report and use neural scaling laws.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="command")
+
+    def add(name, fn, help_):
+        s = sub.add_parser(name, help=help_, description=help_)
+        s.set_defaults(fn=fn)
+        s.add_argument("--json", action="store_true", help="print JSON instead of a table")
+        return s
+
+    col_help = "map a canonical column to yours, e.g. --col N=params --col loss=val_loss (repeatable)"
+    s = add("report", cmd_report, "Fit everything the data supports; write report.md/.html and figures")
+    s.add_argument("source", help="a .csv/.parquet table (columns N, D, loss; C optional) or a runs directory")
+    s.add_argument("--out", required=True, help="output directory")
+    s.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples per fit (0: none; default 1000)")
+    s.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    s.add_argument("--grid", choices=["chinchilla", "small"], default="chinchilla",
+                   help="Approach 3 grid of starts (default: Chinchilla's full grid)")
+    s.add_argument("--col", action="append", help=col_help)
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    s = add("fit", cmd_fit, "Fit one law to a table and print it")
+    s.add_argument("source", help="a .csv/.parquet table or a runs directory")
+    s.add_argument("--approach", choices=["2", "3", "kaplan"], required=True,
+                   help="2: isoFLOP parabolas; 3: L = E + A/N^alpha + B/D^beta; kaplan: eq 1.5 L(N, D)")
+    s.add_argument("--col", action="append", help=col_help)
+    s.add_argument("--grid", choices=["chinchilla", "small"], default="chinchilla", help="Approach 3 grid of starts")
+    s.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamples for intervals (default 0: none)")
+    s.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    s.add_argument("--save", metavar="FIT_JSON", help="save the law (approach 3 or kaplan) for predict/allocate")
+
+    s = add("predict", cmd_predict, "Loss of N parameters trained on D tokens")
+    s.add_argument("--law", default="chinchilla", help=LAW_HELP)
+    s.add_argument("--N", type=float, required=True, help="parameters")
+    s.add_argument("--D", type=float, required=True, help="training tokens")
+
+    s = add("allocate", cmd_allocate, "Compute-optimal N and D for a training budget C = 6ND FLOPs")
+    s.add_argument("--law", default="chinchilla", help=LAW_HELP)
+    s.add_argument("--C", type=float, required=True, help="training FLOPs")
+
+    s = add("bcrit", cmd_bcrit, "Kaplan's critical batch size (tokens) at a given loss")
+    s.add_argument("--loss", type=float, required=True, help="loss in nats/token")
+
+    s = add("compare", cmd_compare, "Compare named (N, D) plans with the compute-optimal model of equal compute")
+    s.add_argument("--law", default="chinchilla", help=LAW_HELP)
+    s.add_argument("--plan", action="append", metavar="NAME:N:D",
+                   help="a plan, e.g. mine:1e9:2e10 (repeatable; default: GPT-3, Gopher, Chinchilla, LLaMA-1/2)")
+
+    s = add("inference", cmd_inference,
+            "Cheapest model over training + inference FLOPs for a target loss (Sardana et al. 2023)")
+    s.add_argument("--law", default="chinchilla", help=LAW_HELP)
+    target = s.add_mutually_exclusive_group(required=True)
+    target.add_argument("--loss", type=float, help="target loss (nats/token)")
+    target.add_argument("--C", type=float, help="training budget: target the Chinchilla-optimal loss at C")
+    s.add_argument("--inference-tokens", type=float, required=True, help="tokens the model will serve")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    try:
+        args.fn(args, console)
+    except InputError as e:
+        print(f"scalinglaws {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"scalinglaws {args.command}: error: {e.filename or ''}: {e.strerror or e}. "
+              "Fix: check the path and permissions", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""Figures of a sweep and its fits. Every function returns a matplotlib Figure; `save_figure` writes a PNG atomically.
+
+Units: loss in nats/token, N in parameters, D in tokens, C in FLOPs (training, 6 N D unless stated).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.colors import LogNorm  # noqa: E402
+
+from .result import FitResult  # noqa: E402
+
+LABELS = {
+    "N": "parameters N",
+    "D": "training tokens D",
+    "C": "training compute C (FLOPs)",
+    "loss": "loss (nats/token)",
+    "tokens": "training tokens",
+    "flops_6nd": "training compute 6ND (FLOPs)",
+    "flops_kaplan": "training compute, Kaplan count (FLOPs)",
+    "flops_chinchilla": "training compute, Chinchilla App. F count (FLOPs)",
+}
+KAPLAN_FRONTIER_EXPONENT = 0.73  # Kaplan et al. 2020: N_opt ~ C^0.73
+CHINCHILLA_FRONTIER_EXPONENT = 0.50  # Hoffmann et al. 2022, Approach 1: N_opt ~ C^0.50
+
+
+def _figure(title: str):
+    fig, ax = plt.subplots(figsize=(7, 5), dpi=100, layout="constrained")
+    ax.set_title(title)
+    return fig, ax
+
+
+def _grid(values, n: int = 200, pad: float = 1.5) -> np.ndarray:
+    values = np.asarray(values, dtype=float)
+    return np.geomspace(values.min() / pad, values.max() * pad, n)
+
+
+def _label(b) -> str:
+    return f"{b:.3g}" if isinstance(b, (int, float, np.number)) else str(b)
+
+
+def _budget_colors(budgets) -> dict:
+    budgets = sorted(pd.unique(np.asarray(budgets)))
+    cmap = plt.get_cmap("viridis")
+    return {b: cmap(i / max(len(budgets) - 1, 1)) for i, b in enumerate(budgets)}
+
+
+def loss_vs(df: pd.DataFrame, x: str = "N", fits: Mapping[str, FitResult] | None = None,
+            bands: Mapping[str, tuple] | None = None, title: str | None = None):
+    """Log-log loss against x (N, D or C) with fitted laws (`fits`: label -> FitResult whose predict takes x)
+    and shaded intervals (`bands`: label -> (grid, low, high), e.g. bootstrap percentiles)."""
+    fig, ax = _figure(title or f"Loss vs {LABELS.get(x, x)}")
+    if "budget" in df.columns:
+        colors = _budget_colors(df["budget"])
+        for b, g in df.groupby("budget"):
+            ax.scatter(g[x], g["loss"], color=colors[b], s=22, label=f"runs, C = {_label(b)}", zorder=3)
+    else:
+        ax.scatter(df[x], df["loss"], color="k", s=22, label="runs", zorder=3)
+    grid = _grid(df[x])
+    for i, (label, fit) in enumerate((fits or {}).items()):
+        color = f"C{i + 1}"
+        ax.plot(grid, np.asarray(fit.predict(grid), dtype=float), color=color, lw=2, label=label)
+        if bands and label in bands:
+            g, lo, hi = bands[label]
+            ax.fill_between(g, lo, hi, color=color, alpha=0.2, label=f"{label}: {fit.level:.0%} bootstrap interval")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(LABELS.get(x, x))
+    ax.set_ylabel(LABELS["loss"])
+    ax.legend(fontsize=7)
+    return fig
+
+
+def isoflop_curves(fit: FitResult, title: str = "IsoFLOP profiles (Chinchilla Approach 2)"):
+    """Loss vs N per compute budget with each budget's parabola in log N and its minimum; refused budgets are
+    drawn grey and dashed with the reason in the legend. `fit` is a fit_approach2 result."""
+    fig, ax = _figure(title)
+    data = fit.data
+    refused = dict(fit.extra.get("refused", {}))
+    minima = fit.extra.get("minima", pd.DataFrame(columns=["budget"])).set_index("budget")
+    colors = _budget_colors(data["budget"])
+    for b, g in data.groupby("budget", sort=True):
+        g = g.sort_values("N")
+        key = b.item() if hasattr(b, "item") else b
+        if key in refused or b in refused:
+            reason = refused.get(key, refused.get(b))
+            ax.plot(g["N"], g["loss"], "o--", color="0.6", ms=4, label=f"C = {_label(b)}: refused ({reason})")
+            continue
+        color = colors[b]
+        ax.scatter(g["N"], g["loss"], color=color, s=22, zorder=3)
+        coef = np.polyfit(np.log(g["N"]), g["loss"], 2)
+        grid = _grid(g["N"], 100, pad=1.0)
+        ax.plot(grid, np.polyval(coef, np.log(grid)), color=color, lw=1.5, label=f"C = {_label(b)} FLOPs")
+        if b in minima.index:
+            N_opt = float(minima.loc[b, "N_opt"])
+            ax.plot(N_opt, np.polyval(coef, np.log(N_opt)), "*", color=color, ms=14, mec="k", zorder=4)
+    ax.plot([], [], "*", color="w", mec="k", ms=12, label="parabola minimum N_opt")
+    ax.set_xscale("log")
+    ax.set_xlabel(LABELS["N"])
+    ax.set_ylabel(LABELS["loss"])
+    ax.legend(fontsize=7)
+    return fig
+
+
+def frontier(fits: Mapping[str, FitResult], C_range: Sequence[float] | None = None,
+             title: str = "Compute-optimal model size N_opt(C)"):
+    """N_opt(C) of each fit (points: Approach 2 minima / Approach 1 envelope; line: extra["frontier"]), with
+    Kaplan's N ~ C^0.73 and Chinchilla's N ~ C^0.50 drawn through the middle of the first fitted line."""
+    fig, ax = _figure(title)
+    points = []
+    for fit in fits.values():
+        for key in ("minima", "envelope"):
+            if key in fit.extra:
+                points.append(fit.extra[key]["C"].to_numpy(float))
+    if C_range is None:
+        C_range = np.concatenate(points) if points else np.array([1e18, 1e24])
+    grid = _grid(C_range, 100, pad=2.0)
+    anchor = None
+    markers = iter("osD^v")
+    for i, (label, fit) in enumerate(fits.items()):
+        color = f"C{i}"
+        for key in ("minima", "envelope"):
+            if key in fit.extra:
+                pts = fit.extra[key]
+                ax.scatter(pts["C"], pts["N_opt"], color=color, marker=next(markers), s=28, zorder=3)
+        N_line = np.asarray(fit.extra["frontier"](grid)[0], dtype=float)
+        a = fit.params.get("a", np.nan)
+        iv = fit.intervals.get("a")
+        a_text = f"a = {a:.3f}" + (f" [{iv[0]:.3f}, {iv[1]:.3f}]" if iv else "")
+        ax.plot(grid, N_line, color=color, lw=2, label=f"{label}: {a_text}")
+        if anchor is None:
+            mid = len(grid) // 2
+            anchor = (grid[mid], N_line[mid])
+    if anchor is not None:
+        for exponent, style, who in ((KAPLAN_FRONTIER_EXPONENT, ":", "Kaplan 2020"),
+                                     (CHINCHILLA_FRONTIER_EXPONENT, "--", "Chinchilla 2022")):
+            ax.plot(grid, anchor[1] * (grid / anchor[0]) ** exponent, style, color="0.3",
+                    label=f"{who}: N ~ C^{exponent:.2f} (slope only, through the first fit)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(LABELS["C"])
+    ax.set_ylabel("compute-optimal parameters N_opt")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def training_curves(curves: pd.DataFrame, x: str = "flops_6nd", loss: str = "val_loss", size: str = "N",
+                    title: str | None = None):
+    """Loss vs compute (or tokens) for every run, coloured by model size on a log colour scale."""
+    fig, ax = _figure(title or f"Training curves: loss vs {LABELS.get(x, x)}")
+    sizes = curves.groupby("run_id")[size].first()
+    norm = LogNorm(vmin=sizes.min(), vmax=max(sizes.max(), sizes.min() * 1.01))
+    cmap = plt.get_cmap("plasma")
+    for run_id, g in curves.sort_values(x).groupby("run_id"):
+        ax.plot(g[x], g[loss], color=cmap(norm(sizes[run_id])), lw=1, alpha=0.8)
+    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=LABELS["N"])
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(LABELS.get(x, x))
+    ax.set_ylabel(f"validation {LABELS['loss']}")
+    return fig
+
+
+def residuals(actual, predicted, labels=None, title: str = "Predicted vs actual loss"):
+    """Predicted against actual loss with the y = x line and the mean absolute percentage error.
+    `labels` (optional, one per point) colours points by group, e.g. 'fit' vs 'held out'."""
+    actual, predicted = np.asarray(actual, float), np.asarray(predicted, float)
+    fig, ax = _figure(title)
+    if labels is None:
+        ax.scatter(actual, predicted, s=22, color="C0", zorder=3)
+    else:
+        labels = np.asarray(labels)
+        for i, name in enumerate(pd.unique(labels)):
+            m = labels == name
+            mape = 100 * np.mean(np.abs(predicted[m] / actual[m] - 1))
+            ax.scatter(actual[m], predicted[m], s=22, color=f"C{i}", label=f"{name} (MAPE {mape:.2f}%)", zorder=3)
+    lo, hi = min(actual.min(), predicted.min()), max(actual.max(), predicted.max())
+    ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="y = x")
+    mape = 100 * np.mean(np.abs(predicted / actual - 1))
+    ax.set_xlabel(f"actual {LABELS['loss']}")
+    ax.set_ylabel(f"predicted {LABELS['loss']}")
+    ax.text(0.03, 0.95, f"MAPE {mape:.2f}% over {len(actual)} runs", transform=ax.transAxes, va="top")
+    ax.legend(fontsize=7, loc="lower right")
+    return fig
+
+
+def save_figure(fig, path) -> Path:
+    """Write `fig` as PNG to `path` atomically (temp file in the same directory, then os.replace); closes it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png.tmp")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(fig)
+    return path

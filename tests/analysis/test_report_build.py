@@ -1,0 +1,109 @@
+"""build_report on the committed fixture table and on a runs directory made from the same generator."""
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from scalinglaws.errors import InputError
+from scalinglaws.report import SECTION_TITLES, build_report
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "analysis"
+TABLE = FIXTURES / "sweep.csv"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _fixture_module():
+    spec = importlib.util.spec_from_file_location("make_fixture", FIXTURES / "make_fixture.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_committed_fixture_is_reproducible():
+    mf = _fixture_module()
+    committed = pd.read_csv(TABLE)
+    fresh = mf.make_table()
+    assert list(committed.columns) == list(fresh.columns)
+    cols = ["n_params", "tokens", "loss"]
+    pd.testing.assert_frame_equal(committed[cols].astype(float), fresh[cols].astype(float),
+                                  rtol=1e-8)
+
+
+def _figures(md: str) -> list[str]:
+    return re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+
+
+@pytest.fixture(scope="module")
+def runs_report(tmp_path_factory):
+    mf = _fixture_module()
+    runs = mf.write_runs_dir(tmp_path_factory.mktemp("runs"))
+    out = tmp_path_factory.mktemp("report")
+    return build_report(runs, out, bootstrap_n=8, seed=1, grid="small", progress=False)
+
+
+def test_report_from_runs_dir_has_every_section_and_figure(runs_report):
+    md = runs_report.read_text()
+    headings = re.findall(r"^## (.+)$", md, flags=re.M)
+    assert headings == list(SECTION_TITLES)
+    assert "Not fitted" not in md  # the runs directory supports every fit, Approach 1 included
+    figures = _figures(md)
+    expected = {"training_curves.png", "isoflop.png", "residuals_approach3.png", "frontier.png", "loss_vs_N.png",
+                "loss_vs_D.png", "loss_vs_C.png", "backtest.png"}
+    assert set(figures) == expected
+    for name in figures:
+        data = (runs_report.parent / name).read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) > 5000
+    html = (runs_report.parent / "report.html").read_text()
+    assert all(f"src='{name}'" in html for name in figures)  # relative references
+    assert html.count("<h2>") == len(SECTION_TITLES)
+    assert not [p for p in runs_report.parent.iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_report_numbers(runs_report):
+    md = runs_report.read_text()
+    # exclusions are counted distinctly: 2 diverged, 1 failed in the fixture
+    assert "Excluded runs: 3 (2 diverged, 1 failed)." in md
+    # the refused budget is reported with its reason
+    assert re.search(r"\| 2\.500e\+13 \| minimum outside the sampled range", md)
+    # the fixture's true frontier exponent is 0.30 / 0.65 = 0.4615; Approach 2 and 3 find it
+    a2 = float(re.search(r"IsoFLOP parabolas: N_opt ~ C\^([0-9]+\.[0-9]+)", md).group(1))
+    a3 = float(re.search(r"frontier exponent a = beta/\(alpha\+beta\) = ([0-9]+\.[0-9]+)", md).group(1))
+    assert a2 == pytest.approx(0.4615, abs=0.02) and a3 == pytest.approx(0.4615, abs=0.02)
+    mape = float(re.search(r"MAPE ([0-9.]+)% on the held-out runs", md).group(1))
+    assert 0 < mape < 2
+    assert "| N_opt ~ C^a, Approach 2 | 0.49 |" in md and "| Kaplan L(N): alpha_N | 0.076 |" in md
+    # counting conventions: non-embedding counting makes the exponent larger (Pearce & Song 2024)
+    rows = dict(re.findall(r"\| (total N|non-embedding N) \| 6ND \| ([0-9.]+) \|", md))
+    assert float(rows["non-embedding N"]) > float(rows["total N"]) + 0.05
+
+
+def test_report_from_table_explains_missing_approach1(tmp_path):
+    md = build_report(TABLE, tmp_path, bootstrap_n=0, grid="small", progress=False).read_text()
+    assert re.findall(r"^## (.+)$", md, flags=re.M) == list(SECTION_TITLES)
+    approach1 = md.split("## Chinchilla Approach 1")[1].split("## ")[0]
+    assert "Not fitted" in approach1 and "runs directory" in approach1
+    assert "training_curves.png" not in md and (tmp_path / "isoflop.png").stat().st_size > 5000
+
+
+def test_report_sections_say_why_when_data_is_thin(tmp_path):
+    table = pd.read_csv(TABLE)
+    one_budget = table[table["budget"] == table["budget"].max()]  # 7 runs, a single budget
+    md = build_report(one_budget, tmp_path, bootstrap_n=0, grid="small", progress=False).read_text()
+    approach2 = md.split("## Chinchilla Approach 2")[1].split("## ")[0]
+    assert "Not fitted" in approach2 and "budget" in approach2
+    backtest = md.split("## Backtest")[1].split("## ")[0]
+    assert "Not fitted" in backtest
+    assert "## Chinchilla Approach 3" in md and "isoflop.png" not in md
+
+
+def test_report_rejects_bad_input_before_writing(tmp_path):
+    table = pd.read_csv(TABLE)
+    table.loc[3, "loss"] = float("nan")
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match="loss"):
+        build_report(table, out, bootstrap_n=0, progress=False)
+    assert not out.exists()
