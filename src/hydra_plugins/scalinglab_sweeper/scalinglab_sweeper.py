@@ -1,0 +1,94 @@
+"""`hydra/sweeper=scalinglab`: plan: section -> one override list per run -> the configured Hydra launcher.
+
+Selected by every sweeps/*.yaml (`override hydra/sweeper: scalinglab`). Like Hydra's basic sweeper it combines the
+command line's overrides (sweep syntax `a=1,2` expands), but the runs themselves come from `plan:` (isoFLOP token
+budgets computed per size, skips with reasons; see scalinglab.sweep_plan). Launchers are Hydra's own, unchanged:
+basic (sequential), joblib (parallel; torch threads set so runs x threads <= cores), submitit_local,
+submitit_slurm.
+"""
+# No `from __future__ import annotations` here: Hydra loads plugin modules without registering them in sys.modules,
+# and dataclasses cannot resolve string annotations of such a module.
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from hydra.core.plugins import Plugins
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ScalinglabSweeperConf:
+    _target_: str = "hydra_plugins.scalinglab_sweeper.scalinglab_sweeper.ScalinglabSweeper"
+    dry_run: bool = False  # print the plan (N, D, C, estimated time) and launch nothing
+    prepare_data: Optional[bool] = None  # build the token cache before planning (null: when launching, not dry)
+    flops_per_second: float = 1.0e10  # 6ND FLOP/s of one run on this machine, for the time estimate
+    startup_seconds: float = 8.0  # launch to first step of one run, for the time estimate
+
+
+ConfigStore.instance().store(group="hydra/sweeper", name="scalinglab", node=ScalinglabSweeperConf,
+                             provider="scalinglab")
+
+
+class ScalinglabSweeper(Sweeper):
+    def __init__(self, dry_run: bool = False, prepare_data: Optional[bool] = None, flops_per_second: float = 1.0e10,
+                 startup_seconds: float = 8.0) -> None:
+        self.dry_run, self.prepare_data = dry_run, prepare_data
+        self.flops_per_second, self.startup_seconds = flops_per_second, startup_seconds
+        self.config: Optional[DictConfig] = None
+        self.hydra_context: Optional[HydraContext] = None
+        self.launcher = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config, self.hydra_context = config, hydra_context
+        self.launcher = Plugins.instance().instantiate_launcher(hydra_context=hydra_context,
+                                                                task_function=task_function, config=config)
+
+    def _compose(self, overrides: List[str]) -> DictConfig:
+        cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+        with open_dict(cfg):
+            del cfg["hydra"]
+        return cfg
+
+    def sweep(self, arguments: List[str]) -> Any:
+        from scalinglab.errors import ConfigError
+        from scalinglab.store import check_name
+        from scalinglab.sweep import batches, build_plan, threads_per_run, write_plan
+        from scalinglab.sweep_plan import format_table
+
+        cfg = self.config
+        try:
+            sweep = check_name(str(cfg.sweep), "sweep")
+            prepare = (not self.dry_run) if self.prepare_data is None else bool(self.prepare_data)
+            plan = build_plan(cfg, arguments, self._compose, prepare, self.flops_per_second, self.startup_seconds)
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(2)
+        convention = OmegaConf.select(cfg, "plan.flops", default="6nd")
+        print(f"sweep {sweep} ({OmegaConf.select(cfg, 'plan.kind')}):\n{format_table(plan, convention)}", flush=True)
+        if self.dry_run or not plan.runs:
+            return []
+        sweep_root = Path(str(cfg.paths.runs)) / sweep
+        write_plan(plan, sweep_root, sweep)
+        sweep_dir = Path(cfg.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(cfg, sweep_dir / "multirun.yaml")
+
+        launcher_target = str(OmegaConf.select(cfg, "hydra.launcher._target_", default=""))
+        user_threads = OmegaConf.select(cfg, "train.threads") is not None or any(
+            a.lstrip("+").startswith("train.threads=") for a in arguments)
+        returns, job_idx = [], 0
+        for batch in batches(plan):
+            threads = None if user_threads else threads_per_run(
+                launcher_target, OmegaConf.select(cfg, "hydra.launcher.n_jobs"), len(batch))
+            overrides = [plan.runs[i].overrides + ([f"train.threads={threads}"] if threads else []) for i in batch]
+            results = self.launcher.launch(overrides, initial_job_idx=job_idx)
+            job_idx += len(batch)
+            returns.append(results)
+        return returns

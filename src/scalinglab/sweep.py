@@ -1,0 +1,293 @@
+"""Sweeps: plan, launch and check a whole sweep of runs (DESIGN.md section 4; docs/SWEEPS.md).
+
+    python -m scalinglab.sweep plan isoflop [overrides]     # the table of runs (N, D, C, est. time); trains nothing
+    python -m scalinglab.sweep run isoflop [overrides]      # = python -m scalinglab.train -m --config-dir sweeps
+                                                            #     --config-name isoflop [overrides]
+    python -m scalinglab.sweep status runs/isoflop          # complete / running / failed / diverged / pending
+
+A sweep file (sweeps/<name>.yaml) is a primary Hydra config: `defaults: [config, override hydra/sweeper:
+scalinglab]` plus a `plan:` section. The scalinglab sweeper (hydra_plugins/scalinglab_sweeper) composes each
+candidate run's config, expands the plan (scalinglab.sweep_plan), writes the plan to `<runs>/<sweep>/plan.parquet`
+and hands the overrides to whatever launcher is configured (basic, joblib, submitit_local, submitit_slurm).
+Training, skipping complete runs and resuming interrupted ones is train.py's job; `run_lock` here guarantees that
+two launches of one sweep never train the same run at once.
+"""
+from __future__ import annotations
+
+import fcntl
+import itertools
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pandas as pd
+
+from scalinglab.errors import ConfigError
+from scalinglab.store import CONFIG, SUMMARY, read_summary, run_status, write_parquet
+from scalinglab.sweep_plan import (DEFAULT_FLOPS_PER_SECOND, DEFAULT_STARTUP_SECONDS, ModelFacts, Plan, estimate,
+                                   expand, format_table)
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+SWEEPS_DIR = PROJECT_ROOT / "sweeps"
+PLAN_FILE = "plan.parquet"
+LOCK_FILE = ".lock"
+STATES = ("complete", "running", "interrupted", "failed", "diverged", "pending")
+
+
+# ------------------------------------------------------------------------------------------------ run lock
+
+class RunLocked(RuntimeError):
+    """Another process holds this run directory's lock (it is training the run now)."""
+
+
+@contextmanager
+def run_lock(rdir: Path | str) -> Iterator[None]:
+    """Hold an exclusive, non-blocking flock on `<run_dir>/.lock` while training; raise RunLocked if taken.
+
+    The kernel drops the lock when the holder dies (even by SIGKILL), so a killed run never blocks a relaunch.
+    Works across processes on one machine and on NFS/Lustre mounts that support flock.
+    """
+    path = Path(rdir) / LOCK_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunLocked(f"{rdir} is being trained by another process") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the flock
+
+
+def is_locked(rdir: Path | str) -> bool:
+    """True while some process holds the run's lock (status reports it as running)."""
+    path = Path(rdir) / LOCK_FILE
+    if not path.exists():
+        return False
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+# ------------------------------------------------------------------------------------------------ planning
+
+def cli_combinations(arguments: list[str]) -> list[list[str]]:
+    """The command line's overrides as a cartesian product (`train.seed=0,1` gives two lists), like Hydra's basic
+    sweeper; plain overrides appear in every list."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(arguments)
+    choices = []
+    for override in parsed:
+        if override.is_sweep_override():
+            key = override.get_key_element()
+            choices.append([f"{key}={value}" for value in override.sweep_string_iterator()])
+        else:
+            choices.append([override.input_line])
+    return [list(combo) for combo in itertools.product(*choices)]
+
+
+def _epoch_tokens(cfg, prepare: bool) -> int | None:
+    """Tokens one epoch holds: train_windows * n_ctx, train_windows = tokens_train // (n_ctx + 1) (data.py)."""
+    import json
+
+    import hydra
+
+    dm = hydra.utils.instantiate(cfg.data, n_ctx=cfg.model.n_ctx, batch_size=int(cfg.train.batch_size),
+                                 tokens=int(cfg.train.tokens), seed=int(cfg.train.seed), cache_dir=cfg.paths.cache,
+                                 progress=False, _convert_="all")
+    if prepare:
+        manifest = dm.prepare()
+    else:
+        from scalinglab.data import cache_key
+        file = Path(cfg.paths.cache) / "tokens" / cache_key(dm.source, dm.vocab_size, dm.val_tokens,
+                                                            dm.tokenizer_file) / "manifest.json"
+        if not file.exists():
+            return None
+        manifest = json.loads(file.read_text())
+    n_ctx = int(cfg.model.n_ctx)
+    return int(manifest["tokens_train"]) // (n_ctx + 1) * n_ctx
+
+
+def model_facts(cfg, prepare_data: bool, _epochs: dict | None = None) -> ModelFacts:
+    """Parameter counts (from the real module, built on the meta device), FLOPs per token and sizes of `cfg`."""
+    import hydra
+    import torch
+    from omegaconf import OmegaConf
+
+    from scalinglab.flops import flops_per_token
+    from scalinglab.model import GPT
+
+    model_cfg = hydra.utils.instantiate(cfg.model)
+    with torch.device("meta"):
+        counts = GPT(model_cfg).param_counts()
+    per_token = flops_per_token(model_cfg, counts)
+    key = (OmegaConf.to_yaml(cfg.data, resolve=True), int(cfg.model.n_ctx), str(cfg.paths.cache))
+    epochs = {} if _epochs is None else _epochs
+    if key not in epochs:
+        epochs[key] = _epoch_tokens(cfg, prepare_data)
+    return ModelFacts(n_params=counts["n_params"], n_params_nonembed=counts["n_params_nonembed"],
+                      flops_per_token={k.removeprefix("flops_"): v for k, v in per_token.items()},
+                      tokens_per_step=int(cfg.train.batch_size) * int(cfg.model.n_ctx), tokens=int(cfg.train.tokens),
+                      epoch_tokens=epochs[key])
+
+
+def build_plan(config, arguments: list[str], compose: Callable[[list[str]], object], prepare_data: bool,
+               flops_per_second: float = DEFAULT_FLOPS_PER_SECOND,
+               startup_seconds: float = DEFAULT_STARTUP_SECONDS) -> Plan:
+    """Expand `config.plan` for every combination of the command line's overrides; fill in run ids.
+
+    `compose(overrides)` returns the job config a launcher would build from those overrides (the sweeper uses
+    Hydra's config loader, so run ids match what train.py computes).
+    """
+    from omegaconf import OmegaConf
+
+    from scalinglab.store import run_id
+    from scalinglab.train import identity
+
+    if OmegaConf.select(config, "plan") is None:
+        raise ConfigError("plan", "the config has no plan: section", "launch a sweep file: --config-dir sweeps "
+                          "--config-name <name>, or add plan: {kind: ..., sizes: ...}")
+    plan_section = OmegaConf.to_container(config.plan, resolve=True)
+    epochs: dict = {}
+    total = Plan()
+    for cli in cli_combinations(arguments):
+        def facts_of(overrides: list[str], cli=cli) -> ModelFacts:
+            return model_facts(compose([*cli, *overrides]), prepare_data, epochs)
+
+        part = expand(plan_section, facts_of)
+        offset = len(total.runs)
+        for run in part.runs:
+            run.overrides = [*cli, *run.overrides]
+            if run.branch_of is not None:
+                run.branch_of += offset
+        total.runs.extend(part.runs)
+        total.skipped.extend(part.skipped)
+        total.notes.extend(n for n in part.notes if n not in total.notes)
+    for run in total.runs:  # long runs precede their cooldowns, so their ids are known when a cooldown needs one
+        if run.branch_of is not None:
+            run.overrides += [f"++train.branch_from={total.runs[run.branch_of].run_id}",
+                              f"++train.branch_step={run.branch_step}"]
+        run.run_id = run_id(identity(compose(run.overrides)))
+    return estimate(total, flops_per_second, startup_seconds)
+
+
+def batches(plan: Plan) -> list[list[int]]:
+    """Launch order: every run that branches from nothing first, then the cooldowns (they need the long runs)."""
+    first = [i for i, r in enumerate(plan.runs) if r.branch_of is None]
+    second = [i for i, r in enumerate(plan.runs) if r.branch_of is not None]
+    return [b for b in (first, second) if b]
+
+
+def threads_per_run(launcher_target: str, n_jobs: int | None, n_runs: int, cores: int | None = None) -> int | None:
+    """torch threads per run so that parallel runs x threads <= cores (joblib launcher); None: leave as is."""
+    if "joblib" not in launcher_target.lower():
+        return None
+    cores = cores or len(os.sched_getaffinity(0))
+    if n_jobs is None or n_jobs == 0:
+        n_jobs = 1
+    parallel = n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)  # joblib: -1 = all cores
+    return max(1, cores // max(1, min(parallel, n_runs)))
+
+
+def plan_frame(plan: Plan, sweep: str) -> pd.DataFrame:
+    return pd.DataFrame([{"sweep": sweep, "index": i, "run_id": r.run_id, "size": r.size, "role": r.role,
+                          "n_params": r.n_params, "n_params_nonembed": r.n_params_nonembed, "tokens": r.tokens,
+                          "flops": r.flops, "flops_6nd": r.flops_6nd, "budget": r.budget,
+                          "estimated_seconds": r.seconds, "overrides": " ".join(r.overrides)}
+                         for i, r in enumerate(plan.runs)])
+
+
+def write_plan(plan: Plan, sweep_dir: Path | str, sweep: str) -> Path:
+    """`<runs>/<sweep>/plan.parquet`: what status compares the run directories against (written atomically)."""
+    return write_parquet(Path(sweep_dir) / PLAN_FILE, plan_frame(plan, sweep))
+
+
+# ------------------------------------------------------------------------------------------------ status
+
+def sweep_status(sweep_dir: Path | str) -> pd.DataFrame:
+    """One row per run (planned or found on disk): run_id, state, and the summary's N, D, loss where known."""
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise ConfigError(str(sweep_dir), "is not a sweep directory", "give runs/<sweep> (paths.runs/<sweep name>)")
+    planned = pd.read_parquet(sweep_dir / PLAN_FILE) if (sweep_dir / PLAN_FILE).exists() else pd.DataFrame()
+    on_disk = sorted(p for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
+                     and ((p / CONFIG).exists() or (p / SUMMARY).exists() or (p / LOCK_FILE).exists()))
+    ids = list(planned["run_id"]) if len(planned) else []
+    ids += [p.name for p in on_disk if p.name not in set(ids)]
+    rows = []
+    for rid in ids:
+        rdir = sweep_dir / rid
+        state = run_status(rdir) if rdir.is_dir() else "pending"
+        if state in ("interrupted", "pending") and rdir.is_dir() and is_locked(rdir):
+            state = "running"
+        summary = read_summary(rdir) if rdir.is_dir() else None
+        row = {"run_id": rid, "state": state}
+        if len(planned) and rid in set(planned["run_id"]):
+            p = planned[planned["run_id"] == rid].iloc[0]
+            row.update(size=p["size"], role=p["role"], N=p["n_params"], D=p["tokens"], C=p["flops"])
+        if summary:
+            row.update(N=summary.get("n_params"), D=summary.get("tokens"), loss=summary.get("loss"),
+                       wall_time=summary.get("wall_time"))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def format_status(table: pd.DataFrame) -> str:
+    counts = table["state"].value_counts().to_dict() if len(table) else {}
+    line = ", ".join(f"{counts.get(s, 0)} {s}" for s in STATES)
+    with pd.option_context("display.max_rows", 500, "display.width", 160):
+        return f"{len(table)} runs: {line}\n" + (table.to_string(index=False) if len(table) else "")
+
+
+# ------------------------------------------------------------------------------------------------ command line
+
+USAGE = """usage:
+  python -m scalinglab.sweep plan <name> [overrides]     expand sweeps/<name>.yaml, print runs (N, D, C, est. time)
+  python -m scalinglab.sweep run <name> [overrides]      launch it (e.g. hydra/launcher=joblib)
+  python -m scalinglab.sweep status <runs/sweep dir>     complete / running / failed / diverged / pending
+"""
+
+
+def _sweep_file_args(name: str) -> list[str]:
+    file = Path(name)
+    if file.suffix == ".yaml" and file.exists():
+        return ["--config-dir", str(file.resolve().parent), "--config-name", file.stem]
+    if not (SWEEPS_DIR / f"{name}.yaml").exists():
+        known = sorted(p.stem for p in SWEEPS_DIR.glob("*.yaml"))
+        raise ConfigError("sweep", f"no sweep file sweeps/{name}.yaml", f"use one of {known} or a path to a .yaml")
+    return ["--config-dir", str(SWEEPS_DIR), "--config-name", name]
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) < 2 or argv[0] not in ("plan", "run", "status"):
+        print(USAGE, file=sys.stderr)
+        return 2
+    command, target, rest = argv[0], argv[1], argv[2:]
+    try:
+        if command == "status":
+            print(format_status(sweep_status(target)))
+            return 0
+        args = [sys.executable, "-m", "scalinglab.train", "-m", *_sweep_file_args(target), *rest]
+        if command == "plan":
+            args.append("hydra.sweeper.dry_run=true")
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.flush()
+    os.execv(sys.executable, args)  # Hydra owns the command line from here (multirun, launchers, overrides)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,334 @@
+"""Expand a sweep's `plan:` section into one list of Hydra overrides per run, with N, D, C and a time estimate.
+
+Pure functions: the facts about each model (parameter counts, FLOPs per token, batch and corpus sizes) come from a
+`facts_of(overrides)` callable, which the Hydra sweeper implements by composing the job's config; tests pass a fake.
+
+Kinds (DESIGN.md section 4):
+- grid:        cartesian product of `plan.grid` (config field -> list of values) and `plan.sizes`.
+- isoflop:     for every budget C and size N, D = C / (FLOPs per token of that model) (Hoffmann et al. 2022,
+               Approach 2: C = 6ND under the default convention), never hand-listed.
+- kaplan_n:    sizes at a large fixed D (Kaplan et al. 2020, L(N); early stopping set in the sweep file).
+- kaplan_d:    a large model at a range of D (Kaplan et al. 2020, L(D)).
+- wsd_budgets: per size one long constant-LR run and one cooldown per D_i branched from its checkpoint at the
+               step where D_i's cooldown starts (Hagele et al. 2024): many D for ~1.2 runs of compute.
+
+A run whose D is below one batch (or `plan.min_tokens`) or above one epoch of the corpus (unless
+`plan.allow_repeat`) is skipped with the reason.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+from scalinglab.errors import ConfigError
+
+KINDS = ("grid", "isoflop", "kaplan_n", "kaplan_d", "wsd_budgets")
+CONVENTIONS = ("6nd", "kaplan", "chinchilla")
+SIZE_FIELDS = ("n_layer", "d_model", "n_head", "d_ff", "n_ctx")
+DEFAULT_FLOPS_PER_SECOND = 1.0e10  # 6ND FLOP/s of a 1-thread nano run on a 2-core CPU (docs/SWEEPS.md)
+DEFAULT_STARTUP_SECONDS = 8.0  # launch to first step of one run on that CPU (docs/SWEEPS.md)
+
+
+@dataclass(frozen=True)
+class Size:
+    """A model size: a preset of configs/model (`model=tiny`) or explicit fields (`model.n_layer=2 ...`)."""
+    label: str
+    overrides: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What planning needs to know about one composed run config."""
+    n_params: int
+    n_params_nonembed: int
+    flops_per_token: dict[str, float]  # keyed by convention: 6nd, kaplan, chinchilla
+    tokens_per_step: int  # train.batch_size * model.n_ctx
+    tokens: int  # train.tokens of the composed config
+    epoch_tokens: int | None = None  # tokens one pass over the training split holds (None: corpus not known yet)
+
+
+@dataclass
+class Run:
+    """One planned run: the overrides that make it, and its size, data and compute."""
+    overrides: list[str]
+    size: str
+    n_params: int
+    n_params_nonembed: int
+    tokens: int  # D consumed: whole batches (steps = round(train.tokens / tokens_per_step), data.py)
+    flops: float  # C = flops_per_token * D under the plan's convention
+    flops_6nd: float = 0.0  # 6 N D, what the time estimate's throughput is measured in
+    budget: float | None = None  # isoflop: the target C
+    role: str = "run"  # run | long | cooldown (wsd_budgets)
+    trained_tokens: int | None = None  # tokens this run itself trains (a cooldown trains only its last part)
+    seconds: float = 0.0  # estimated wall time
+    branch_of: int | None = None  # cooldown: index (in the plan) of the long run it branches from
+    branch_step: int | None = None  # cooldown: optimizer step of the long run it starts from
+    run_id: str | None = None  # filled in by the sweeper (hash of the composed config)
+
+
+@dataclass
+class Skip:
+    """A (size, budget/tokens) pair the plan refuses, and why."""
+    size: str
+    tokens: float
+    reason: str
+    budget: float | None = None
+
+
+@dataclass
+class Plan:
+    runs: list[Run] = field(default_factory=list)
+    skipped: list[Skip] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------------------------ pure math
+
+def tokens_for_budget(budget: float, flops_per_token: float) -> float:
+    """D = C / (FLOPs per token): C = 6ND gives D = C / 6N (Hoffmann et al. 2022, section 3.2)."""
+    return budget / flops_per_token
+
+
+def steps_for_tokens(tokens: float, tokens_per_step: int) -> int:
+    """Optimizer steps a run of `tokens` takes: max(1, round(D / (batch_size * n_ctx))) (data.py)."""
+    return max(1, round(tokens / tokens_per_step))
+
+
+def consumed_tokens(tokens: float, tokens_per_step: int) -> int:
+    """Tokens a run of budget `tokens` really consumes: whole batches."""
+    return steps_for_tokens(tokens, tokens_per_step) * tokens_per_step
+
+
+def cooldown_start(total_steps: int, cooldown_frac: float) -> int:
+    """First step of a WSD cooldown: total - max(1, round(cooldown_frac * total)) (schedule.lr_multiplier)."""
+    return total_steps - max(1, round(cooldown_frac * total_steps))
+
+
+def skip_reason(tokens: float, facts: ModelFacts, min_tokens: float | None, allow_repeat: bool) -> str | None:
+    """Why a run of `tokens` should not be trained (None: train it).
+
+    Below the minimum (one batch unless `min_tokens` is set) the run is not a measurement; above one epoch the
+    data repeats, which changes the law being measured (Muennighoff et al. 2023), so it is refused unless allowed.
+    """
+    floor = facts.tokens_per_step if min_tokens is None else max(float(min_tokens), 1.0)
+    if tokens < floor:
+        what = "one batch" if min_tokens is None else "plan.min_tokens"
+        return f"D={tokens:.3g} tokens is below {what} ({floor:.3g} tokens)"
+    if not allow_repeat and facts.epoch_tokens is not None:
+        used = consumed_tokens(tokens, facts.tokens_per_step)
+        if used > facts.epoch_tokens:
+            return (f"D={used:.3g} tokens is {used / facts.epoch_tokens:.2f} epochs of the corpus "
+                    f"({facts.epoch_tokens:.3g} tokens); set plan.allow_repeat=true to train it anyway")
+    return None
+
+
+def estimate_seconds(flops: float, flops_per_second: float, startup_seconds: float) -> float:
+    """Wall time ~ startup + C / throughput, with throughput in 6ND FLOP/s measured on the target machine."""
+    return startup_seconds + flops / flops_per_second
+
+
+# ------------------------------------------------------------------------------------------------ plan section
+
+def _number(value, name: str) -> float:
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ConfigError(name, f"must be a number > 0, got {value!r}", f"set {name} to e.g. 1e12")
+    return float(value)
+
+
+def _numbers(values, name: str) -> list[float]:
+    if isinstance(values, (int, float, str)):
+        values = [values]
+    if not isinstance(values, (list, tuple)) or not values:
+        raise ConfigError(name, f"must be a non-empty list of numbers, got {values!r}", f"set {name}=[1e12,1e13]")
+    return [_number(v, f"{name}[{i}]") for i, v in enumerate(values)]
+
+
+def parse_sizes(sizes) -> list[Size]:
+    """`plan.sizes`: preset names of configs/model, or dicts of model fields ({n_layer, d_model, n_head, ...})."""
+    if not isinstance(sizes, (list, tuple)) or not sizes:
+        raise ConfigError("plan.sizes", f"must be a non-empty list, got {sizes!r}",
+                          "list model presets (e.g. [nano, micro, tiny]) or {n_layer, d_model, n_head} dicts")
+    out = []
+    for i, size in enumerate(sizes):
+        if isinstance(size, str) and size:
+            out.append(Size(size, (f"model={size}",)))
+        elif isinstance(size, dict):
+            unknown = sorted(set(size) - set(SIZE_FIELDS))
+            missing = [k for k in ("n_layer", "d_model", "n_head") if k not in size]
+            if unknown or missing:
+                raise ConfigError(f"plan.sizes[{i}]", f"unknown fields {unknown}" if unknown else f"lacks {missing}",
+                                  f"give n_layer, d_model, n_head (and optionally d_ff, n_ctx); got {size}")
+            label = f"L{size['n_layer']}-d{size['d_model']}" + (f"-ff{size['d_ff']}" if size.get("d_ff") else "")
+            out.append(Size(label, tuple(f"model.{k}={size[k]}" for k in SIZE_FIELDS if k in size)))
+        else:
+            raise ConfigError(f"plan.sizes[{i}]", f"{size!r} is neither a preset name nor a dict",
+                              "use e.g. tiny or {n_layer: 2, d_model: 64, n_head: 2}")
+    labels = [s.label for s in out]
+    if len(set(labels)) != len(labels):
+        raise ConfigError("plan.sizes", f"lists a size twice: {labels}", "list each size once")
+    return out
+
+
+def _value_string(value) -> str:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e18:
+        return str(int(value))
+    return str(value)
+
+
+def _run(size: Size, extra: list[str], facts: ModelFacts, tokens: int, convention: str, **kw) -> Run:
+    return Run(overrides=[*size.overrides, *extra], size=size.label, n_params=facts.n_params,
+               n_params_nonembed=facts.n_params_nonembed, tokens=tokens,
+               flops=facts.flops_per_token[convention] * tokens, flops_6nd=facts.flops_per_token["6nd"] * tokens,
+               **kw)
+
+
+def _note_unknown_corpus(facts: ModelFacts, allow_repeat: bool, out: Plan) -> None:
+    note = "corpus not prepared yet: the one-epoch check was skipped (hydra.sweeper.prepare_data=true builds it)"
+    if facts.epoch_tokens is None and not allow_repeat and note not in out.notes:
+        out.notes.append(note)
+
+
+def expand(plan: dict, facts_of: Callable[[list[str]], ModelFacts]) -> Plan:
+    """Every run of the `plan:` section (see the module docstring), in launch order."""
+    kind = plan.get("kind")
+    if kind not in KINDS:
+        raise ConfigError("plan.kind", f"unknown kind {kind!r}", f"use one of {', '.join(KINDS)}")
+    convention = plan.get("flops", "6nd")
+    if convention not in CONVENTIONS:
+        raise ConfigError("plan.flops", f"unknown convention {convention!r}", f"use one of {', '.join(CONVENTIONS)}")
+    min_tokens = plan.get("min_tokens")
+    min_tokens = None if min_tokens is None else _number(min_tokens, "plan.min_tokens")
+    allow_repeat = bool(plan.get("allow_repeat", False))
+    sizes = parse_sizes(plan["sizes"]) if plan.get("sizes") is not None else [Size("", ())]
+    out = Plan()
+
+    def admit(size: Size, extra: list[str], tokens: float, **kw) -> None:
+        facts = facts_of([*size.overrides, *extra])
+        _note_unknown_corpus(facts, allow_repeat, out)
+        reason = skip_reason(tokens, facts, min_tokens, allow_repeat)
+        if reason:
+            out.skipped.append(Skip(size.label, tokens, reason, kw.get("budget")))
+            return
+        used = consumed_tokens(tokens, facts.tokens_per_step)
+        out.runs.append(_run(size, [*extra, f"train.tokens={used}"], facts, used, convention, **kw))
+
+    if kind == "isoflop":
+        if "sizes" not in plan:
+            raise ConfigError("plan.sizes", "is required for kind isoflop", "list the size ladder")
+        for budget in _numbers(plan.get("budgets"), "plan.budgets"):
+            for size in sizes:
+                facts = facts_of(list(size.overrides))
+                admit(size, [], tokens_for_budget(budget, facts.flops_per_token[convention]), budget=budget)
+    elif kind in ("kaplan_n", "kaplan_d"):
+        if "sizes" not in plan:
+            raise ConfigError("plan.sizes", f"is required for kind {kind}", "list the model sizes")
+        for tokens in _numbers(plan.get("tokens"), "plan.tokens"):
+            for size in sizes:
+                admit(size, [], tokens)
+    elif kind == "grid":
+        grid = plan.get("grid") or {}
+        if not isinstance(grid, dict):
+            raise ConfigError("plan.grid", f"must map config fields to lists, got {grid!r}",
+                              "set e.g. plan.grid={model.n_layer: [1, 2], train.tokens: [1e5, 2e5]}")
+        keys = list(grid)
+        values = [v if isinstance(v, (list, tuple)) else [v] for v in grid.values()]
+        for combo in itertools.product(*values):
+            extra = [f"{k}={_value_string(v)}" for k, v in zip(keys, combo) if k != "train.tokens"]
+            for size in sizes:
+                facts = facts_of([*size.overrides, *extra])
+                tokens = dict(zip(keys, combo)).get("train.tokens", facts.tokens)
+                admit(size, extra, _number(tokens, "plan.grid[train.tokens]"))
+    else:
+        _expand_wsd(plan, sizes, facts_of, convention, min_tokens, allow_repeat, out)
+    return out
+
+
+def _expand_wsd(plan: dict, sizes: list[Size], facts_of, convention: str, min_tokens, allow_repeat: bool,
+                out: Plan) -> None:
+    """wsd_budgets: per size, one constant-LR run to the last branch step, then one cooldown per D_i.
+
+    Cooldown i trains D_i tokens with schedule wsd; its first max(1, round(cf S_i)) of S_i steps are the cooldown,
+    so it branches from the long run's checkpoint at step S_i - round(cf S_i) (Hagele et al. 2024, section 3).
+    The long runs come first in the plan; the sweeper launches them as one batch and the cooldowns as the next.
+    """
+    if "sizes" not in plan:
+        raise ConfigError("plan.sizes", "is required for kind wsd_budgets", "list the model sizes")
+    budgets = sorted(set(_numbers(plan.get("tokens"), "plan.tokens")))
+    cf = plan.get("cooldown_frac", 0.2)
+    if isinstance(cf, bool) or not isinstance(cf, (int, float)) or not 0 < cf < 1:
+        raise ConfigError("plan.cooldown_frac", f"must be in (0, 1), got {cf!r}", "set plan.cooldown_frac=0.2")
+    cooldowns: list[Run] = []
+    for size in sizes:
+        facts = facts_of(list(size.overrides))
+        _note_unknown_corpus(facts, allow_repeat, out)
+        tps = facts.tokens_per_step
+        kept = []
+        for tokens in budgets:
+            reason = skip_reason(tokens, facts, min_tokens, allow_repeat)
+            if reason:
+                out.skipped.append(Skip(size.label, tokens, reason))
+            else:
+                kept.append(steps_for_tokens(tokens, tps))
+        if not kept:
+            continue
+        branch = {steps: cooldown_start(steps, cf) for steps in kept}
+        long_steps = max(branch.values())
+        long_index = len(out.runs)
+        out.runs.append(_run(size, ["train.schedule=constant", f"train.tokens={long_steps * tps}",
+                                    f"++train.save_at_steps=[{','.join(str(b) for b in sorted(set(branch.values())))}]"],
+                             facts, long_steps * tps, convention, role="long", trained_tokens=long_steps * tps))
+        for steps, start in branch.items():
+            cooldowns.append(_run(size, ["train.schedule=wsd", f"train.cooldown_frac={cf}", f"train.tokens={steps * tps}"],
+                                  facts, steps * tps, convention, role="cooldown", branch_of=long_index,
+                                  branch_step=start, trained_tokens=(steps - start) * tps))
+    out.runs.extend(cooldowns)
+
+
+def estimate(plan: Plan, flops_per_second: float = DEFAULT_FLOPS_PER_SECOND,
+             startup_seconds: float = DEFAULT_STARTUP_SECONDS) -> Plan:
+    """Fill in each run's estimated seconds from the FLOPs it trains itself (a cooldown: only its last part)."""
+    for run in plan.runs:
+        trained = run.trained_tokens if run.trained_tokens is not None else run.tokens
+        run.seconds = estimate_seconds(run.flops_6nd * trained / run.tokens, flops_per_second, startup_seconds)
+    return plan
+
+
+def _si(x: float) -> str:
+    for unit, scale in (("E", 1e18), ("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(x) >= scale:
+            return f"{x / scale:.3g}{unit}"
+    return f"{x:.3g}"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def format_table(plan: Plan, convention: str = "6nd") -> str:
+    """The plan as a text table: one line per run (N, D, C, estimated time), then the skipped sizes and why."""
+    head = ["#", "size", "role", "N", "N_nonembed", "D", f"C ({convention})", "budget", "est", "run_id"]
+    rows = [[str(i), r.size or "-", r.role + (f"<-#{r.branch_of}@{r.branch_step}" if r.branch_of is not None else ""),
+             _si(r.n_params), _si(r.n_params_nonembed), _si(r.tokens), f"{r.flops:.3g}",
+             "-" if r.budget is None else f"{r.budget:.3g}", _duration(r.seconds), r.run_id or "-"]
+            for i, r in enumerate(plan.runs)]
+    widths = [max(len(x) for x in col) for col in zip(head, *rows)]
+    lines = ["  ".join(x.rjust(w) for x, w in zip(line, widths)) for line in [head, *rows]]
+    total = sum(r.seconds for r in plan.runs)
+    lines.append(f"{len(plan.runs)} runs, C total {sum(r.flops for r in plan.runs):.3g} FLOPs, "
+                 f"estimated {_duration(total)} run one after another")
+    lines += [f"note: {n}" for n in plan.notes]
+    for s in plan.skipped:
+        budget = "" if s.budget is None else f" at C={s.budget:.3g}"
+        lines.append(f"skipped {s.size or 'run'}{budget}: {s.reason}")
+    return "\n".join(lines)

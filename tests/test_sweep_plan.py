@@ -1,0 +1,141 @@
+"""Sweep expansion math: isoFLOP token budgets, skips and their reasons, WSD branch points, thread allocation."""
+from __future__ import annotations
+
+import pytest
+
+from scalinglab.errors import ConfigError
+from scalinglab.sweep import is_locked, run_lock, RunLocked, threads_per_run
+from scalinglab.sweep_plan import (ModelFacts, consumed_tokens, cooldown_start, estimate, expand, format_table,
+                                   parse_sizes, tokens_for_budget)
+
+# A fake model zoo: N per size label, 6N FLOPs per token, batch 4 x n_ctx 64 = 256 tokens per step.
+N = {"a": 10_000, "b": 40_000, "c": 160_000}
+TPS = 256
+
+
+def fake_facts(epoch_tokens=None, tokens=10_000):
+    def facts_of(overrides):
+        model = next(o.split("=")[1] for o in overrides if o.startswith("model="))
+        n = N[model]
+        return ModelFacts(n_params=n, n_params_nonembed=n // 2,
+                          flops_per_token={"6nd": 6.0 * n, "kaplan": 3.0 * n, "chinchilla": 7.0 * n},
+                          tokens_per_step=TPS, tokens=tokens, epoch_tokens=epoch_tokens)
+    return facts_of
+
+
+def test_isoflop_tokens_are_budget_over_6n_in_whole_batches():
+    plan = expand({"kind": "isoflop", "budgets": [1e11, 1e12], "sizes": ["a", "b", "c"]}, fake_facts())
+    assert len(plan.runs) == 6 and not plan.skipped
+    for run in plan.runs:
+        exact = run.budget / (6 * N[run.size])
+        assert run.tokens == round(exact / TPS) * TPS  # D = C / 6N, rounded to whole batches
+        assert abs(run.tokens - exact) <= TPS / 2
+        assert f"train.tokens={run.tokens}" in run.overrides and f"model={run.size}" in run.overrides
+        assert run.flops == pytest.approx(6 * N[run.size] * run.tokens)
+    # 10x the budget -> 10x the tokens for every size (up to batch rounding)
+    by = {(r.size, r.budget): r.tokens for r in plan.runs}
+    assert by[("c", 1e12)] / by[("c", 1e11)] == pytest.approx(10, rel=0.01)
+    assert tokens_for_budget(6e9, 1e3 * 6) == 1e6
+
+
+def test_isoflop_convention_changes_tokens():
+    six = expand({"kind": "isoflop", "budgets": [1e12], "sizes": ["b"]}, fake_facts()).runs[0]
+    kap = expand({"kind": "isoflop", "budgets": [1e12], "sizes": ["b"], "flops": "kaplan"}, fake_facts()).runs[0]
+    assert kap.tokens == pytest.approx(2 * six.tokens, abs=TPS)  # kaplan fake counts 3N per token, half of 6N
+
+
+def test_isoflop_skips_below_one_batch_and_above_one_epoch_with_reasons():
+    # C = 1e9: size c needs 1e9 / 960000 ~ 1042 tokens (4 steps); size a needs 16667 tokens
+    plan = expand({"kind": "isoflop", "budgets": [1e9, 1e11], "sizes": ["a", "c"], "min_tokens": 2000},
+                  fake_facts(epoch_tokens=1_000_000))
+    reasons = {(s.size, s.budget): s.reason for s in plan.skipped}
+    assert "below plan.min_tokens" in reasons[("c", 1e9)]
+    assert "epochs of the corpus" in reasons[("a", 1e11)] and "allow_repeat" in reasons[("a", 1e11)]
+    assert {(r.size, r.budget) for r in plan.runs} == {("a", 1e9), ("c", 1e11)}
+    # default minimum: one batch
+    tiny = expand({"kind": "isoflop", "budgets": [1e8], "sizes": ["c"]}, fake_facts())
+    assert not tiny.runs and "below one batch" in tiny.skipped[0].reason
+    # allow_repeat lets the over-epoch run through
+    ok = expand({"kind": "isoflop", "budgets": [1e11], "sizes": ["a"], "allow_repeat": True},
+                fake_facts(epoch_tokens=1_000_000))
+    assert len(ok.runs) == 1 and not ok.skipped
+    text = format_table(plan)
+    assert "skipped c at C=1e+09" in text and "skipped a at C=1e+11" in text
+
+
+def test_unknown_corpus_is_noted_not_silently_passed():
+    plan = expand({"kind": "isoflop", "budgets": [1e11], "sizes": ["a"]}, fake_facts(epoch_tokens=None))
+    assert plan.runs and any("one-epoch check was skipped" in n for n in plan.notes)
+
+
+def test_kaplan_and_grid_kinds():
+    n = expand({"kind": "kaplan_n", "tokens": 1e6, "sizes": ["a", "b", "c"]}, fake_facts())
+    assert [r.size for r in n.runs] == ["a", "b", "c"] and {r.tokens for r in n.runs} == {consumed_tokens(1e6, TPS)}
+    d = expand({"kind": "kaplan_d", "tokens": [1e5, 1e6], "sizes": ["c"]}, fake_facts())
+    assert [r.tokens for r in d.runs] == [consumed_tokens(1e5, TPS), consumed_tokens(1e6, TPS)]
+    g = expand({"kind": "grid", "sizes": ["a", "b"], "grid": {"train.lr": [1e-3, 3e-3], "train.tokens": [5e4]}},
+               fake_facts())
+    assert len(g.runs) == 4
+    assert sorted(" ".join(r.overrides) for r in g.runs)[0] == "model=a train.lr=0.001 train.tokens=49920"  # round(5e4 / 256) = 195 steps
+    # grid without train.tokens takes the composed config's train.tokens
+    g2 = expand({"kind": "grid", "sizes": ["a"], "grid": {"train.seed": [0, 1]}}, fake_facts(tokens=25_600))
+    assert [r.tokens for r in g2.runs] == [25_600, 25_600] and "train.seed=1" in g2.runs[1].overrides
+
+
+def test_wsd_budgets_branch_from_one_long_run():
+    cf = 0.2
+    plan = expand({"kind": "wsd_budgets", "tokens": [25_600, 51_200, 102_400], "sizes": ["a"],
+                   "cooldown_frac": cf}, fake_facts())
+    long, *cool = plan.runs
+    assert long.role == "long" and "train.schedule=constant" in long.overrides
+    assert [c.role for c in cool] == ["cooldown"] * 3 and all(c.branch_of == 0 for c in cool)
+    for c in cool:
+        steps = c.tokens // TPS
+        assert c.branch_step == steps - max(1, round(cf * steps)) == cooldown_start(steps, cf)
+        assert "train.schedule=wsd" in c.overrides and c.trained_tokens == (steps - c.branch_step) * TPS
+    assert long.tokens == max(c.branch_step for c in cool) * TPS  # the long run stops at the last branch point
+    assert f"++train.save_at_steps=[{','.join(str(c.branch_step) for c in cool)}]" in long.overrides
+    # the whole family costs ~(1 - cf) * D_max + cf * sum(D_i), far less than training every D_i from scratch
+    trained = long.tokens + sum(c.trained_tokens for c in cool)
+    assert trained < 0.7 * sum(c.tokens for c in cool)
+    assert trained / max(c.tokens for c in cool) < 1.25
+    est = estimate(plan, flops_per_second=1e9, startup_seconds=0)
+    assert est.runs[1].seconds == pytest.approx(6 * N["a"] * cool[0].trained_tokens / 1e9)
+
+
+def test_bad_plan_sections_name_the_field():
+    with pytest.raises(ConfigError, match="plan.kind"):
+        expand({"kind": "chinchilla", "sizes": ["a"]}, fake_facts())
+    with pytest.raises(ConfigError, match=r"plan.budgets\[1\]"):
+        expand({"kind": "isoflop", "budgets": [1e9, -1], "sizes": ["a"]}, fake_facts())
+    with pytest.raises(ConfigError, match="plan.flops"):
+        expand({"kind": "isoflop", "budgets": [1e9], "sizes": ["a"], "flops": "8nd"}, fake_facts())
+    with pytest.raises(ConfigError, match=r"plan.sizes\[0\]"):
+        parse_sizes([{"n_layer": 2, "d_model": 64}])
+    with pytest.raises(ConfigError, match="plan.sizes"):
+        parse_sizes(["tiny", "tiny"])
+    sizes = parse_sizes(["tiny", {"n_layer": 2, "d_model": 64, "n_head": 2}])
+    assert sizes[0].overrides == ("model=tiny",)
+    assert sizes[1].label == "L2-d64" and sizes[1].overrides == ("model.n_layer=2", "model.d_model=64",
+                                                                 "model.n_head=2")
+
+
+def test_threads_per_run_keeps_runs_times_threads_within_cores():
+    target = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
+    assert threads_per_run(target, -1, 10, cores=2) == 1  # 2 parallel x 1 thread
+    assert threads_per_run(target, 2, 10, cores=16) == 8
+    assert threads_per_run(target, 4, 1, cores=16) == 16  # one run in the batch gets every core
+    assert threads_per_run(target, 3, 10, cores=8) == 2  # 3 x 2 <= 8
+    assert threads_per_run("hydra._internal.core_plugins.basic_launcher.BasicLauncher", 2, 10, cores=2) is None
+
+
+def test_run_lock_is_exclusive_and_released(tmp_path):
+    assert not is_locked(tmp_path)
+    with run_lock(tmp_path):
+        assert is_locked(tmp_path)
+        with pytest.raises(RunLocked):
+            with run_lock(tmp_path):
+                pass
+    assert not is_locked(tmp_path)
+    with run_lock(tmp_path):  # can be taken again once released
+        pass
