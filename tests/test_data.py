@@ -286,3 +286,47 @@ def test_prepare_command_prints_the_manifest_last(tmp_path, capsys):
         assert isinstance(manifest[key], (int, float))
     code = data_module.main(["prepare", "data=text_files", "data.vocab_size=100", f"paths.cache={tmp_path}"])
     assert code == 2 and "data.vocab_size" in capsys.readouterr().err
+
+
+# -- Lightning: a resumed run sees exactly the batches of an uninterrupted one ----------------------------
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_resumed_trainer_continues_with_the_same_batches(cache_dir, tmp_path):
+    import hashlib
+
+    import lightning as L
+
+    seen: list[tuple[int, str]] = []
+
+    class Recorder(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.head = torch.nn.Embedding(400, 400)
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            seen.append((self.global_step, hashlib.sha1(x.numpy().tobytes()).hexdigest()))
+            return torch.nn.functional.cross_entropy(self.head(x).flatten(0, 1), y.flatten())
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    def fit(max_steps: int, ckpt_path=None) -> L.Trainer:
+        trainer = L.Trainer(max_steps=max_steps, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                            enable_checkpointing=False, limit_val_batches=0, accelerator="cpu",
+                            default_root_dir=tmp_path)
+        trainer.fit(Recorder(), datamodule=make(cache_dir, tokens=2048), ckpt_path=ckpt_path)
+        return trainer
+
+    fit(16)
+    uninterrupted, seen[:] = list(seen), []
+    fit(6).save_checkpoint(tmp_path / "step6.ckpt")
+    fit(16, tmp_path / "step6.ckpt")
+    assert [step for step, _ in uninterrupted] == list(range(16)) and seen == uninterrupted
+
+
+def test_workers_give_the_same_batches(cache_dir):
+    serial = list(make(cache_dir, tokens=2048).train_dataloader())
+    parallel = list(make(cache_dir, tokens=2048, num_workers=2).train_dataloader())
+    assert len(serial) == len(parallel) == 16
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(serial, parallel))

@@ -334,4 +334,4 @@ def iter_documents(source: dict, cache_dir: str | Path, project_root: Path | Non
     else:
         yield from hf_documents(source["name"], source.get("config"), source.get("split", "train"),
                                 source.get("text_column", "text"), source.get("data_files"), source.get("revision"),
-                                source.get("max_documents"), cache_dir / "hf_datasets")
+                                source.get("max_documents"), hf_cache_dir=None)  # hub data: HF's own cache

@@ -439,6 +439,7 @@ class TokenDataModule(L.LightningDataModule):
     @property
     def tokenizer(self):
         """The HF tokenizers object of this cache (loaded on first use)."""
+        self.prepare()
         if self._tokenizer is None:
             self._tokenizer = load_tokenizer(self.tokenizer_path)
         return self._tokenizer
