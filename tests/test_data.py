@@ -311,18 +311,18 @@ def test_resumed_trainer_continues_with_the_same_batches(cache_dir, tmp_path):
         def configure_optimizers(self):
             return torch.optim.SGD(self.parameters(), lr=0.1)
 
-    def fit(max_steps: int, ckpt_path=None) -> L.Trainer:
-        trainer = L.Trainer(max_steps=max_steps, logger=False, enable_progress_bar=False, enable_model_summary=False,
-                            enable_checkpointing=False, limit_val_batches=0, accelerator="cpu",
-                            default_root_dir=tmp_path)
+    def fit(max_steps: int, ckpt_path=None, callbacks=()) -> None:  # Trainer settings as in train.py
+        trainer = L.Trainer(max_steps=max_steps, max_epochs=1, logger=False, enable_progress_bar=False,
+                            enable_model_summary=False, enable_checkpointing=bool(callbacks), callbacks=list(callbacks),
+                            limit_val_batches=0, accelerator="cpu", default_root_dir=tmp_path)
         trainer.fit(Recorder(), datamodule=make(cache_dir, tokens=2048), ckpt_path=ckpt_path)
-        return trainer
 
-    fit(16)
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    fit(16, callbacks=[ModelCheckpoint(tmp_path / "ckpt", "{step}", every_n_train_steps=6, save_top_k=-1)])
     uninterrupted, seen[:] = list(seen), []
-    fit(6).save_checkpoint(tmp_path / "step6.ckpt")
-    fit(16, tmp_path / "step6.ckpt")
-    assert [step for step, _ in uninterrupted] == list(range(16)) and seen == uninterrupted
+    fit(16, tmp_path / "ckpt" / "step=6.ckpt")  # resume mid-run, as after a crash at step 6
+    assert [step for step, _ in uninterrupted] == list(range(16)) and seen == uninterrupted[6:]
 
 
 def test_workers_give_the_same_batches(cache_dir):
