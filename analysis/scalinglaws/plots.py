@@ -55,9 +55,10 @@ def _budget_colors(budgets) -> dict:
 
 
 def loss_vs(df: pd.DataFrame, x: str = "N", fits: Mapping[str, FitResult] | None = None,
-            bands: Mapping[str, tuple] | None = None, title: str | None = None):
-    """Log-log loss against x (N, D or C) with fitted laws (`fits`: label -> FitResult whose predict takes x)
-    and shaded intervals (`bands`: label -> (grid, low, high), e.g. bootstrap percentiles)."""
+            bands: Mapping[str, tuple] | None = None, title: str | None = None, fitted: pd.DataFrame | None = None):
+    """Log-log loss against x (N, D or C) with fitted laws (`fits`: label -> FitResult whose predict takes x),
+    shaded intervals (`bands`: label -> (grid, low, high), e.g. bootstrap percentiles), and the points the
+    fits saw (`fitted`, ringed in black) when they are a subset of df."""
     fig, ax = _figure(title or f"Loss vs {LABELS.get(x, x)}")
     if "budget" in df.columns:
         colors = _budget_colors(df["budget"])
@@ -65,6 +66,8 @@ def loss_vs(df: pd.DataFrame, x: str = "N", fits: Mapping[str, FitResult] | None
             ax.scatter(g[x], g["loss"], color=colors[b], s=22, label=f"runs, C = {_label(b)}", zorder=3)
     else:
         ax.scatter(df[x], df["loss"], color="k", s=22, label="runs", zorder=3)
+    if fitted is not None:
+        ax.scatter(fitted[x], fitted["loss"], s=70, facecolors="none", edgecolors="k", label="points fitted", zorder=4)
     grid = _grid(df[x])
     for i, (label, fit) in enumerate((fits or {}).items()):
         color = f"C{i + 1}"

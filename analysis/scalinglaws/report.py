@@ -107,7 +107,9 @@ def _power_law_band(fit: FitResult, grid, x_c: str, alpha: str, offset: str = "L
     s = _samples(fit)
     if s is None or x_c not in s or alpha not in s:
         return None
-    curves = (s[x_c].to_numpy()[:, None] / grid[None, :]) ** s[alpha].to_numpy()[:, None]
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):  # degenerate draws (alpha ~ 0) give inf
+        curves = (s[x_c].to_numpy()[:, None] / grid[None, :]) ** s[alpha].to_numpy()[:, None]
+    curves[~np.isfinite(curves)] = np.nan
     if offset in s:
         curves = curves + s[offset].to_numpy()[:, None]
     tail = 100 * (1 - fit.level) / 2
@@ -289,7 +291,7 @@ class _Report:
             grid = plots._grid(env[x])
             band = _power_law_band(fit, grid, x_c, alpha)
             self.figure(s, plots.loss_vs(df, x, {key: fit}, {key: band} if band else None,
-                                         title=f"Kaplan {key}: loss vs {plots.LABELS[x]}"),
+                                         title=f"Kaplan {key}: loss vs {plots.LABELS[x]}", fitted=env),
                         f"loss_vs_{x}.png", f"{key} fitted to the envelope ({len(env)} points).")
             iv = fit.intervals.get(alpha)
             rows.append({"law": key, "scale": f"{x_c} = {_fmt(fit.params[x_c])}",

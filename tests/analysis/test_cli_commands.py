@@ -132,3 +132,16 @@ def test_module_entry_point(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "missing.parquet" in proc.stderr
     proc = subprocess.run([sys.executable, "-m", "scalinglaws", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and all(c in proc.stdout for c in ("report", "fit", "predict", "inference"))
+
+
+def test_bootstrapped_fit_carries_intervals_into_allocate(capsys, tmp_path):
+    fit_json = tmp_path / "fit.json"
+    code, _, err = run(capsys, "fit", TABLE, "--approach", "3", "--grid", "small", "--bootstrap", "12",
+                       "--save", fit_json)
+    assert code == 0, err
+    assert len(json.loads(fit_json.read_text())["samples"]) == 12
+    code, out, _ = run(capsys, "allocate", "--law", fit_json, "--C", "1e17", "--json")
+    a = json.loads(out)
+    for key, value in (("N", a["N_opt"]), ("D", a["D_opt"]), ("loss", a["loss"])):
+        lo, hi = a["intervals"][key]
+        assert lo <= value * (1 + 1e-9) and value <= hi * (1 + 1e-9) and lo < hi

@@ -46,3 +46,21 @@ def test_save_figure_is_atomic_png(tmp_path):
     assert "MAPE 1.00%" in fig.axes[0].texts[0].get_text()
     path = plots.save_figure(fig, tmp_path / "sub" / "r.png")
     assert path.read_bytes().startswith(b"\x89PNG") and [p.name for p in path.parent.iterdir()] == ["r.png"]
+
+
+def test_loss_plot_shades_the_bootstrap_band():
+    from scalinglaws import kaplan
+    from scalinglaws.bootstrap import bootstrap
+    from scalinglaws.report import _power_law_band
+
+    df = load_table(TABLE)
+    env = df.loc[df.groupby("N")["loss"].idxmin()]
+    fit = bootstrap(kaplan.fit_L_N, env, n=20, seed=0)
+    grid = np.geomspace(env["N"].min(), env["N"].max(), 7)
+    g, lo, hi = _power_law_band(fit, grid, "N_c", "alpha_N")
+    s = fit.extra["samples"].dropna()
+    curves = (s["N_c"].to_numpy()[:, None] / grid) ** s["alpha_N"].to_numpy()[:, None]
+    assert lo == pytest.approx(np.percentile(curves, 2.5, axis=0)) and np.all(hi > lo)
+    ax = plots.loss_vs(df, "N", {"L(N)": fit}, {"L(N)": (g, lo, hi)}, fitted=env).axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "L(N): 95% bootstrap interval" in labels and "points fitted" in labels
