@@ -85,15 +85,16 @@ def test_joblib_sweep_trains_four_runs_then_relaunch_skips_them(tmp_path, cache)
     for _, group in table.assign(c=lambda d: d["flops_6nd"].round(-8)).groupby("tokens_budget"):
         assert group["n_params"].nunique() == len(group)
     first = dict(zip(table["run_id"], table["finished_at"]))
-    again = run(sweep_cmd("run", file, runs, cache, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"), timeout=300)
-    assert again.stdout.count("already complete") == 4 or "nothing to do" in again.stdout + again.stderr
+    again = run(sweep_cmd("run", file, runs, cache), timeout=300)  # sequential: the skip check is cheap in-process
+    assert again.stdout.count("is already complete: nothing to do") == 4
     assert dict(zip(*read_sweep(runs / "par")[["run_id", "finished_at"]].T.values)) == first
     status = run([sys.executable, "-m", "scalinglab.sweep", "status", str(runs / "par")])
     assert status.stdout.startswith("4 runs: 4 complete, 0 running")
 
 
 def test_killed_sweep_relaunched_completes_every_run_exactly_once(tmp_path, cache):
-    file, runs = sweep_file(tmp_path, "killed"), tmp_path / "runs"
+    file, runs = sweep_file(tmp_path, "killed", budgets=(2e9, 3e9, 4e9)), tmp_path / "runs"
+    file.write_text(file.read_text().replace("sizes: [nano, {n_layer: 1, d_model: 48, n_head: 2}]", "sizes: [nano]"))
     proc = subprocess.Popen(sweep_cmd("run", file, runs, cache), cwd=REPO, env=env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 120
@@ -102,14 +103,15 @@ def test_killed_sweep_relaunched_completes_every_run_exactly_once(tmp_path, cach
     os.killpg(proc.pid, signal.SIGKILL)  # mid-sweep: one run done, the next one started or about to
     proc.wait()
     before = read_sweep(runs / "killed")
-    assert 1 <= len(before) < 4
+    assert 1 <= len(before) < 3
     run(sweep_cmd("run", file, runs, cache), timeout=300)
     after = read_sweep(runs / "killed")
-    assert len(after) == 4 and after["run_id"].is_unique and set(after["status"]) == {"complete"}
+    assert len(after) == 3 and after["run_id"].is_unique and set(after["status"]) == {"complete"}
     kept = after.set_index("run_id").loc[before["run_id"], "finished_at"]
     assert list(kept) == list(before["finished_at"])  # the run finished before the kill was not trained again
 
 
+@pytest.mark.slow  # ~20 s: submitit starts a fresh interpreter per job
 def test_submitit_local_launcher_runs_one_job(tmp_path, cache):
     file, runs = sweep_file(tmp_path, "sub", budgets=(2e9,)), tmp_path / "runs"
     file.write_text(file.read_text().replace("sizes: [nano, {n_layer: 1, d_model: 48, n_head: 2}]", "sizes: [nano]"))
