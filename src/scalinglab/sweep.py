@@ -269,6 +269,18 @@ def _sweep_file_args(name: str) -> list[str]:
     return ["--config-dir", str(SWEEPS_DIR), "--config-name", name]
 
 
+def _env_with_plugin() -> dict:
+    """The environment for the Hydra process: src/ on PYTHONPATH when an editable install made before
+    src/hydra_plugins existed does not map the sweeper plugin (re-running `pip install -e .` fixes it for good)."""
+    import importlib.util
+
+    env = dict(os.environ)
+    if importlib.util.find_spec("hydra_plugins.scalinglab_sweeper") is None and (
+            PROJECT_ROOT / "src" / "hydra_plugins" / "scalinglab_sweeper").is_dir():
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT / "src"), env.get("PYTHONPATH")]))
+    return env
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) < 2 or argv[0] not in ("plan", "run", "status"):
@@ -286,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     sys.stdout.flush()
-    os.execv(sys.executable, args)  # Hydra owns the command line from here (multirun, launchers, overrides)
+    os.execve(sys.executable, args, _env_with_plugin())  # Hydra owns the command line from here (multirun, launchers, overrides)
 
 
 if __name__ == "__main__":
