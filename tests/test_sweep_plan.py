@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 
 from scalinglab.errors import ConfigError
-from scalinglab.sweep import is_locked, run_lock, RunLocked, threads_per_run
+from scalinglab.store import is_locked, run_lock
+from scalinglab.sweep import threads_per_run
 from scalinglab.sweep_plan import (ModelFacts, consumed_tokens, cooldown_start, estimate, expand, format_table,
                                    parse_sizes, tokens_for_budget)
 
@@ -131,11 +132,10 @@ def test_threads_per_run_keeps_runs_times_threads_within_cores():
 
 def test_run_lock_is_exclusive_and_released(tmp_path):
     assert not is_locked(tmp_path)
-    with run_lock(tmp_path):
-        assert is_locked(tmp_path)
-        with pytest.raises(RunLocked):
-            with run_lock(tmp_path):
-                pass
+    with run_lock(tmp_path) as mine:
+        assert mine and is_locked(tmp_path)
+        with run_lock(tmp_path) as theirs:
+            assert not theirs
     assert not is_locked(tmp_path)
-    with run_lock(tmp_path):  # can be taken again once released
-        pass
+    with run_lock(tmp_path) as again:  # can be taken again once released
+        assert again

@@ -106,6 +106,20 @@ def run_lock(path: Path | str):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def is_locked(path: Path | str) -> bool:
+    """True while some process holds the run's lock (sweep status reports it as running)."""
+    file = Path(path) / LOCK
+    if not file.exists():
+        return False
+    with open(file) as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
+
+
 def read_summary(path: Path | str) -> dict | None:
     """The summary row of a run directory, or None when the run has none yet (never a partial one)."""
     file = Path(path) / SUMMARY

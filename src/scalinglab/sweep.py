@@ -9,74 +9,28 @@ A sweep file (sweeps/<name>.yaml) is a primary Hydra config: `defaults: [config,
 scalinglab]` plus a `plan:` section. The scalinglab sweeper (hydra_plugins/scalinglab_sweeper) composes each
 candidate run's config, expands the plan (scalinglab.sweep_plan), writes the plan to `<runs>/<sweep>/plan.parquet`
 and hands the overrides to whatever launcher is configured (basic, joblib, submitit_local, submitit_slurm).
-Training, skipping complete runs and resuming interrupted ones is train.py's job; `run_lock` here guarantees that
+Training, skipping complete runs and resuming interrupted ones is train.py's job; `store.run_lock` guarantees that
 two launches of one sweep never train the same run at once.
 """
 from __future__ import annotations
 
-import fcntl
 import itertools
 import os
 import sys
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import pandas as pd
 
 from scalinglab.errors import ConfigError
-from scalinglab.store import CONFIG, SUMMARY, read_summary, run_status, write_parquet
+from scalinglab.store import CONFIG, SUMMARY, is_locked, read_summary, run_status, write_parquet
 from scalinglab.sweep_plan import (DEFAULT_FLOPS_PER_SECOND, DEFAULT_STARTUP_SECONDS, ModelFacts, Plan, estimate,
                                    expand, format_table)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SWEEPS_DIR = PROJECT_ROOT / "sweeps"
 PLAN_FILE = "plan.parquet"
-LOCK_FILE = ".lock"
 STATES = ("complete", "running", "interrupted", "failed", "diverged", "pending")
-
-
-# ------------------------------------------------------------------------------------------------ run lock
-
-class RunLocked(RuntimeError):
-    """Another process holds this run directory's lock (it is training the run now)."""
-
-
-@contextmanager
-def run_lock(rdir: Path | str) -> Iterator[None]:
-    """Hold an exclusive, non-blocking flock on `<run_dir>/.lock` while training; raise RunLocked if taken.
-
-    The kernel drops the lock when the holder dies (even by SIGKILL), so a killed run never blocks a relaunch.
-    Works across processes on one machine and on NFS/Lustre mounts that support flock.
-    """
-    path = Path(rdir) / LOCK_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunLocked(f"{rdir} is being trained by another process") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        yield
-    finally:
-        os.close(fd)  # closing the descriptor releases the flock
-
-
-def is_locked(rdir: Path | str) -> bool:
-    """True while some process holds the run's lock (status reports it as running)."""
-    path = Path(rdir) / LOCK_FILE
-    if not path.exists():
-        return False
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
 
 
 # ------------------------------------------------------------------------------------------------ planning
