@@ -151,3 +151,24 @@ def test_wandb_offline_logs_the_same_rows(tmp_path, monkeypatch):
     assert summary["status"] == "complete" and (rdir / "metrics.parquet").exists()  # parquet is always written
     runs = list((rdir / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(runs) == 1 and runs[0].stat().st_size > 0
+
+
+def test_wsd_cooldown_branched_from_a_long_run_equals_training_it_from_scratch(tmp_path):
+    """Hagele et al. 2024: with no warmup, a constant-LR run's checkpoint at step b followed by this run's WSD
+    cooldown is the same computation as the whole WSD run, so branching must reproduce it exactly."""
+    common = ["train.warmup_frac=0", "train.cooldown_frac=0.2"]
+    scratch = run(config(tmp_path / "a", "train.tokens=25600", "train.schedule=wsd", *common))  # 50 steps
+    assert scratch["steps"] == 50
+    branch_step = 50 - 10
+    long = run(config(tmp_path / "b", "train.tokens=40960", "train.schedule=constant", *common,
+                      f"train.save_at_steps=[{branch_step}]"))
+    kept = tmp_path / "b" / "runs" / "single" / long["run_id"] / "checkpoints" / f"step-{branch_step}.ckpt"
+    assert kept.exists()  # kept after the long run completed
+    branched = run(config(tmp_path / "b", "train.tokens=25600", "train.schedule=wsd", *common,
+                          f"train.branch_from={long['run_id']}", f"train.branch_step={branch_step}"))
+    assert branched["status"] == "complete" and branched["tokens"] == scratch["tokens"] == 25600
+    assert branched["loss"] == scratch["loss"]
+    missing = config(tmp_path / "c", "train.tokens=25600", "train.schedule=wsd", *common,
+                     "train.branch_from=abc123", f"train.branch_step={branch_step}")
+    with pytest.raises(ConfigError, match="train.branch_from"):
+        run(missing)

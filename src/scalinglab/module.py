@@ -64,6 +64,15 @@ class LanguageModel(L.LightningModule):
             step, self.total_steps, t["schedule"], t["warmup_frac"], t["min_lr_ratio"], t["cooldown_frac"]))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
+    def on_train_start(self):
+        """Set each LR from this run's schedule at the current step. A no-op for a fresh start or an ordinary
+        resume; for a WSD cooldown branched from another run's checkpoint it replaces the restored LR (that
+        run's schedule) with this run's (see train.branch_from)."""
+        scheduler = self.lr_schedulers()
+        scheduler.base_lrs = [self.peak_lr] * len(scheduler.base_lrs)
+        for group in self.optimizers().optimizer.param_groups:
+            group["lr"] = self.lr_at(self.global_step)
+
     def training_step(self, batch, batch_idx):
         x, y = batch
         _, loss = self.model(x, y)

@@ -16,8 +16,10 @@ from scalinglab.store import CHECKPOINT, METRICS, write_parquet
 
 
 class RunRecorder(L.Callback):
-    def __init__(self, run_dir: Path, checkpoint_minutes: float, early_stopping: bool, patience: int):
+    def __init__(self, run_dir: Path, checkpoint_minutes: float, early_stopping: bool, patience: int,
+                 save_at_steps: list[int] = ()):
         self.run_dir = Path(run_dir)
+        self.save_at_steps = set(save_at_steps)
         self.checkpoint_seconds = 60.0 * checkpoint_minutes
         self.early_stopping, self.patience = early_stopping, patience
         self._t_batch = None
@@ -40,10 +42,13 @@ class RunRecorder(L.Callback):
                 self.save_checkpoint(trainer)
         elif time.monotonic() - self._t_checkpoint > self.checkpoint_seconds:
             self.save_checkpoint(trainer)
+        if trainer.global_step in self.save_at_steps:  # kept after the run: WSD cooldowns branch from it
+            self.save_checkpoint(trainer, self.run_dir / "checkpoints" / f"step-{trainer.global_step}.ckpt")
 
-    def save_checkpoint(self, trainer: L.Trainer) -> None:
-        """checkpoints/last.ckpt, written to a temporary name and renamed (all ranks call; rank 0 writes)."""
-        path = self.run_dir / CHECKPOINT
+    def save_checkpoint(self, trainer: L.Trainer, path: Path | None = None) -> None:
+        """checkpoints/last.ckpt (or `path`), written to a temporary name and renamed (all ranks call; rank 0
+        writes)."""
+        path = path or self.run_dir / CHECKPOINT
         tmp = path.with_name(f".tmp-{path.name}")
         path.parent.mkdir(parents=True, exist_ok=True)
         trainer.save_checkpoint(tmp)

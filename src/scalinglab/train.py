@@ -29,7 +29,7 @@ CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
 log = logging.getLogger("scalinglab.train")
 
 # Settings that do not change a run's result, left out of its identity.
-NOT_IDENTITY = {"data": {"num_workers", "cache_dir"}, "train": {"threads", "checkpoint_minutes"}}
+NOT_IDENTITY = {"data": {"num_workers", "cache_dir"}, "train": {"threads", "checkpoint_minutes", "save_at_steps"}}
 
 
 def _positive(cfg: DictConfig, field: str, integer: bool = False, allow_zero: bool = False) -> None:
@@ -82,6 +82,21 @@ def instantiate(node: DictConfig, **kwargs):
         if isinstance(exc.__cause__, ConfigError):
             raise exc.__cause__ from None
         raise
+
+
+def branch_checkpoint(cfg: DictConfig, rdir: Path, steps: int) -> str | None:
+    """The checkpoint a WSD cooldown starts from: <sweep>/<branch_from>/checkpoints/step-<branch_step>.ckpt."""
+    source, step = cfg.train.branch_from, cfg.train.branch_step
+    if source is None:
+        return None
+    if not isinstance(step, int) or not 0 < step < steps:
+        raise ConfigError("train.branch_step", f"must be a step in (0, {steps}) of this run, got {step!r}",
+                          "set train.branch_step to the long run's step where this cooldown starts")
+    path = rdir.parent / check_name(str(source), "train.branch_from") / "checkpoints" / f"step-{step}.ckpt"
+    if not path.exists():
+        raise ConfigError("train.branch_from", f"no checkpoint {path}",
+                          "train the long run first (with train.save_at_steps including this step)")
+    return str(path)
 
 
 def _versions() -> dict:
@@ -181,7 +196,7 @@ def _train(cfg: DictConfig, model_cfg, dm, rid: str, rdir: Path) -> dict:
     if precision == "auto":
         precision = "bf16-mixed" if torch.cuda.is_available() else "32-true"
     callbacks = [RunRecorder(rdir, float(cfg.train.checkpoint_minutes), bool(cfg.train.early_stopping),
-                             int(cfg.train.patience))]
+                             int(cfg.train.patience), save_at_steps=list(cfg.train.save_at_steps))]
     if cfg.trainer.progress_bar:
         from scalinglab.progress import TokenProgressBar
         callbacks.append(TokenProgressBar(total_tokens=dm.tokens_total))
@@ -193,9 +208,9 @@ def _train(cfg: DictConfig, model_cfg, dm, rid: str, rdir: Path) -> dict:
                         num_sanity_val_steps=0, limit_val_batches=0, default_root_dir=str(rdir),
                         log_every_n_steps=1)
     ckpt = rdir / CHECKPOINT
-    resume = str(ckpt) if ckpt.exists() else None
+    resume = str(ckpt) if ckpt.exists() else branch_checkpoint(cfg, rdir, dm.steps)
     if resume:
-        print(f"resuming {cfg.sweep}/{rid} from {ckpt}")
+        print(f"resuming {cfg.sweep}/{rid} from {resume}")
 
     # 4. Train; the summary says how it ended.
     status, error, started = "complete", None, time.time()
@@ -226,6 +241,7 @@ def _train(cfg: DictConfig, model_cfg, dm, rid: str, rdir: Path) -> dict:
         "tokens_budget": int(cfg.train.tokens), "tokens": module.tokens_seen, "steps": trainer.global_step,
         "batch_size": int(cfg.train.batch_size), "lr": module.peak_lr, "lr_rule": cfg.train.lr_rule,
         "schedule": cfg.train.schedule, "seed": int(cfg.train.seed),
+        "branch_from": cfg.train.branch_from, "branch_step": cfg.train.branch_step,
         "epochs": module.tokens_seen / tokens_per_epoch,
         **{name: module.tokens_seen * per_token[name] for name in per_token},
         "flops_per_token_measured": per_token["flops_measured"],
@@ -238,8 +254,10 @@ def _train(cfg: DictConfig, model_cfg, dm, rid: str, rdir: Path) -> dict:
     }
     if trainer.is_global_zero:
         write_parquet(rdir / SUMMARY, [summary])
-        if status == "complete":
-            shutil.rmtree(ckpt.parent, ignore_errors=True)  # no resume point needed: the summary is the result
+        if status == "complete":  # no resume point needed: the summary is the result
+            ckpt.unlink(missing_ok=True)
+            if ckpt.parent.exists() and not any(ckpt.parent.iterdir()):
+                ckpt.parent.rmdir()
     print(f"run {cfg.sweep}/{rid}: {status}" + (f" ({error})" if error else
           f", val loss {summary['loss']:.4f} nats/token, {summary['bpb']:.4f} bits/byte, {summary['tokens']:,} tokens"))
     if status == "failed" and not _is_multirun():
