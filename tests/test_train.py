@@ -172,3 +172,17 @@ def test_wsd_cooldown_branched_from_a_long_run_equals_training_it_from_scratch(t
                      "train.branch_from=abc123", f"train.branch_step={branch_step}")
     with pytest.raises(ConfigError, match="train.branch_from"):
         run(missing)
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes_trains_one_run(tmp_path):
+    """Lightning's DDP (gloo) with 2 processes: one run directory, one summary, the same tokens as one process
+    (train.batch_size is the global batch, split across processes) and the same loss up to reduction order."""
+    single = run(config(tmp_path / "one", "train.tokens=30000"))
+    ddp = cli(tmp_path / "two", "train.tokens=30000", "trainer.accelerator=cpu", "trainer.devices=2",
+              "trainer.strategy=ddp")
+    assert ddp.returncode == 0, ddp.stderr[-2000:]
+    table = read_sweep(tmp_path / "two" / "runs")
+    assert len(table) == 1 and table["status"].item() == "complete"
+    assert table["tokens"].item() == single["tokens"]
+    assert table["loss"].item() == pytest.approx(single["loss"], rel=2e-3)

@@ -277,6 +277,7 @@ class TrainWindows(torch.utils.data.Dataset):
         self.n_ctx, self.batch_size, self.seed = n_ctx, batch_size, seed
         self.n_windows = n_tokens // (n_ctx + 1)
         self.first_step, self.last_step = first_step, last_step
+        self.rank, self.world_size = 0, 1
         self._permutations: dict[int, np.ndarray] = {}
 
     def permutation(self, epoch: int) -> np.ndarray:
@@ -307,7 +308,9 @@ class TrainWindows(torch.utils.data.Dataset):
         return max(0, self.last_step - self.first_step)
 
     def __getitem__(self, i: int):
-        return self.batch(self.first_step + i)
+        x, y = self.batch(self.first_step + i)
+        # Under DDP each process takes its rows of the step's global batch (train.batch_size sums over devices).
+        return x[self.rank::self.world_size], y[self.rank::self.world_size]
 
 
 class ResumeSampler(torch.utils.data.Sampler):
@@ -474,6 +477,11 @@ class TokenDataModule(L.LightningDataModule):
         windows = self.train_windows
         dataset = TrainWindows(Path(windows.memmap.path), windows.memmap.dtype, self.manifest["tokens_train"],
                                self.n_ctx, self.batch_size, self.seed, 0, self.steps)
+        if trainer is not None and trainer.world_size > 1:
+            if self.batch_size % trainer.world_size:
+                raise ConfigError("train.batch_size", f"{self.batch_size} does not split over "
+                                  f"{trainer.world_size} processes", "use a multiple of the number of devices")
+            dataset.rank, dataset.world_size = trainer.global_rank, trainer.world_size
         return torch.utils.data.DataLoader(dataset, batch_size=None, sampler=ResumeSampler(start, self.steps),
                                            num_workers=self.num_workers, pin_memory=torch.cuda.is_available(),
                                            persistent_workers=self.num_workers > 0)

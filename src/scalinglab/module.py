@@ -76,7 +76,8 @@ class LanguageModel(L.LightningModule):
     def training_step(self, batch, batch_idx):
         x, y = batch
         _, loss = self.model(x, y)
-        value = loss.item()
+        # Every process must agree on divergence, so judge the mean over processes (a no-op on one device).
+        value = self.trainer.strategy.reduce(loss.detach(), reduce_op="mean").item()
         if not math.isfinite(value) or value > self.diverge_above:
             raise Diverged(self.global_step + 1, value)
         self._loss_sum += value

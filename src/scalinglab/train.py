@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import platform
 import shutil
 import sys
@@ -118,6 +119,11 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 
 
+def _launcher_rank_zero() -> bool:
+    """False in the extra processes of a multi-process run (Lightning's DDP children, torchrun, SLURM tasks)."""
+    return all(int(os.environ.get(var, 0)) == 0 for var in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "NODE_RANK"))
+
+
 def _is_multirun() -> bool:
     try:
         return HydraConfig.get().mode == RunMode.MULTIRUN
@@ -145,6 +151,8 @@ def run(cfg: DictConfig) -> dict:
         return done
     # 2. Data (built once, then cached); validates n_ctx and batch size against the splits.
     dm.prepare()
+    if not _launcher_rank_zero():  # a DDP child process Lightning started: rank 0 holds the lock
+        return _train(cfg, model_cfg, dm, rid, rdir)
     with run_lock(rdir) as mine:
         if not mine:
             print(f"run {cfg.sweep}/{rid} is being trained by another process: skipped")
@@ -173,7 +181,8 @@ def _train(cfg: DictConfig, model_cfg, dm, rid: str, rdir: Path) -> dict:
     # 3. Run directory and objects.
     if cfg.train.threads:
         torch.set_num_threads(int(cfg.train.threads))
-    write_text(rdir / CONFIG, OmegaConf.to_yaml(cfg, resolve=True))
+    if _launcher_rank_zero():
+        write_text(rdir / CONFIG, OmegaConf.to_yaml(cfg, resolve=True))
     train = OmegaConf.to_container(cfg.train, resolve=True)
     probe = GPT(model_cfg)
     counts = probe.param_counts()
@@ -206,6 +215,7 @@ def _train(cfg: DictConfig, model_cfg, dm, rid: str, rdir: Path) -> dict:
                         logger=loggers or False, callbacks=callbacks, enable_checkpointing=False,
                         enable_progress_bar=bool(cfg.trainer.progress_bar), enable_model_summary=False,
                         num_sanity_val_steps=0, limit_val_batches=0, default_root_dir=str(rdir),
+                        use_distributed_sampler=False,  # the data module splits each step's batch itself
                         log_every_n_steps=1)
     ckpt = rdir / CHECKPOINT
     resume = str(ckpt) if ckpt.exists() else branch_checkpoint(cfg, rdir, dm.steps)
@@ -258,8 +268,9 @@ def _train(cfg: DictConfig, model_cfg, dm, rid: str, rdir: Path) -> dict:
             ckpt.unlink(missing_ok=True)
             if ckpt.parent.exists() and not any(ckpt.parent.iterdir()):
                 ckpt.parent.rmdir()
-    print(f"run {cfg.sweep}/{rid}: {status}" + (f" ({error})" if error else
-          f", val loss {summary['loss']:.4f} nats/token, {summary['bpb']:.4f} bits/byte, {summary['tokens']:,} tokens"))
+    if trainer.is_global_zero:
+        print(f"run {cfg.sweep}/{rid}: {status}" + (f" ({error})" if error else
+              f", val loss {summary['loss']:.4f} nats/token, {summary['bpb']:.4f} bits/byte, {summary['tokens']:,} tokens"))
     if status == "failed" and not _is_multirun():
         raise RuntimeError(f"run {rid} failed: {error}")
     return summary
