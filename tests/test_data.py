@@ -112,7 +112,7 @@ def test_epochs_are_counted_and_warned(cache_dir):
 def test_resume_starts_at_the_trainer_step(cache_dir):
     dm = make(cache_dir, tokens=2048)
     dm.prepare()
-    dm.trainer = type("FakeTrainer", (), {"global_step": 5})()
+    dm.trainer = type("FakeTrainer", (), {"global_step": 5, "world_size": 1, "global_rank": 0})()
     batches = list(dm.train_dataloader())
     assert len(batches) == dm.steps - 5 and torch.equal(batches[0][1], dm.batch(5)[1])
 
@@ -330,3 +330,14 @@ def test_workers_give_the_same_batches(cache_dir):
     parallel = list(make(cache_dir, tokens=2048, num_workers=2).train_dataloader())
     assert len(serial) == len(parallel) == 16
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(serial, parallel))
+
+
+def test_ddp_processes_split_each_steps_global_batch(cache_dir):
+    dm = make(cache_dir, tokens=2048, batch_size=4)
+    dm.prepare()
+    parts = []
+    for rank in (0, 1):
+        dm.trainer = type("FakeTrainer", (), {"global_step": 0, "world_size": 2, "global_rank": rank})()
+        parts.append(next(iter(dm.train_dataloader())))
+    x, _ = dm.batch(0)
+    assert torch.equal(parts[0][0], x[0::2]) and torch.equal(parts[1][0], x[1::2])  # disjoint halves
