@@ -1,6 +1,7 @@
 """One training run end to end on the committed test corpus: files, schema, skip, resume, divergence, errors."""
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -55,10 +56,9 @@ def test_tiny_run_learns_and_writes_a_complete_run_directory(tmp_path):
     assert summary["tokens"] == 117 * 512 == metrics["tokens"].iloc[-1]
     assert summary["flops_6nd"] == 6 * summary["n_params"] * summary["tokens"]
     # Loss falls below the unigram entropy of the training tokens: the model learned context.
-    from scalinglab.data import TokenDataModule  # noqa: F401  (the cache is the one the run built)
-    cache = next((tmp_path.parent / "shared-cache" / "tokens").glob("*/train.bin"))
-    dtype = np.uint16
-    h1 = unigram_entropy(np.fromfile(cache, dtype=dtype))
+    cache = next((tmp_path.parent / "shared-cache" / "tokens").glob("*/manifest.json")).parent
+    dtype = json.loads((cache / "manifest.json").read_text())["dtype"]
+    h1 = unigram_entropy(np.fromfile(cache / "train.bin", dtype=dtype))
     assert summary["loss"] < h1 - 0.05, (summary["loss"], h1)
     assert summary["status"] == "complete" and math.isclose(summary["bpb"], metrics["bpb"].iloc[-1])
     # A second launch is a no-op: the summary file is not rewritten.

@@ -268,7 +268,6 @@ def _train(cfg: DictConfig, model_cfg, dm, rid: str, rdir: Path) -> dict:
             ckpt.unlink(missing_ok=True)
             if ckpt.parent.exists() and not any(ckpt.parent.iterdir()):
                 ckpt.parent.rmdir()
-    if trainer.is_global_zero:
         print(f"run {cfg.sweep}/{rid}: {status}" + (f" ({error})" if error else
               f", val loss {summary['loss']:.4f} nats/token, {summary['bpb']:.4f} bits/byte, {summary['tokens']:,} tokens"))
     if status == "failed" and not _is_multirun():
