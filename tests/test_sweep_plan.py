@@ -139,3 +139,19 @@ def test_run_lock_is_exclusive_and_released(tmp_path):
     assert not is_locked(tmp_path)
     with run_lock(tmp_path) as again:  # can be taken again once released
         assert again
+
+
+def test_tokens_per_param_keeps_only_sizes_near_each_budgets_optimum():
+    # D/N = C / (6 N^2): at C = 1e12, a -> 1667, b -> 104, c -> 6.5; at C = 1e13 ten times that
+    plan = expand({"kind": "isoflop", "budgets": [1e12, 1e13], "sizes": ["a", "b", "c"],
+                   "tokens_per_param": [5, 500]}, fake_facts())
+    assert {(r.size, r.budget) for r in plan.runs} == {("b", 1e12), ("c", 1e12), ("c", 1e13)}
+    skipped = {(s.size, s.budget): s.reason for s in plan.skipped}
+    assert set(skipped) == {("a", 1e12), ("a", 1e13), ("b", 1e13)}
+    assert "D/N = 1.04e+03 is outside plan.tokens_per_param [5, 500]" in skipped[("b", 1e13)]
+
+
+@pytest.mark.parametrize("value", [[5], [500, 5], [0, 10], "wide"])
+def test_tokens_per_param_must_be_an_increasing_positive_pair(value):
+    with pytest.raises(ConfigError, match="plan.tokens_per_param"):
+        expand({"kind": "isoflop", "budgets": [1e12], "sizes": ["a"], "tokens_per_param": value}, fake_facts())

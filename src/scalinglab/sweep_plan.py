@@ -13,7 +13,8 @@ Kinds (DESIGN.md section 4):
                step where D_i's cooldown starts (Hagele et al. 2024): many D for ~1.2 runs of compute.
 
 A run whose D is below one batch (or `plan.min_tokens`) or above one epoch of the corpus (unless
-`plan.allow_repeat`) is skipped with the reason.
+`plan.allow_repeat`) is skipped with the reason. In an isoflop plan, `plan.tokens_per_param: [lo, hi]` keeps at
+each budget only the sizes with lo <= D/N <= hi: one ladder of sizes, centred on each budget's optimum.
 """
 from __future__ import annotations
 
@@ -182,6 +183,20 @@ def _value_string(value) -> str:
     return str(value)
 
 
+def _ratio_range(value) -> tuple[float, float] | None:
+    """`plan.tokens_per_param`: null, or [lo, hi] with 0 < lo < hi (tokens per parameter, D/N)."""
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise ConfigError("plan.tokens_per_param", f"must be [lo, hi], got {value!r}",
+                          "set e.g. plan.tokens_per_param=[5,500], or null to keep every size")
+    lo, hi = (_number(v, "plan.tokens_per_param") for v in value)
+    if not 0 < lo < hi:
+        raise ConfigError("plan.tokens_per_param", f"needs 0 < lo < hi, got [{lo:g}, {hi:g}]",
+                          "set e.g. plan.tokens_per_param=[5,500]")
+    return lo, hi
+
+
 def _run(size: Size, extra: list[str], facts: ModelFacts, tokens: int, convention: str, **kw) -> Run:
     return Run(overrides=[*size.overrides, *extra], size=size.label, n_params=facts.n_params,
                n_params_nonembed=facts.n_params_nonembed, tokens=tokens,
@@ -222,10 +237,16 @@ def expand(plan: dict, facts_of: Callable[[list[str]], ModelFacts]) -> Plan:
     if kind == "isoflop":
         if "sizes" not in plan:
             raise ConfigError("plan.sizes", "is required for kind isoflop", "list the size ladder")
+        ratio = _ratio_range(plan.get("tokens_per_param"))
         for budget in _numbers(plan.get("budgets"), "plan.budgets"):
             for size in sizes:
                 facts = facts_of(list(size.overrides))
-                admit(size, [], tokens_for_budget(budget, facts.flops_per_token[convention]), budget=budget)
+                tokens = tokens_for_budget(budget, facts.flops_per_token[convention])
+                if ratio and not ratio[0] <= tokens / facts.n_params <= ratio[1]:
+                    out.skipped.append(Skip(size.label, tokens, f"D/N = {tokens / facts.n_params:.3g} is outside "
+                                            f"plan.tokens_per_param [{ratio[0]:g}, {ratio[1]:g}]", budget))
+                    continue
+                admit(size, [], tokens, budget=budget)
     elif kind in ("kaplan_n", "kaplan_d"):
         if "sizes" not in plan:
             raise ConfigError("plan.sizes", f"is required for kind {kind}", "list the model sizes")

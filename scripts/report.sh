@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Rebuild results/REPORT.md (+ REPORT.html and figures) from the run tables committed under results/runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${SCALINGLAB_RESULTS:-results/runs}
+.venv/bin/python -m scalinglaws report "$RUNS" --out results --name REPORT --title "scalinglab reproduction: Kaplan and Chinchilla laws on 2 CPU cores"
