@@ -19,6 +19,7 @@ import pandas as pd
 from . import chinchilla, kaplan, plots
 from .errors import InputError
 from .result import FitResult
+from .roles import assign_roles
 from .table import fit_table, load_curves, load_runs_dir, load_table
 
 # Published exponents (design notes section 3; Hoffmann et al. 2022 Table 2 for Approach 3's a = 0.46).
@@ -51,13 +52,46 @@ class Section:
 # ---------------------------------------------------------------- loading
 
 
+NOT_FITTED_COLUMNS = ("run_id", "sweep", "n_params", "tokens", "status", "error")
+WSD_COLUMNS = ("run_id", "role", "n_params", "tokens", "branch_step", "batch_size", "n_ctx", "wall_time")
+
+
+def _plan_columns(root: Path) -> pd.DataFrame | None:
+    """`budget` and `role` of every planned run under root (the sweeps' plan.parquet files), by run_id."""
+    frames = []
+    for f in sorted(root.rglob("plan.parquet")):
+        try:
+            frame = pd.read_parquet(f)
+        except Exception as e:  # pyarrow raises many kinds
+            raise InputError(str(f), f"cannot be read ({type(e).__name__}: {e})",
+                             "delete it; `python -m scalinglab.sweep plan <sweep>` writes it again") from e
+        frames.append(frame[[c for c in ("run_id", "budget", "role") if c in frame]])
+    if not frames:
+        return None
+    return pd.concat(frames, ignore_index=True).drop_duplicates("run_id", keep="last")
+
+
 def load_source(source, columns=None):
-    """(table, curves or None, where) from a table path / DataFrame / runs directory."""
+    """(table, curves or None, where) from a table path / DataFrame / runs directory.
+
+    For a runs directory each run also gets its sweep plan's `budget` and `role`, and `table.attrs["not_fitted"]`
+    lists the runs whose status is not complete (diverged, failed, running), so a report can show them.
+    """
     if isinstance(source, pd.DataFrame):
         return load_table(source, columns=columns), None, "table"
     path = Path(source)
     if path.is_dir():
-        table = load_table(load_runs_dir(path), columns=columns)
+        raw = load_runs_dir(path)
+        plan = _plan_columns(path)
+        if plan is not None and "run_id" in raw:
+            raw = raw.merge(plan[[c for c in plan if c == "run_id" or c not in raw]], on="run_id", how="left")
+        table = load_table(raw, columns=columns)
+        if "role" in raw:
+            wsd = raw[raw["role"].isin(["long", "cooldown"]) & raw.get("status", "complete").eq("complete")]
+            table.attrs["wsd_runs"] = wsd[[c for c in WSD_COLUMNS if c in wsd]].to_dict("records")
+        if "status" in raw:
+            bad = raw[raw["status"] != "complete"]
+            table.attrs["not_fitted"] = bad[[c for c in NOT_FITTED_COLUMNS if c in bad]].to_dict("records")
         curves = None
         if any(path.rglob("metrics.parquet")):
             curves = load_curves(path)
@@ -152,10 +186,15 @@ class _Progress:
 
 class _Report:
     def __init__(self, table, curves, out_dir: Path, bootstrap_n, seed, level, grid, progress):
-        self.table, self.curves, self.out = table, curves, out_dir
+        self.all, self.curves, self.out = table, curves, out_dir
+        self.roles = assign_roles(table)
+        self.table = self.roles.chinchilla  # Chinchilla approaches, backtest, conventions
+        if curves is not None and "run_id" in self.table:
+            self.curves = curves[curves["run_id"].isin(self.table["run_id"])]
         self.n, self.seed, self.level, self.grid = bootstrap_n, seed, level, grid
         self.progress = progress
         self.fits: dict[str, FitResult] = {}
+        self.backtest_mape: float | None = None
         self.sections: list[Section] = []
 
     def figure(self, section: Section, fig, name: str, caption: str):
@@ -195,17 +234,33 @@ class _Report:
 
     def data_section(self, where: str, notes):
         s = Section("Data")
-        df = self.table
+        df, roles = self.all, self.roles
         s.text.append(f"Source: `{Path(where).name if where != 'table' else 'DataFrame'}`. "
                       f"{len(df)} complete runs are fitted; N from {_fmt(df['N'].min())} to {_fmt(df['N'].max())} "
                       f"parameters, D from {_fmt(df['D'].min())} to {_fmt(df['D'].max())} tokens, C from "
                       f"{_fmt(df['C'].min())} to {_fmt(df['C'].max())} FLOPs.")
+        if len(roles.chinchilla) < len(df) or roles.long_runs:
+            uses = [f"{len(roles.chinchilla)} isoFLOP runs (runs with a budget) feed Chinchilla Approaches 1-3, "
+                    "the backtest and the counting conventions"]
+            if roles.L_N is not None:
+                uses.append(f"{len(roles.L_N)} runs at D = {_fmt(roles.L_N['D'].max())} feed Kaplan L(N)")
+            if roles.L_D is not None:
+                uses.append(f"{len(roles.L_D)} runs of N = {_fmt(roles.L_D['N'].iloc[0])} feed Kaplan L(D)")
+            uses.append(f"all {len(roles.all)} feed L(N, D)")
+            if roles.long_runs:
+                uses.append(f"{roles.long_runs} WSD long runs (constant LR, stopped at the last branch point) feed "
+                            "no fit")
+            s.text.append("Runs by use: " + "; ".join(uses) + ".")
         excluded = df.attrs.get("excluded", {})
         if excluded:
             s.tables.append(("Runs excluded from every fit (status is not complete)",
                              pd.DataFrame({"status": list(excluded), "runs": list(excluded.values())})))
             s.text.append(f"Excluded runs: {sum(excluded.values())} "
                           f"({', '.join(f'{v} {k}' for k, v in excluded.items())}).")
+            if df.attrs.get("not_fitted"):
+                s.tables.append(("Runs not fitted: DIVERGED and FAILED runs are never read as results",
+                                 pd.DataFrame(df.attrs["not_fitted"]).assign(
+                                     status=lambda t: t["status"].astype(str).str.upper())))
         else:
             s.text.append("Excluded runs: 0 (no diverged or failed runs).")
         for note in notes:
@@ -267,16 +322,19 @@ class _Report:
                     "Compute-optimal N_opt(C).")
 
     def kaplan(self, s: Section):
-        df = self.table
+        df, iso, roles = self.roles.all, self.table, self.roles
         envelopes = {
-            "N": df.loc[df.groupby("N")["loss"].idxmin()],
-            "D": df.loc[df.groupby("D")["loss"].idxmin()],
-            "C": (df.loc[df.groupby("budget")["loss"].idxmin()] if "budget" in df
-                  else df.loc[df.groupby("C")["loss"].idxmin()]),
+            "N": roles.L_N if roles.L_N is not None else df.loc[df.groupby("N")["loss"].idxmin()],
+            "D": roles.L_D if roles.L_D is not None else df.loc[df.groupby("D")["loss"].idxmin()],
+            "C": (iso.loc[iso.groupby("budget")["loss"].idxmin()] if "budget" in iso
+                  else iso.loc[iso.groupby("C")["loss"].idxmin()]),
         }
-        s.text.append("L(N), L(D) and L(C) are fitted to the lower envelope of the runs (the best loss at each N, "
-                      "each D, each budget), standing in for Kaplan's converged / compute-efficient runs; "
-                      "L(N, D) (eq 1.5) to every run.")
+        how = {"N": (f"L(N): the {len(roles.L_N)} runs at one D = {_fmt(roles.L_N['D'].max())} tokens"
+                     if roles.L_N is not None else "L(N): the best loss at each N over all runs"),
+               "D": (f"L(D): the {len(roles.L_D)} runs of one model, N = {_fmt(roles.L_D['N'].iloc[0])}"
+                     if roles.L_D is not None else "L(D): the best loss at each D over all runs")}
+        s.text.append(f"{how['N']}; {how['D']}; L(C): the best loss at each isoFLOP budget (Kaplan's compute-"
+                      f"efficient frontier); L(N, D) (eq 1.5): all {len(df)} runs.")
         specs = [("L(N)", kaplan.fit_L_N, "N", "N_c", "alpha_N"), ("L(D)", kaplan.fit_L_D, "D", "D_c", "alpha_D"),
                  ("L(C)", kaplan.fit_L_C, "C", "C_c", "alpha_C")]
         rows = []
@@ -290,9 +348,9 @@ class _Report:
                 continue
             grid = plots._grid(env[x])
             band = _power_law_band(fit, grid, x_c, alpha)
-            self.figure(s, plots.loss_vs(df, x, {key: fit}, {key: band} if band else None,
+            self.figure(s, plots.loss_vs(iso if x == "C" else df, x, {key: fit}, {key: band} if band else None,
                                          title=f"Kaplan {key}: loss vs {plots.LABELS[x]}", fitted=env),
-                        f"loss_vs_{x}.png", f"{key} fitted to the envelope ({len(env)} points).")
+                        f"loss_vs_{x}.png", f"{key} fitted to the {len(env)} highlighted runs.")
             iv = fit.intervals.get(alpha)
             rows.append({"law": key, "scale": f"{x_c} = {_fmt(fit.params[x_c])}",
                          "exponent": f"{alpha} = {fit.params[alpha]:.4f}",
@@ -324,9 +382,14 @@ class _Report:
         runs = bt.table
         if "run_id" in df:
             runs = runs.assign(run_id=df.loc[runs.index, "run_id"])[["run_id", *runs.columns]]
+        largest = df["C"] > df["C"].max() / 1.5  # the largest budget's runs
+        self.backtest_mape = _mape(runs.loc[runs.index.isin(df.index[largest]), "loss"],
+                                   runs.loc[runs.index.isin(df.index[largest]), "predicted"])
         s.text.append(f"Approach 3 fitted on the {int((df['C'] <= cutoff).sum())} runs with C <= C_max/"
                       f"{BACKTEST_FRACTION} = {_fmt(cutoff)} FLOPs, then used to predict the "
                       f"{int((df['C'] > cutoff).sum())} larger runs: MAPE {bt.mape:.2f}% on the held-out runs.")
+        s.text.append(f"On the largest budget alone ({int(largest.sum())} runs, C ~ {_fmt(df['C'].max())}): MAPE "
+                      f"{self.backtest_mape:.2f}%.")
         s.tables.append(("Per-run errors on held-out runs", runs))
         self.figure(s, plots.residuals(runs["loss"], runs["predicted"], title="Backtest: held-out runs"),
                     "backtest.png", "Predicted vs actual loss of the held-out (largest-compute) runs.")
@@ -344,6 +407,65 @@ class _Report:
         s.tables.append(("Exponents", pd.DataFrame(rows)))
         s.text.append("Kaplan's 0.73 has no fitted counterpart here: it came from L(N, S_min) with early stopping, "
                       "and is compared with the Chinchilla frontier exponents above.")
+        self.sections.append(s)
+
+    def wsd_section(self, s: Section):
+        """Cost of the WSD runs vs training each cooldown's D from scratch (Hagele et al. 2024)."""
+        df = self.roles.all
+        raw = pd.DataFrame(self.all.attrs.get("wsd_runs") or [])
+        if raw.empty or not raw["role"].eq("cooldown").any():
+            raise InputError("role", "no WSD cooldown runs in the input", "run a wsd_budgets sweep")
+        rows = []
+        for n, g in raw.groupby("n_params"):
+            long, cool = g[g["role"] == "long"], g[g["role"] == "cooldown"]
+            if long.empty or cool.empty:
+                continue
+            trained = float(long["tokens"].sum() + (cool["tokens"] - cool["branch_step"] * cool["batch_size"]
+                                                    * cool["n_ctx"]).sum())
+            scratch = float(cool["tokens"].sum())
+            rate = float(long["tokens"].sum() / long["wall_time"].sum())  # tokens/s of the long run
+            wall = float(g["wall_time"].sum())
+            rows.append({"N": int(n), "budgets D": len(cool), "tokens trained": int(trained),
+                         "tokens from scratch": int(scratch), "tokens saved": f"{1 - trained / scratch:.0%}",
+                         "wall time (s)": round(wall, 1), "from scratch, est. (s)": round(scratch / rate, 1),
+                         "time saved": f"{1 - wall / (scratch / rate):.0%}"})
+        if not rows:
+            raise InputError("role", "no WSD long run with its cooldowns in the input", "run a wsd_budgets sweep")
+        t = pd.DataFrame(rows)
+        s.text.append("One constant-LR run per size, checkpointed at each cooldown's start, then one short WSD "
+                      "cooldown per token budget D, instead of one cosine run per D. 'From scratch, est.' prices "
+                      "the cooldowns' full D at the long run's measured tokens/s.")
+        s.text.append(f"Saved overall: {1 - t['tokens trained'].sum() / t['tokens from scratch'].sum():.0%} of the "
+                      f"tokens, {1 - t['wall time (s)'].sum() / t['from scratch, est. (s)'].sum():.0%} of the "
+                      f"wall time ({int(df['role'].eq('cooldown').sum())} cooldowns are in the fits).")
+        s.tables.append(("WSD runs vs training every budget from scratch", t))
+
+    def targets_section(self):
+        """The reproduction's checks, as measured (results are reported whether or not they meet them)."""
+        s = Section(SECTION_TITLES[-1])
+        rows = []
+        a2 = self.fits.get("Approach 2")
+        if a2 is not None:
+            budgets = len(a2.extra["minima"]) + len(a2.extra.get("refused", {}))
+            interior = len(a2.extra["minima"])
+            rows.append({"check": "isoFLOP budgets with an interior minimum", "target": ">= 4",
+                         "measured": f"{interior} of {budgets}", "met": "yes" if interior >= 4 else "no"})
+        for key in ("Approach 2", "Approach 3"):
+            fit = self.fits.get(key)
+            if fit is None:
+                continue
+            a = float(fit.params["a"])
+            off = 0.0 if 0.4 <= a <= 0.65 else (0.4 - a if a < 0.4 else a - 0.65)
+            rows.append({"check": f"{key} exponent a (total N, 6ND)", "target": "[0.40, 0.65]",
+                         "measured": f"{a:.3f}", "met": "yes" if off == 0 else f"no (off by {off:.3f})"})
+        if self.backtest_mape is not None:
+            rows.append({"check": "backtest MAPE on the largest budget", "target": "<= 2%",
+                         "measured": f"{self.backtest_mape:.2f}%", "met": "yes" if self.backtest_mape <= 2 else "no"})
+        if not rows:
+            s.text.append("No fit to check.")
+        else:
+            s.tables.append(("Targets (Hoffmann et al. 2022 Table 2 range for a; backtest as in DESIGN.md)",
+                             pd.DataFrame(rows)))
         self.sections.append(s)
 
     def conventions(self, s: Section):
@@ -436,15 +558,16 @@ def _write_text(path: Path, text: str) -> None:
 SECTION_TITLES = ("Data", "Chinchilla Approach 1: envelope of training curves", "Chinchilla Approach 2: isoFLOP profiles",
                   "Chinchilla Approach 3: parametric fit", "Compute-optimal frontier", "Kaplan laws",
                   "Backtest: predicting the largest budget", "Fitted vs published exponents",
-                  "Counting conventions: parameters and FLOPs")
+                  "Counting conventions: parameters and FLOPs", "Targets")
+WSD_TITLE = "WSD: many token budgets from one run"  # only when the input has WSD cooldown runs
 
 
 def build_report(source, out_dir, bootstrap_n: int = 1000, seed: int = 0, level: float = 0.95,
                  grid: str = "chinchilla", columns: dict | None = None, progress: bool = True,
-                 title: str = "Scaling-law report") -> Path:
-    """Fit everything the data supports and write report.md, report.html and PNG figures into out_dir.
+                 title: str = "Scaling-law report", name: str = "report") -> Path:
+    """Fit everything the data supports and write <name>.md, <name>.html and PNG figures into out_dir.
 
-    Returns the path of report.md. The input is validated before anything is written.
+    Returns the path of the markdown file. The input is validated before anything is written.
     """
     if int(bootstrap_n) < 0:
         raise InputError("bootstrap_n", f"must be >= 0, got {bootstrap_n}", "pass 0 to skip intervals, or e.g. 1000")
@@ -464,6 +587,9 @@ def build_report(source, out_dir, bootstrap_n: int = 1000, seed: int = 0, level:
         next(t)
         r.comparison_section()
         r.guarded(next(t), r.conventions)
-    _write_text(out / "report.md", render_markdown(title, r.sections))
-    _write_text(out / "report.html", render_html(title, r.sections))
-    return out / "report.md"
+        if "role" in table and table["role"].eq("cooldown").any():
+            r.guarded(WSD_TITLE, r.wsd_section)
+        r.targets_section()
+    _write_text(out / f"{name}.md", render_markdown(title, r.sections))
+    _write_text(out / f"{name}.html", render_html(title, r.sections))
+    return out / f"{name}.md"

@@ -1,0 +1,62 @@
+"""Which runs of a table feed which fit, when one runs directory holds several sweeps.
+
+A reproduction directory (DESIGN.md section 4) mixes isoFLOP runs (each with the `budget` its sweep plan gave it),
+Kaplan L(N) runs (many N at one D), L(D) runs (one N at many D, e.g. WSD cooldowns) and WSD long runs (`role`
+"long": constant LR up to the last branch point, so their final loss is not that of a finished run).
+`assign_roles(table)` splits the rows:
+
+- chinchilla: rows with a finite `budget` when the column exists, else every row (Approaches 1-3, backtest).
+- L_N: outside `chinchilla` and not WSD cooldowns, the runs at the token budget (`tokens_budget`, else D) shared
+  by the most distinct N (at least 3; early stopping may end a run before its budget), else None.
+- L_D: outside `chinchilla`, the runs of the N with the most distinct D (at least 3; ties: the largest N), else None.
+  Both keep the best loss where one N (or D) appears twice.
+- all: every row except WSD long runs (Kaplan's L(N, D), eq 1.5).
+
+None means "no dedicated runs": the report then uses the lower envelope of `all` (best loss at each N or D).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+MIN_POINTS = 3
+
+
+@dataclass
+class Roles:
+    chinchilla: pd.DataFrame
+    L_N: pd.DataFrame | None
+    L_D: pd.DataFrame | None
+    all: pd.DataFrame
+    long_runs: int  # WSD long runs left out of every fit
+
+
+def _largest_group(df: pd.DataFrame, by: str, distinct: str) -> pd.DataFrame | None:
+    """Rows of the `by` value with the most distinct `distinct` values (>= MIN_POINTS), best loss per value."""
+    if df.empty:
+        return None
+    counts = df.groupby(by)[distinct].nunique()
+    counts = counts[counts >= MIN_POINTS]
+    if counts.empty:
+        return None
+    best = counts[counts == counts.max()].index.max()  # ties: the largest N (or D)
+    group = df[df[by] == best]
+    return group.loc[group.groupby(distinct)["loss"].idxmin()].sort_values(distinct)
+
+
+def assign_roles(table: pd.DataFrame) -> Roles:
+    """Split a validated table (canonical N, D, C, loss) into the runs each family of fits uses."""
+    long = table["role"].eq("long") if "role" in table else pd.Series(False, index=table.index)
+    usable = table[~long]
+    if "budget" in usable and usable["budget"].notna().any():
+        isoflop = usable["budget"].notna()
+        chinchilla, rest = usable[isoflop], usable[~isoflop]
+    else:
+        chinchilla, rest = usable, usable.iloc[0:0]
+    for df in (chinchilla, usable):
+        df.attrs = dict(table.attrs)
+    cooldown = rest["role"].eq("cooldown") if "role" in rest else pd.Series(False, index=rest.index)
+    budget = "tokens_budget" if "tokens_budget" in rest and rest["tokens_budget"].notna().all() else "D"
+    return Roles(chinchilla=chinchilla, L_N=_largest_group(rest[~cooldown], budget, "N"),
+                 L_D=_largest_group(rest, "N", "D"), all=usable, long_runs=int(long.sum()))
