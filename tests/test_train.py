@@ -186,3 +186,25 @@ def test_ddp_on_two_cpu_processes_trains_one_run(tmp_path):
     assert len(table) == 1 and table["status"].item() == "complete"
     assert table["tokens"].item() == single["tokens"]
     assert table["loss"].item() == pytest.approx(single["loss"], rel=2e-3)
+
+
+def test_early_stopping_ends_the_run_after_patience_evals_without_improvement(tmp_path, monkeypatch):
+    from scalinglab.module import LanguageModel, eval_steps
+
+    # Validation losses that improve three times, then never again: with patience 3 the run stops at the
+    # sixth eval point, long before its token budget.
+    losses = iter([5.0, 4.0, 3.0, 3.1, 3.2, 3.3, 3.4, 3.5, 3.6, 3.7, 3.8, 3.9, 4.0, 4.1])
+    monkeypatch.setattr(LanguageModel, "evaluate", lambda self: next(losses))
+    cfg = config(tmp_path, "train.tokens=120000", "train.early_stopping=true", "train.patience=3",
+                 "train.eval_points=12")
+    summary = run(cfg)
+    points = eval_steps(round(120000 / 512), 12)
+    rdir = tmp_path / "runs" / "single" / summary["run_id"]
+    metrics = pd.read_parquet(rdir / "metrics.parquet")
+    assert metrics["val_loss"].tolist() == [5.0, 4.0, 3.0, 3.1, 3.2, 3.3]
+    assert summary["steps"] == points[5] < points[-1] and summary["tokens"] == points[5] * 512
+    assert summary["status"] == "complete" and summary["loss_best"] == 3.0
+    # Without early stopping the same losses run the whole budget.
+    losses = iter([5.0, 4.0, 3.0, 3.1, 3.2, 3.3, 3.4, 3.5, 3.6, 3.7, 3.8, 3.9, 4.0, 4.1])
+    full = run(config(tmp_path, "train.tokens=120000", "train.eval_points=12"))
+    assert full["steps"] == points[-1]
