@@ -67,6 +67,9 @@ def test_report_numbers(runs_report):
     md = runs_report.read_text()
     # exclusions are counted distinctly: 2 diverged, 1 failed in the fixture
     assert "Excluded runs: 3 (2 diverged, 1 failed)." in md
+    # ... and listed one by one, marked so they cannot be mistaken for results
+    listed = md.split("**Runs not fitted: DIVERGED and FAILED runs are never read as results**")[1].split("\n\n")[1]
+    assert listed.count("| DIVERGED |") == 2 and listed.count("| FAILED |") == 1
     # the refused budget is reported with its reason
     assert re.search(r"\| 2\.500e\+13 \| minimum outside the sampled range", md)
     # the fixture's true frontier exponent is 0.30 / 0.65 = 0.4615; Approach 2 and 3 find it
