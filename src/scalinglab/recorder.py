@@ -12,7 +12,7 @@ from pathlib import Path
 
 import lightning as L
 
-from scalinglab.store import CHECKPOINT, METRICS, write_parquet
+from scalinglab.store import CHECKPOINT, METRICS, TMP_PREFIX, fault_point, storage_error, write_parquet
 
 
 class RunRecorder(L.Callback):
@@ -49,9 +49,17 @@ class RunRecorder(L.Callback):
         """checkpoints/last.ckpt (or `path`), written to a temporary name and renamed (all ranks call; rank 0
         writes)."""
         path = path or self.run_dir / CHECKPOINT
-        tmp = path.with_name(f".tmp-{path.name}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        trainer.save_checkpoint(tmp)
-        if trainer.is_global_zero:
-            os.replace(tmp, path)
+        tmp = path.with_name(f"{TMP_PREFIX}{path.name}")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            trainer.save_checkpoint(tmp)
+            if trainer.is_global_zero:
+                with open(tmp, "rb") as f:
+                    os.fsync(f.fileno())
+                fault_point(f"write:{path.name}")
+                os.replace(tmp, path)
+        except OSError as exc:
+            if trainer.is_global_zero:
+                tmp.unlink(missing_ok=True)
+            raise storage_error(path.parent, exc) from None
         self._t_checkpoint = time.monotonic()

@@ -6,16 +6,23 @@
                             checkpoints/last.ckpt
 
 Every file is written to a temporary name in its own directory and moved into place with os.replace, so a reader
-never sees a half-written file: a killed writer leaves at most a `.tmp-*` file, which readers ignore. This module
-imports no torch, so the analysis side and quick status commands stay light.
+never sees a half-written file: a killed writer leaves at most a `.tmp-*` file, which readers ignore (and train.py
+removes under the run's lock). A write the file system refuses (read-only, permission denied, disk full) raises
+StoreError, a ConfigError naming the directory and the fix. This module imports no torch, so the analysis side and
+quick status commands stay light.
+
+Test hook (chaos tests only): with SCALINGLAB_FAULT=write:<file name> set, the first writer of that file SIGKILLs
+its own process group after the temporary file is complete and before os.replace (see `fault_point`).
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
 import os
 import re
+import signal
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,24 +41,78 @@ METRICS = "metrics.parquet"
 CONFIG = "config.yaml"
 CHECKPOINT = "checkpoints/last.ckpt"
 LOCK = ".lock"
+TMP_PREFIX = ".tmp-"
+FAULT_ENV = "SCALINGLAB_FAULT"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=,+-]*$")
+
+
+class StoreError(ConfigError):
+    """The file system refused a write to the results store (read-only, permission denied, disk full)."""
+
+
+# What a full disk or an unwritable folder raises: a user's problem with a clear fix, not a bug.
+REFUSED = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR)
+
+
+def storage_error(path: Path | str, exc: OSError) -> OSError | StoreError:
+    """A StoreError naming the directory that could not be written and the fix; `exc` itself for other errors."""
+    if exc.errno not in REFUSED:
+        return exc
+    where = Path(path)
+    reason = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        fix = f"free disk space on the file system of {where}, or set paths.runs to a directory with room"
+    else:
+        fix = f"make {where} writable (e.g. chmod u+w {where}), or set paths.runs to a writable directory"
+    return StoreError(str(where), f"cannot write results here ({reason}); earlier results in it are unchanged", fix)
+
+
+def fault_point(name: str) -> None:
+    """Chaos-test hook: SIGKILL this process group when SCALINGLAB_FAULT == name; a no-op otherwise."""
+    if os.environ.get(FAULT_ENV) == name:
+        os.killpg(os.getpgrp(), signal.SIGKILL)
 
 
 def atomic_write(path: Path | str, write: Callable[[str], None]) -> Path:
     """Call write(tmp_path) on a temporary file beside `path`, fsync it, then os.replace it into place."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}.", dir=path.parent)
-    os.close(fd)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{path.name}.", dir=path.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise storage_error(_existing_parent(path.parent), exc) from None
     try:
         write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        fault_point(f"write:{path.name}")
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise storage_error(path.parent, exc) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _existing_parent(path: Path) -> Path:
+    """`path` or its nearest ancestor that exists (what a failed mkdir should name)."""
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate if candidate.is_dir() else candidate.parent
+    return path
+
+
+def remove_temporaries(directory: Path | str) -> list[Path]:
+    """Delete `.tmp-*` files killed writers left in `directory` and its subfolders; the caller holds the lock."""
+    removed = []
+    for file in Path(directory).rglob(f"{TMP_PREFIX}*"):
+        if file.is_file():
+            file.unlink(missing_ok=True)
+            removed.append(file)
+    return removed
 
 
 def write_text(path: Path | str, text: str) -> Path:
@@ -78,11 +139,21 @@ def run_id(identity: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def run_dir(runs_root: Path | str, sweep: str, rid: str) -> Path:
+def sweep_dir(runs_root: Path | str, sweep: str) -> Path:
+    """<runs>/<sweep>, refusing any sweep name that would land outside the runs directory."""
     root = Path(runs_root).resolve()
-    path = (root / check_name(sweep, "sweep") / check_name(rid, "run_id")).resolve()
-    if root not in path.parents:
-        raise ConfigError("sweep", f"run directory {path} is outside paths.runs={root}", "use a plain sweep name")
+    path = (root / check_name(sweep, "sweep")).resolve()
+    if path.parent != root:
+        raise ConfigError("sweep", f"sweep directory {path} is outside paths.runs={root}", "use a plain sweep name")
+    return path
+
+
+def run_dir(runs_root: Path | str, sweep: str, rid: str) -> Path:
+    """<runs>/<sweep>/<run_id>, refusing names that would land outside it."""
+    parent = sweep_dir(runs_root, sweep)
+    path = (parent / check_name(rid, "run_id")).resolve()
+    if path.parent != parent:
+        raise ConfigError("run_id", f"run directory {path} is outside {parent}", "use a plain run id")
     return path
 
 
@@ -93,8 +164,12 @@ def run_lock(path: Path | str):
     flock is released by the kernel when its process dies (even by SIGKILL), so no stale lock survives a crash.
     """
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    with open(path / LOCK, "w") as handle:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        handle = open(path / LOCK, "a")
+    except OSError as exc:
+        raise storage_error(_existing_parent(path), exc) from None
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -141,7 +216,7 @@ def run_status(path: Path | str) -> str:
 
 
 def _summary_files(path: Path) -> Iterable[Path]:
-    return sorted(p for p in path.rglob(SUMMARY) if not p.name.startswith(".tmp-"))
+    return sorted(p for p in path.rglob(SUMMARY) if not p.name.startswith(TMP_PREFIX))
 
 
 def _concat(files: Iterable[Path], add_run_id: bool = False) -> pd.DataFrame:
@@ -167,5 +242,5 @@ def read_sweep(path: Path | str, complete_only: bool = False) -> pd.DataFrame:
 
 def read_metrics(path: Path | str) -> pd.DataFrame:
     """Every run's eval-point curve under `path`, with a run_id column."""
-    files = sorted(p for p in Path(path).rglob(METRICS) if not p.name.startswith(".tmp-"))
+    files = sorted(p for p in Path(path).rglob(METRICS) if not p.name.startswith(TMP_PREFIX))
     return _concat(files, add_run_id=True)

@@ -23,7 +23,7 @@ from typing import Callable
 import pandas as pd
 
 from scalinglab.errors import ConfigError
-from scalinglab.store import CONFIG, SUMMARY, is_locked, read_summary, run_status, write_parquet
+from scalinglab.store import CONFIG, LOCK, SUMMARY, is_locked, read_summary, run_status, write_parquet
 from scalinglab.sweep_plan import (DEFAULT_FLOPS_PER_SECOND, DEFAULT_STARTUP_SECONDS, ModelFacts, Plan, estimate,
                                    expand, format_table)
 
@@ -55,9 +55,9 @@ def _epoch_tokens(cfg, prepare: bool) -> int | None:
     """Tokens one epoch holds: train_windows * n_ctx, train_windows = tokens_train // (n_ctx + 1) (data.py)."""
     import json
 
-    import hydra
+    from scalinglab.train import instantiate
 
-    dm = hydra.utils.instantiate(cfg.data, n_ctx=cfg.model.n_ctx, batch_size=int(cfg.train.batch_size),
+    dm = instantiate(cfg.data, n_ctx=cfg.model.n_ctx, batch_size=int(cfg.train.batch_size),
                                  tokens=int(cfg.train.tokens), seed=int(cfg.train.seed), cache_dir=cfg.paths.cache,
                                  progress=False, _convert_="all")
     if prepare:
@@ -75,14 +75,14 @@ def _epoch_tokens(cfg, prepare: bool) -> int | None:
 
 def model_facts(cfg, prepare_data: bool, _epochs: dict | None = None) -> ModelFacts:
     """Parameter counts (from the real module, built on the meta device), FLOPs per token and sizes of `cfg`."""
-    import hydra
     import torch
     from omegaconf import OmegaConf
 
     from scalinglab.flops import flops_per_token
     from scalinglab.model import GPT
+    from scalinglab.train import instantiate
 
-    model_cfg = hydra.utils.instantiate(cfg.model)
+    model_cfg = instantiate(cfg.model)
     with torch.device("meta"):
         counts = GPT(model_cfg).param_counts()
     per_token = flops_per_token(model_cfg, counts)
@@ -176,7 +176,7 @@ def sweep_status(sweep_dir: Path | str) -> pd.DataFrame:
         raise ConfigError(str(sweep_dir), "is not a sweep directory", "give runs/<sweep> (paths.runs/<sweep name>)")
     planned = pd.read_parquet(sweep_dir / PLAN_FILE) if (sweep_dir / PLAN_FILE).exists() else pd.DataFrame()
     on_disk = sorted(p for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
-                     and ((p / CONFIG).exists() or (p / SUMMARY).exists() or (p / LOCK_FILE).exists()))
+                     and ((p / CONFIG).exists() or (p / SUMMARY).exists() or (p / LOCK).exists()))
     ids = list(planned["run_id"]) if len(planned) else []
     ids += [p.name for p in on_disk if p.name not in set(ids)]
     rows = []

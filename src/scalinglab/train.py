@@ -23,8 +23,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from scalinglab.errors import ConfigError
-from scalinglab.store import CHECKPOINT, CONFIG, SCHEMA_VERSION, SUMMARY, check_name, read_summary, run_dir, \
-    run_id, run_lock, write_parquet, write_text
+from scalinglab.store import CHECKPOINT, CONFIG, SCHEMA_VERSION, SUMMARY, StoreError, check_name, read_summary, \
+    remove_temporaries, run_dir, run_id, run_lock, write_parquet, write_text
 from scalinglab.validate import validate
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
@@ -45,9 +45,26 @@ def identity(cfg: DictConfig) -> dict:
     return out
 
 
+# The only code a config may name (`_target_`): a config value is never a way to import and call anything else.
+TARGET_PREFIX = "scalinglab."
+
+
+def check_targets(node, where: str) -> None:
+    """Refuse any `_target_` (at any depth: Hydra instantiates nested ones too) outside scalinglab."""
+    container = OmegaConf.to_container(node, resolve=False) if isinstance(node, DictConfig) else node
+    for key, value in (container.items() if isinstance(container, dict) else enumerate(container)):
+        field = f"{where}.{key}"
+        if key == "_target_" and not (isinstance(value, str) and value.startswith(TARGET_PREFIX)):
+            raise ConfigError(field, f"names {value!r}; only scalinglab components can be built from a config",
+                              f"leave {field} as the config group sets it (e.g. {TARGET_PREFIX}model.GPTConfig)")
+        if isinstance(value, (dict, list)):
+            check_targets(value, field)
+
+
 def instantiate(node: DictConfig, **kwargs):
-    """hydra.utils.instantiate, re-raising a component's ConfigError as itself (Hydra wraps it)."""
+    """hydra.utils.instantiate of a scalinglab component, re-raising its ConfigError as itself (Hydra wraps it)."""
     from hydra.errors import InstantiationException
+    check_targets(node, str(node._key() or "config"))
     try:
         return hydra.utils.instantiate(node, **kwargs)
     except InstantiationException as exc:
@@ -132,6 +149,7 @@ def run(cfg: DictConfig) -> dict:
         if done is not None and (done["status"] == "complete" or not cfg.rerun_failed):
             print(f"run {cfg.sweep}/{rid} is already {done['status']}: nothing to do")
             return done
+        remove_temporaries(rdir)  # half-written files of a killed writer; we hold the lock, so none is live
         return _train(cfg, model_cfg, dm, rid, rdir)
 
 
@@ -201,7 +219,7 @@ def _train(cfg: DictConfig, model_cfg, dm, rid: str, rdir: Path) -> dict:
             raise RuntimeError(f"training stopped at step {trainer.global_step} of {dm.steps}")
     except Diverged as exc:
         status, error = "diverged", str(exc)
-    except (KeyboardInterrupt, SystemExit):
+    except (KeyboardInterrupt, SystemExit, StoreError):  # a refused write is the disk's problem, not the run's
         raise
     except Exception as exc:  # a real failure: recorded, never read as a result
         status, error = "failed", f"{type(exc).__name__}: {exc}"
@@ -246,6 +264,32 @@ def _train(cfg: DictConfig, model_cfg, dm, rid: str, rdir: Path) -> dict:
     return summary
 
 
+def _override(argv: list[str], key: str) -> str | None:
+    """The value of the last `key=value` (or `+key=`/`++key=`) on the command line, None if absent."""
+    value = None
+    for arg in argv:
+        name, sep, rest = arg.lstrip("+").partition("=")
+        if sep and name == key:
+            value = rest
+    return value
+
+
+def check_runs_writable(argv: list[str]) -> None:
+    """Refuse an unwritable paths.runs (given on the command line or in SCALINGLAB_RUNS) before Hydra creates its
+    output folder there, which would otherwise fail with a traceback."""
+    runs = _override(argv, "paths.runs") or os.environ.get("SCALINGLAB_RUNS")
+    if not runs or "${" in runs:
+        return
+    path = Path(runs).expanduser().absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists() or p == p.parent)
+    if not existing.is_dir():
+        raise ConfigError("paths.runs", f"{path} cannot be created: {existing} is a file, not a directory",
+                          "set paths.runs to a directory (or a path under one) that you can write")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError("paths.runs", f"{existing} is not writable; earlier results in it are unchanged",
+                          f"make it writable (e.g. chmod u+w {existing}) or set paths.runs to a writable directory")
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def main(cfg: DictConfig) -> float | None:
     try:
@@ -256,5 +300,19 @@ def main(cfg: DictConfig) -> float | None:
     return summary.get("loss")
 
 
-if __name__ == "__main__":
+def entry() -> None:
+    """`python -m scalinglab.train`: check the sweep name and runs folder Hydra writes its output folder under
+    (`<paths.runs>/<sweep>/.hydra`, made before main runs), then Hydra."""
+    try:
+        sweep = _override(sys.argv[1:], "sweep")
+        if sweep is not None:
+            check_name(sweep.strip("'\""), "sweep")
+        check_runs_writable(sys.argv[1:])
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
     main()
+
+
+if __name__ == "__main__":
+    entry()

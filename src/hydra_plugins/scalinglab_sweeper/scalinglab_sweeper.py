@@ -58,7 +58,7 @@ class ScalinglabSweeper(Sweeper):
 
     def sweep(self, arguments: List[str]) -> Any:
         from scalinglab.errors import ConfigError
-        from scalinglab.store import check_name
+        from scalinglab.store import check_name, sweep_dir, write_text
         from scalinglab.sweep import batches, build_plan, threads_per_run, write_plan
         from scalinglab.sweep_plan import format_table
 
@@ -67,18 +67,16 @@ class ScalinglabSweeper(Sweeper):
             sweep = check_name(str(cfg.sweep), "sweep")
             prepare = (not self.dry_run) if self.prepare_data is None else bool(self.prepare_data)
             plan = build_plan(cfg, arguments, self._compose, prepare, self.flops_per_second, self.startup_seconds)
+            convention = OmegaConf.select(cfg, "plan.flops", default="6nd")
+            print(f"sweep {sweep} ({OmegaConf.select(cfg, 'plan.kind')}):\n{format_table(plan, convention)}",
+                  flush=True)
+            if self.dry_run or not plan.runs:
+                return []
+            write_plan(plan, sweep_dir(cfg.paths.runs, sweep), sweep)
+            write_text(Path(cfg.hydra.sweep.dir) / "multirun.yaml", OmegaConf.to_yaml(cfg))
         except ConfigError as exc:
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(2)
-        convention = OmegaConf.select(cfg, "plan.flops", default="6nd")
-        print(f"sweep {sweep} ({OmegaConf.select(cfg, 'plan.kind')}):\n{format_table(plan, convention)}", flush=True)
-        if self.dry_run or not plan.runs:
-            return []
-        sweep_root = Path(str(cfg.paths.runs)) / sweep
-        write_plan(plan, sweep_root, sweep)
-        sweep_dir = Path(cfg.hydra.sweep.dir)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(cfg, sweep_dir / "multirun.yaml")
 
         launcher_target = str(OmegaConf.select(cfg, "hydra.launcher._target_", default=""))
         user_threads = OmegaConf.select(cfg, "train.threads") is not None or any(
