@@ -98,3 +98,30 @@ def test_size_ladder_presets_state_their_true_size(repo):
         assert abs(real - stated) / real < 0.01, path.name
         sizes.append(real)
     assert min(sizes) < 20_000 and max(sizes) > 80_000_000  # a ladder from ~10K to ~100M
+
+
+@pytest.mark.parametrize("tie", [True, False])
+def test_fused_head_and_loss_match_the_unfused_ones(tie):
+    """LinearCrossEntropy (training path) gives the loss and gradients of lm_head + F.cross_entropy."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_layer=2, d_model=32, n_head=2, n_ctx=16, vocab_size=3000, tie_embeddings=tie))
+    x = torch.randint(0, 3000, (5, 17))
+    logits_free, loss = model(x[:, :-1], x[:, 1:])  # 80 rows, one chunk of 349; many chunks below
+    assert logits_free is None
+    loss.backward()
+    fused = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    logits = model(x[:, :-1])  # no targets: the logits, then the unfused loss
+    assert logits.shape == (5, 16, 3000)
+    reference = torch.nn.functional.cross_entropy(logits.view(-1, 3000), x[:, 1:].reshape(-1))
+    reference.backward()
+    assert torch.allclose(loss, reference, atol=1e-6, rtol=0)
+    for n, p in model.named_parameters():
+        assert torch.allclose(fused[n], p.grad, atol=1e-6, rtol=1e-4), n
+    # Many chunks (vocab 2**16 -> 32 rows a chunk) give the same loss as one pass.
+    big = GPT(GPTConfig(n_layer=1, d_model=16, n_head=2, n_ctx=16, vocab_size=2**16))
+    y = torch.randint(0, 2**16, (4, 17))
+    _, chunked = big(y[:, :-1], y[:, 1:])
+    with torch.no_grad():
+        _, whole = big(y[:, :-1], y[:, 1:])
+    assert torch.allclose(chunked, whole, atol=1e-5, rtol=0)
