@@ -226,9 +226,13 @@ def text_file_documents(files: list[Path], text_column: str, hf_cache_dir: str |
         if path.suffix in TEXT_SUFFIXES:
             try:
                 text = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as error:
-                raise ConfigError("data.source.paths", f"cannot read {path} as UTF-8 text ({error})",
-                                  "fix or remove that file") from error
+            except UnicodeDecodeError as error:
+                raise ConfigError("data.source.paths", f"cannot read {path}: it is not UTF-8 text ({error})",
+                                  "re-encode it as UTF-8 (e.g. iconv -f latin1 -t utf-8), or leave it out of "
+                                  "data.source.paths") from None
+            except OSError as error:
+                raise ConfigError("data.source.paths", f"cannot read {path} ({error.strerror or error})",
+                                  "check that the file exists and is readable, or leave it out") from None
             yield str(path), text
             continue
         import datasets  # heavy import, only when tables are used
@@ -237,8 +241,9 @@ def text_file_documents(files: list[Path], text_column: str, hf_cache_dir: str |
             table = datasets.load_dataset(TABLE_SUFFIXES[path.suffix], data_files=str(path), split="train",
                                           cache_dir=None if hf_cache_dir is None else str(hf_cache_dir))
         except Exception as error:  # datasets raises many types for a malformed file
-            raise ConfigError("data.source.paths", f"cannot read {path} ({type(error).__name__}: {error})",
-                              "fix or remove that file") from error
+            raise ConfigError("data.source.paths", f"cannot read {path} as a {TABLE_SUFFIXES[path.suffix]} table "
+                              f"({type(error).__name__}: {error})", "fix the file (one JSON object per line for "
+                              ".jsonl, a complete .parquet file), or leave it out of data.source.paths") from None
         for row, text in enumerate(_column_texts(table, text_column, str(path))):
             yield f"{path}#{row}", text if isinstance(text, str) else ""
 

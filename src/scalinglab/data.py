@@ -137,7 +137,8 @@ def _train_or_load_tokenizer(train_texts: list[str], vocab_size: int, tokenizer_
         return load_tokenizer(tokenizer_file)
     path = cache_dir / "tokenizers" / f"bpe-{_hash([split_key, vocab_size, 'bytelevel-bpe-v1'])}.json"
     if path.exists():
-        return load_tokenizer(path)
+        return load_tokenizer(path, field=str(path), fix=f"delete {path} (a cached tokenizer) and run again to "
+                              "retrain it")
     tokenizer = train_bpe(train_texts, vocab_size, length=len(train_texts), show_progress=progress)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
@@ -177,8 +178,9 @@ def build_token_cache(source: dict, vocab_size: int, val_tokens: int, tokenizer_
             ids.append(doc_id)
             texts.append(text)
     if not texts:
-        raise ConfigError("data.source", f"the corpus {source} has no non-empty document",
-                          "point data.source at files or a dataset that contain text")
+        where = {"text_files": f"the files {source.get('paths')}", "hf": f"the dataset {source.get('name')!r}"}
+        raise ConfigError("data.source", f"{where.get(source.get('kind'), 'the corpus')} hold no non-empty document "
+                          "(every one is empty or whitespace)", "point data.source at files or a dataset that contain text")
     if len(texts) < 2:
         raise ConfigError("data.source", f"the corpus has 1 document ({ids[0]}); the validation split is made of "
                           "whole documents", "give at least 2 documents (e.g. split the file into several .txt files)")
@@ -248,6 +250,49 @@ def cache_key(source: dict, vocab_size: int, val_tokens: int, tokenizer_file) ->
     """Key of a token cache: (corpus fingerprint, split and tokenizer settings); cheap, reads no text."""
     tokenizer_hash = None if tokenizer_file is None else sha256_file(tokenizer_file)
     return _hash([CACHE_FORMAT, source_fingerprint(source, PROJECT_ROOT), vocab_size, val_tokens, tokenizer_hash])
+
+
+MANIFEST_KEYS = ("tokens_train", "tokens_val", "dtype", "sha256")
+
+
+def _corrupt(cache_path: Path, file: str, problem: str) -> ConfigError:
+    return ConfigError(str(cache_path / file), f"the token cache is damaged: {problem}",
+                       f"delete {cache_path} and run again to rebuild it (nothing else is lost)")
+
+
+def read_manifest(cache_path: Path) -> dict:
+    """The manifest of a complete token cache, after cheap checks that its files match it.
+
+    Checked: the manifest parses and has its keys; train.bin and val.bin have exactly the bytes the manifest's token
+    counts need; tokenizer.json has its recorded SHA-256; token_bytes.npy exists. A damaged file raises ConfigError
+    naming it (a truncated or garbled cache would otherwise fail mid-run or train on garbage).
+    """
+    cache_path = Path(cache_path)
+    try:
+        manifest = json.loads((cache_path / "manifest.json").read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise _corrupt(cache_path, "manifest.json", f"cannot read it ({error})") from None
+    missing = [key for key in MANIFEST_KEYS if not isinstance(manifest, dict) or key not in manifest]
+    if missing:
+        raise _corrupt(cache_path, "manifest.json", f"it lacks {missing}")
+    try:
+        itemsize = np.dtype(manifest["dtype"]).itemsize
+    except TypeError:
+        raise _corrupt(cache_path, "manifest.json", f"unknown dtype {manifest['dtype']!r}") from None
+    for name, tokens in (("train.bin", manifest["tokens_train"]), ("val.bin", manifest["tokens_val"])):
+        path = cache_path / name
+        size = path.stat().st_size if path.exists() else None
+        if size != int(tokens) * itemsize:
+            raise _corrupt(cache_path, name, f"{'missing' if size is None else f'{size} bytes'}, the manifest says "
+                           f"{tokens} tokens x {itemsize} bytes = {int(tokens) * itemsize} bytes")
+    tokenizer = cache_path / "tokenizer.json"
+    expected = manifest["sha256"].get("tokenizer.json") if isinstance(manifest["sha256"], dict) else None
+    if not tokenizer.exists() or (expected is not None and sha256_file(tokenizer) != expected):
+        raise _corrupt(cache_path, "tokenizer.json", "missing" if not tokenizer.exists() else
+                       "its SHA-256 differs from the manifest's")
+    if not (cache_path / "token_bytes.npy").exists():
+        raise _corrupt(cache_path, "token_bytes.npy", "missing")
+    return manifest
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -403,7 +448,7 @@ class TokenDataModule(L.LightningDataModule):
                                       self.cache_dir, self.cache_path, self.progress)
                 else:
                     reused = True
-        manifest = json.loads((self.cache_path / "manifest.json").read_text())
+        manifest = read_manifest(self.cache_path)
         self._load(manifest)
         manifest.update(seconds=round(time.perf_counter() - start, 3), reused=reused)
         self.manifest = manifest
@@ -413,7 +458,10 @@ class TokenDataModule(L.LightningDataModule):
     def _load(self, manifest: dict) -> None:
         self.tokenizer_path = self.cache_path / "tokenizer.json"
         self._tokenizer = None
-        token_bytes = np.load(self.cache_path / "token_bytes.npy")
+        try:
+            token_bytes = np.load(self.cache_path / "token_bytes.npy")
+        except (OSError, ValueError) as error:
+            raise _corrupt(self.cache_path, "token_bytes.npy", f"cannot read it ({error})") from None
         n_val = manifest["tokens_val"]
         val_windows = min(self.val_tokens, n_val - 1) // self.n_ctx
         if val_windows < 1:
@@ -444,7 +492,8 @@ class TokenDataModule(L.LightningDataModule):
         """The HF tokenizers object of this cache (loaded on first use)."""
         self.prepare()
         if self._tokenizer is None:
-            self._tokenizer = load_tokenizer(self.tokenizer_path)
+            self._tokenizer = load_tokenizer(self.tokenizer_path, field=str(self.tokenizer_path),
+                                             fix=f"delete {self.cache_path} and run again to rebuild it")
         return self._tokenizer
 
     # -- batches ----------------------------------------------------------------------------------------
@@ -506,6 +555,8 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     config_dir = Path(os.environ.get("SCALINGLAB_CONFIG_DIR", PROJECT_ROOT / "configs")).resolve()
+    from scalinglab.validate import hydra_error
+
     try:
         with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
             cfg = compose("config", overrides=argv[1:])
@@ -515,8 +566,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except Exception as error:  # instantiate wraps ConfigError raised in __init__
-        cause = error.__cause__ if isinstance(error.__cause__, ConfigError) else None
+    except Exception as error:  # Hydra's composition errors; instantiate wraps a ConfigError raised in __init__
+        cause = error.__cause__ if isinstance(error.__cause__, ConfigError) else hydra_error(error)
         if cause is None:
             raise
         print(f"error: {cause}", file=sys.stderr)

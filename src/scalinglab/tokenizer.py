@@ -46,13 +46,15 @@ def train_bpe(texts: Iterable[str], vocab_size: int, length: int | None = None,
     return tokenizer
 
 
-def load_tokenizer(path: str | Path) -> Tokenizer:
-    """Load a tokenizer.json, with a clear error naming data.tokenizer_file."""
+USER_TOKENIZER_FIX = "give a tokenizer.json saved by HF tokenizers, or data.tokenizer_file=null to train one"
+
+
+def load_tokenizer(path: str | Path, field: str = "data.tokenizer_file", fix: str = USER_TOKENIZER_FIX) -> Tokenizer:
+    """Load a tokenizer.json; a bad file raises ConfigError(field, ..., fix) (a cached one names its own file)."""
     try:
         return Tokenizer.from_file(str(path))
     except Exception as error:  # tokenizers raises a bare Exception for bad files
-        raise ConfigError("data.tokenizer_file", f"cannot load {path} ({error})",
-                          "give a tokenizer.json saved by HF tokenizers, or null to train one") from error
+        raise ConfigError(field, f"cannot load {path} as a tokenizer.json ({error})", fix) from None
 
 
 def end_of_text_id(tokenizer: Tokenizer) -> int:

@@ -1,42 +1,161 @@
-"""Cheap checks of a composed run config, before any data is read or any compute starts.
+"""Cheap checks of a run's settings, before any data is read or any compute starts.
 
-`validate(cfg)` raises ConfigError(field, problem, fix) for the first bad setting it finds.
+- `validate(cfg)` raises ConfigError(field, problem, fix) for the first bad setting of a composed run config
+  (train.*, trainer.*, unresolvable interpolations); model.* and data.* are checked by their constructors.
+- `check_overrides(argv, config_dir)` composes a plain run's command line the way Hydra will and turns an unknown
+  key, an unknown group option or an override that does not parse into a ConfigError (Hydra itself would exit 1
+  with its own message); `hydra_error(exc)` does that translation for any caller that composes configs.
 """
 from __future__ import annotations
 
 import math
+import re
 
 from omegaconf import DictConfig, OmegaConf
 
 from scalinglab.errors import ConfigError
 from scalinglab.store import check_name
 
+# An example value for each checked field, shown in the fix (the defaults of configs/train/default.yaml).
+EXAMPLES = {"train.tokens": "2e6", "train.batch_size": "32", "train.eval_points": "12", "train.patience": "3",
+            "train.lr": "3e-3", "train.diverge_factor": "1.5", "train.checkpoint_minutes": "2",
+            "train.weight_decay": "0.1", "train.grad_clip": "1.0", "train.warmup_frac": "0.02", "train.eps": "1e-8",
+            "train.min_lr_ratio": "0.1", "train.cooldown_frac": "0.2", "train.beta1": "0.9", "train.beta2": "0.95",
+            "train.lr_base_width": "128", "train.threads": "4", "trainer.num_nodes": "1"}
+# What lightning.Trainer accepts (kept here so that checking them does not import Lightning).
+PRECISIONS = ("auto", "64-true", "32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed", "transformer-engine",
+              "transformer-engine-float16", "64", "32", "16", "bf16", 64, 32, 16)
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
 
 def _positive(cfg: DictConfig, field: str, integer: bool = False, allow_zero: bool = False) -> None:
     value = OmegaConf.select(cfg, field)
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value >= 0 if allow_zero else value > 0) and (not integer or float(value).is_integer())
+    ok = _is_number(value) and (value >= 0 if allow_zero else value > 0) and (not integer or float(value).is_integer())
     if not ok:
         kind = "a whole number" if integer else "a number"
-        raise ConfigError(field, f"must be {kind} {'>= 0' if allow_zero else '> 0'}, got {value!r}",
-                          f"set {field}=<{kind} {'>= 0' if allow_zero else '> 0'}>")
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(field, f"must be {kind} {bound}, got {value!r}",
+                          f"set {field} to {kind} {bound}, e.g. {field}={EXAMPLES.get(field, '1')}")
+
+
+def _unit_interval(cfg: DictConfig, field: str) -> None:
+    value = OmegaConf.select(cfg, field)
+    if not _is_number(value) or not 0 <= value <= 1:
+        raise ConfigError(field, f"must be a number in [0, 1], got {value!r}",
+                          f"set {field} between 0 and 1, e.g. {field}={EXAMPLES.get(field, '0.1')}")
+
+
+def _check_resolvable(cfg: DictConfig) -> None:
+    """Resolve every ${...} interpolation now, so a bad one names its key instead of failing mid-run."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None) or "config"
+        raise ConfigError(str(key), f"cannot be resolved ({str(exc).splitlines()[0]})",
+                          f"fix the ${{...}} interpolation of {key}, or set the environment variable it reads") from None
+
+
+def _check_trainer(cfg: DictConfig) -> None:
+    precision = OmegaConf.select(cfg, "trainer.precision")
+    if precision not in PRECISIONS:
+        raise ConfigError("trainer.precision", f"unknown precision {precision!r}",
+                          "use auto, 32-true, bf16-mixed or 16-mixed (or another value lightning.Trainer accepts)")
+    accelerator = OmegaConf.select(cfg, "trainer.accelerator")
+    if accelerator not in ACCELERATORS:
+        raise ConfigError("trainer.accelerator", f"unknown accelerator {accelerator!r}", f"use one of {ACCELERATORS}")
+    devices = OmegaConf.select(cfg, "trainer.devices")
+    count = int(devices) if isinstance(devices, str) and re.fullmatch(r"-?\d+", devices) else devices
+    ok = devices == "auto" or (OmegaConf.is_list(devices) and len(devices) > 0)
+    ok = ok or (isinstance(count, int) and not isinstance(count, bool) and (count > 0 or count == -1))
+    if not ok:
+        raise ConfigError("trainer.devices", f"must be a number of devices > 0, -1, auto or a list of ids, got {devices!r}",
+                          "set e.g. trainer.devices=1")
+    _positive(cfg, "trainer.num_nodes", integer=True)
 
 
 def validate(cfg: DictConfig) -> None:
-    """Check the train settings that no component constructor checks."""
-    for field in ("train.tokens", "train.batch_size", "train.eval_points", "train.patience"):
+    """Check the train and trainer settings that no component constructor checks."""
+    _check_resolvable(cfg)
+    for field in ("train.tokens", "train.batch_size", "train.eval_points", "train.patience", "train.lr_base_width"):
         _positive(cfg, field, integer=True)
     for field in ("train.lr", "train.diverge_factor", "train.checkpoint_minutes"):
         _positive(cfg, field)
     for field in ("train.weight_decay", "train.grad_clip", "train.warmup_frac", "train.eps"):
         _positive(cfg, field, allow_zero=True)
     for field in ("train.warmup_frac", "train.min_lr_ratio", "train.cooldown_frac", "train.beta1", "train.beta2"):
-        value = OmegaConf.select(cfg, field)
-        if not isinstance(value, (int, float)) or not 0 <= value <= 1:
-            raise ConfigError(field, f"must be in [0, 1], got {value!r}", f"set {field} between 0 and 1")
+        _unit_interval(cfg, field)
+    seed = OmegaConf.select(cfg, "train.seed")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ConfigError("train.seed", f"must be a whole number >= 0, got {seed!r}", "set e.g. train.seed=0")
+    if OmegaConf.select(cfg, "train.threads") is not None:
+        _positive(cfg, "train.threads", integer=True)
     from scalinglab.schedule import LR_RULES, SCHEDULES
     if cfg.train.schedule not in SCHEDULES:
         raise ConfigError("train.schedule", f"unknown schedule {cfg.train.schedule!r}", f"use one of {SCHEDULES}")
     if cfg.train.lr_rule not in LR_RULES:
         raise ConfigError("train.lr_rule", f"unknown rule {cfg.train.lr_rule!r}", f"use one of {LR_RULES}")
+    _check_trainer(cfg)
     check_name(str(cfg.sweep), "sweep")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Hydra's composition errors as ConfigErrors.
+
+OVERRIDE_FIX = ("write each override as key=value, e.g. train.tokens=2e6; quote brackets for the shell, "
+                "e.g. 'data.source.paths=[a.txt,b.txt]'")
+
+
+def hydra_error(exc: BaseException) -> ConfigError | None:
+    """The ConfigError for a Hydra composition or override error (None for any other exception)."""
+    from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+
+    first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if isinstance(exc, MissingConfigException):
+        path = str(exc.missing_cfg_file or "")
+        group, _, option = path.rpartition("/")
+        if group and exc.options:
+            return ConfigError(group, f"has no option {option!r}",
+                               f"use one of {', '.join(sorted(exc.options))} (the files in configs/{group}/)")
+        return ConfigError(path or "config", first_line, "check the config name and --config-dir")
+    if isinstance(exc, OverrideParseException):
+        return ConfigError("overrides", f"cannot parse the command line ({first_line})", OVERRIDE_FIX)
+    if isinstance(exc, ConfigCompositionException):
+        unknown = re.match(r"Could not override '([^']+)'", first_line)
+        if unknown:
+            key = unknown.group(1)
+            return ConfigError(key, "is not a setting of this config",
+                               f"check the spelling against configs/ (`python -m scalinglab.train --cfg job` prints "
+                               f"every setting), or add a new key on purpose with +{key}=...")
+        taken = re.search(r"An item is already at '([^']+)'", str(exc))
+        if taken:
+            key = taken.group(1)
+            return ConfigError(key, "already exists, so +{0}=... cannot add it".format(key),
+                               f"drop the + prefix: {key}=...")
+        return ConfigError("overrides", first_line, "check the overrides against configs/ (`--cfg job` prints the "
+                           "composed config)")
+    return None
+
+
+def check_overrides(argv: list[str], config_dir: str, config_name: str = "config") -> None:
+    """Compose a plain run's overrides (no Hydra flags) as Hydra will; raise ConfigError if they do not compose.
+
+    Command lines with flags (-m, --config-dir, --cfg, ...) are left to Hydra: sweeps compose per run.
+    """
+    if any(arg.startswith("-") for arg in argv):
+        return
+    from hydra import compose, initialize_config_dir
+
+    try:
+        with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+            compose(config_name, overrides=list(argv))
+    except Exception as exc:
+        error = hydra_error(exc)
+        if error is None:
+            raise
+        raise error from None
