@@ -15,6 +15,10 @@ from rich.table import Table
 from . import calculator
 from .errors import InputError
 from .laws import PUBLISHED, load_law, save_law
+from .table import describe_excluded
+
+FIT_NAMES = {"2": "Approach 2 (isoFLOP profiles)", "3": "Approach 3 (parametric L(N, D))",
+             "kaplan": "Kaplan's L(N, D)"}
 
 LAW_HELP = f"a published law ({', '.join(PUBLISHED)}) or a fit.json written by `fit --save`"
 
@@ -57,12 +61,18 @@ def cmd_report(args, console):
 def cmd_fit(args, console):
     from . import chinchilla, kaplan
     from .report import load_source
-    from .table import fit_table
+    from .table import count_budgets, fit_table
 
     if args.save and args.approach == "2":
         raise InputError("--save", "Approach 2 gives a frontier, not a law L(N, D)",
                          "use --approach 3 or --approach kaplan to save a law")
     df, _, _ = load_source(args.source, _columns(args.col))
+    budgets = count_budgets(df)
+    if budgets < 2:
+        raise InputError(args.source, f"the runs span {budgets} compute budget{'s' if budgets != 1 else ''}; "
+                         f"{FIT_NAMES[args.approach]} needs at least 2 budgets (with one budget, N and D move together: "
+                         "N x D is fixed, so their effects cannot be told apart)",
+                         "add runs at a second budget (e.g. plan.budgets with 2 or more values)")
     fit_fn, kw = {"2": (chinchilla.fit_approach2, {}), "3": (chinchilla.fit_approach3, {"grid": args.grid}),
                   "kaplan": (kaplan.fit_L_ND, {})}[args.approach]
     if args.bootstrap:
@@ -87,8 +97,9 @@ def cmd_fit(args, console):
         rows.append((name, _g(value), f"[{_g(iv[0])}, {_g(iv[1])}]" if iv else "-"))
     _print_table(console, f"{fit.name} on {len(df)} runs", ["parameter", "estimate", f"{fit.level:.0%} interval"],
                  rows)
-    for k, v in summary["excluded"].items():
-        console.print(f"excluded: {v} run(s) with status {k}")
+    excluded = describe_excluded(summary["excluded"])
+    if excluded:
+        console.print(f"excluded {excluded} (only runs with status complete are fitted)")
     for flag in fit.flags:
         console.print(f"[yellow]warning:[/yellow] {flag}")
     if args.save:

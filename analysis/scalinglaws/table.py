@@ -11,10 +11,13 @@ Public API
   Errors (InputError naming the column and row): a missing column (lists the columns there are), NaN/inf,
   non-numeric or non-positive N/D/C/loss, a duplicate run (same run_id twice; without run_id, the same (N, D)
   twice unless a `seed` column tells them apart).
-- `check_enough(df_or_count, need, what)` raises InputError when fewer than `need` points/budgets are given.
+- `check_enough(df_or_count, need, what)` raises InputError when fewer than `need` points/budgets are given;
+  `count_budgets(df)` counts distinct compute budgets; `describe_excluded(df.attrs["excluded"])` says what
+  was left out ("3 runs: 2 diverged, 1 failed").
 - `load_runs_dir(path) -> DataFrame`: the sweep table of a scalinglab runs directory (`<path>/**/<run_id>/
   summary.parquet`, one row each), read without importing scalinglab; columns only some runs have are kept
-  (NaN elsewhere). `load_curves(path) -> DataFrame`: all `<run_id>/metrics.parquet` files stacked, with a
+  (NaN elsewhere); a summary with a newer `schema_version` than SCHEMA_VERSION is refused.
+  `load_curves(path) -> DataFrame`: all `<run_id>/metrics.parquet` files stacked, with a
   `run_id` column. A truncated or corrupt parquet file raises InputError naming the file.
 - `fit_table(fit_fn, df, **kw)` calls a fit function with the table's columns as its array arguments
   (data arguments only: `L` <- column `loss`, N, D, C, S, B, x, y by name; `budgets` <- column `budget` when present; a first argument
@@ -33,20 +36,29 @@ from .errors import InputError
 
 CANONICAL = ("N", "D", "C", "loss")
 SWEEP_COLUMNS = {"N": "n_params", "D": "tokens", "C": "flops_6nd", "loss": "loss"}
+# The newest run-summary schema this reader understands (scalinglab.store.SCHEMA_VERSION; a test keeps them equal).
+SCHEMA_VERSION = 1
+TABLE_FIX = "write the table again in full (a parquet file cut short has no footer; a csv needs a header row)"
 
 
-def _read(path: Path) -> pd.DataFrame:
+def _read(path: Path, fix: str = TABLE_FIX) -> pd.DataFrame:
     if not path.exists():
-        raise InputError(str(path), "file not found", "pass the path of a .csv or .parquet table")
+        raise InputError(str(path), "file not found", "pass the path of a .csv or .parquet table, or a runs directory")
     try:
         if path.suffix == ".parquet":
             return pd.read_parquet(path)
         if path.suffix in (".csv", ".txt"):
             return pd.read_csv(path)
     except Exception as e:  # pyarrow / pandas raise many kinds
-        raise InputError(str(path), f"cannot be read ({type(e).__name__}: {e})",
-                         "rewrite the file completely (a truncated parquet has no footer)") from e
+        raise InputError(str(path), f"cannot be read ({type(e).__name__}: {e})", fix) from None
     raise InputError(str(path), f"unknown file type {path.suffix!r}", "use .csv or .parquet")
+
+
+def _row(df: pd.DataFrame, row) -> str:
+    """'row 3' or, when the table has run ids, "row 3 (run_id 'b0s03')"."""
+    if "run_id" in df.columns:
+        return f"row {row} (run_id {df.loc[row, 'run_id']!r})"
+    return f"row {row}"
 
 
 def load_table(path_or_df, columns: dict | None = None, keep_status=("complete",),
@@ -69,6 +81,7 @@ def load_table(path_or_df, columns: dict | None = None, keep_status=("complete",
             rename[src] = name
         elif name not in df.columns and SWEEP_COLUMNS[name] in df.columns:
             rename[SWEEP_COLUMNS[name]] = name
+    original_columns = list(df.columns)
     df = df.rename(columns=rename)
     notes = []
 
@@ -80,8 +93,9 @@ def load_table(path_or_df, columns: dict | None = None, keep_status=("complete",
 
     for name in require:
         if name not in df.columns:
-            raise InputError(f"column {name!r}", f"missing from {source}; columns are {list(df.columns)}",
-                             f"add it or map it with columns={{'{name}': '<your column>'}}")
+            raise InputError(f"column {name!r}", f"missing from {source}; columns are {original_columns}",
+                             f"add a {name} column, or map one of yours to it: --col {name}=<your column> "
+                             f"(columns={{'{name}': '<your column>'}} in Python)")
     if "C" not in df.columns and {"N", "D"} <= set(df.columns):
         df["C"] = 6.0 * df["N"].astype(float) * df["D"].astype(float)
         notes.append("C computed as 6 N D (no C column)")
@@ -91,26 +105,29 @@ def load_table(path_or_df, columns: dict | None = None, keep_status=("complete",
         bad = values.isna() & df[name].notna()
         if bad.any():
             row = bad.idxmax()
-            raise InputError(f"column {name!r}, row {row}", f"non-numeric value {df.loc[row, name]!r}",
-                             "clean the table")
+            raise InputError(f"column {name!r}, {_row(df, row)}", f"non-numeric value {df.loc[row, name]!r}",
+                             f"put a number in {name} for that run, or drop the row")
         values = values.astype(float)
         bad = ~np.isfinite(values)
         if bad.any():
             row = bad.idxmax()
-            raise InputError(f"column {name!r}, row {row}", f"value {values[row]} is not finite",
-                             "drop or fix the run (failed runs should have status != complete)")
+            raise InputError(f"column {name!r}, {_row(df, row)}", f"value {values[row]} is not finite",
+                             "fix or drop that run; a run that failed or diverged should have status failed or "
+                             "diverged, which fits skip")
         bad = values <= 0
         if bad.any():
             row = bad.idxmax()
-            raise InputError(f"column {name!r}, row {row}", f"value {values[row]} must be > 0", "fix the run")
+            raise InputError(f"column {name!r}, {_row(df, row)}", f"value {values[row]} must be > 0",
+                             f"fix {name} of that run (a count or loss is positive), or drop the row")
         df[name] = values
 
     if "run_id" in df.columns:
         dup = df["run_id"].duplicated()
         if dup.any():
             row = dup.idxmax()
-            raise InputError(f"column 'run_id', row {row}", f"run {df.loc[row, 'run_id']!r} appears twice",
-                             "drop the duplicate row")
+            first = df.index[df["run_id"] == df.loc[row, "run_id"]][0]
+            raise InputError(f"column 'run_id', row {row}", f"run {df.loc[row, 'run_id']!r} appears twice "
+                             f"(also row {first})", "drop the duplicate row (or merge the tables without repeats)")
     elif {"N", "D"} <= set(df.columns):
         key = ["N", "D"] + (["seed"] if "seed" in df.columns else [])
         dup = df.duplicated(subset=key)
@@ -118,12 +135,35 @@ def load_table(path_or_df, columns: dict | None = None, keep_status=("complete",
             row = dup.idxmax()
             raise InputError(f"row {row}", f"duplicate run (same {', '.join(key)} as an earlier row)",
                              "drop the duplicate, or add a 'seed' or 'run_id' column to tell repeats apart")
+    if len(df) == 0 and not excluded:
+        raise InputError(source, "no usable rows: the table is empty", "pass a table with one row per run "
+                         "(run the sweep first, or check the file)")
     if len(df) == 0:
-        raise InputError(source, f"no usable rows (excluded by status: {excluded})",
-                         "check the status column or pass keep_status=None")
+        raise InputError(source, f"no usable rows: every run was excluded by its status ({describe_excluded(excluded)})",
+                         "only runs with status complete are fitted: finish or rerun the runs "
+                         "(rerun_failed=true), or fix the status column")
     df.attrs["excluded"] = excluded
     df.attrs["notes"] = notes
     return df
+
+
+def describe_excluded(excluded: dict) -> str:
+    """{'diverged': 2, 'failed': 1} -> '3 runs: 2 diverged, 1 failed' ('' when nothing was excluded)."""
+    total = sum(excluded.values())
+    if not total:
+        return ""
+    return f"{total} run{'s' if total != 1 else ''}: " + ", ".join(f"{n} {status}" for status, n in excluded.items())
+
+
+def count_budgets(df: pd.DataFrame, tolerance_decades: float = 0.05) -> int:
+    """Distinct compute budgets: the `budget` column when every row has one, else C values grouped when within
+    `tolerance_decades` of each other (runs of one isoFLOP budget differ by whole-batch rounding only)."""
+    if "budget" in df.columns and len(df) and pd.to_numeric(df["budget"], errors="coerce").notna().all():
+        return int(pd.to_numeric(df["budget"]).nunique())
+    if "C" not in df.columns or not len(df):
+        return 0
+    log_c = np.sort(np.log10(df["C"].to_numpy(dtype=float)))
+    return int(1 + (np.diff(log_c) > tolerance_decades).sum())
 
 
 def check_enough(df_or_count, need: int, what: str) -> None:
@@ -140,13 +180,27 @@ def _read_parquets(path, name: str) -> list[tuple[Path, pd.DataFrame]]:
     files = sorted(root.rglob(name))
     if not files:
         raise InputError(str(root), f"no {name} files under it", "point at a scalinglab runs directory")
-    return [(f, _read(f)) for f in files]
+    out = []
+    for f in files:
+        fix = (f"the run's file is damaged (cut short or overwritten): delete {f.parent} and run that run again "
+               "(complete runs are skipped, so relaunching the sweep retrains only this one)")
+        out.append((f, _read(f, fix)))
+    return out
 
 
 def load_runs_dir(path) -> pd.DataFrame:
-    """Union of `<path>/**/<run_id>/summary.parquet` rows; columns missing in some runs are kept as NaN."""
+    """Union of `<path>/**/<run_id>/summary.parquet` rows; columns missing in some runs are kept as NaN.
+
+    A summary written with a newer schema_version than SCHEMA_VERSION raises InputError naming its file.
+    """
     frames = []
     for f, frame in _read_parquets(path, "summary.parquet"):
+        if "schema_version" in frame.columns:
+            versions = pd.to_numeric(frame["schema_version"], errors="coerce")
+            if (versions > SCHEMA_VERSION).any():
+                raise InputError(str(f), f"has schema_version {versions.max():g}; this reader "
+                                 f"understands up to {SCHEMA_VERSION}", "upgrade scalinglab (it ships scalinglaws) "
+                                 "to read it, or fit a table exported by the newer version")
         if "run_id" not in frame.columns:
             frame = frame.assign(run_id=f.parent.name)
         frames.append(frame)
