@@ -401,6 +401,7 @@ def test_runs_reader_and_writer_agree_on_the_summary_schema():
     ("model=nope", "model", "nano"),
     ("train.tokens=[1", "overrides", "key=value"),
     ("+train.tokens=3", "train.tokens", "drop the + prefix"),
+    ("train.seed=0,1", "overrides", "add -m"),
 ])
 def test_check_overrides_turns_hydra_errors_into_config_errors(override, field, fix):
     """What train.py's entry point and `data prepare` print instead of Hydra's exit-1 message."""
@@ -412,3 +413,18 @@ def test_check_overrides_turns_hydra_errors_into_config_errors(override, field, 
     assert error.value.field == field and fix in error.value.fix
     check_overrides(["model=nano", "train.tokens=1e5"], str(REPO / "configs"))  # good overrides pass
     check_overrides(["-m", "foo=1"], str(REPO / "configs"))  # flags: left to Hydra and the sweeper
+
+
+def test_check_overrides_composes_a_sweep_file_with_the_project_configs():
+    """What `sweep plan|run` can call before handing the command line to Hydra (which exits 1 on these)."""
+    from scalinglab.errors import ConfigError
+    from scalinglab.validate import check_overrides
+
+    sweep = dict(config_dir=REPO / "sweeps", config_name="quickstart", search_dirs=(REPO / "configs",))
+    check_overrides(["plan.budgets=[1e11,2e11]"], **sweep)
+    with pytest.raises(ConfigError) as error:
+        check_overrides(["foo=1"], **sweep)
+    assert error.value.field == "foo"
+    with pytest.raises(ConfigError) as error:
+        check_overrides(["model=nope"], **sweep)
+    assert error.value.field == "model" and "nano" in error.value.fix

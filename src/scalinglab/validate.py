@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -137,23 +138,30 @@ def hydra_error(exc: BaseException) -> ConfigError | None:
             key = taken.group(1)
             return ConfigError(key, "already exists, so +{0}=... cannot add it".format(key),
                                f"drop the + prefix: {key}=...")
+        if first_line.startswith("Ambiguous value"):
+            return ConfigError("overrides", first_line, "add -m to run one job per value (a sweep), or quote the "
+                               "value if the comma is part of it")
         return ConfigError("overrides", first_line, "check the overrides against configs/ (`--cfg job` prints the "
                            "composed config)")
     return None
 
 
-def check_overrides(argv: list[str], config_dir: str, config_name: str = "config") -> None:
-    """Compose a plain run's overrides (no Hydra flags) as Hydra will; raise ConfigError if they do not compose.
+def check_overrides(argv: list[str], config_dir: str | Path, config_name: str = "config",
+                    search_dirs: tuple[str | Path, ...] = ()) -> None:
+    """Compose overrides (no Hydra flags, no sweep values) as Hydra will; raise ConfigError if they do not compose.
 
-    Command lines with flags (-m, --config-dir, --cfg, ...) are left to Hydra: sweeps compose per run.
+    `search_dirs` are further config folders (a sweep file in sweeps/ composes `config` from configs/). Command
+    lines with flags (-m, --config-dir, --cfg, ...) are left to Hydra. For a sweep, pass one combination of its
+    overrides (scalinglab.sweep.cli_combinations(argv)[0]).
     """
     if any(arg.startswith("-") for arg in argv):
         return
     from hydra import compose, initialize_config_dir
 
+    extra = [f"hydra.searchpath=[{','.join(f'file://{Path(d).resolve()}' for d in search_dirs)}]"] if search_dirs else []
     try:
-        with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
-            compose(config_name, overrides=list(argv))
+        with initialize_config_dir(config_dir=str(Path(config_dir).resolve()), version_base="1.3"):
+            compose(config_name, overrides=[*extra, *argv])
     except Exception as exc:
         error = hydra_error(exc)
         if error is None:
