@@ -323,14 +323,32 @@ def _vertex(x, y, edge_frac):
     return v, c2, pos, None
 
 
-def fit_approach2(N, D, C, L, budgets=None, init=None, edge_frac: float = 0.15) -> FitResult:
-    """Chinchilla Approach 2: isoFLOP parabolas, then N_opt ~ C^a, D_opt ~ C^b (see module docstring)."""
+def _window(N, L, m, window: int | None) -> np.ndarray:
+    """Mask of the `window` sizes of budget mask `m` nearest (by rank in N) its lowest-loss run."""
+    if window is None or m.sum() <= window:
+        return m
+    idx = np.flatnonzero(m)[np.argsort(N[m])]
+    best = int(np.argmin(L[idx]))
+    start = min(max(best - window // 2, 0), len(idx) - window)
+    keep = np.zeros_like(m)
+    keep[idx[start:start + window]] = True
+    return keep
+
+
+def fit_approach2(N, D, C, L, budgets=None, init=None, edge_frac: float = 0.15, window: int | None = None) -> FitResult:
+    """Chinchilla Approach 2: isoFLOP parabolas, then N_opt ~ C^a, D_opt ~ C^b (see module docstring).
+
+    `window`: fit each budget's parabola to the `window` sizes nearest its lowest-loss run (by rank of N) instead
+    of all of them: over a wide ladder the profile is not a parabola in log N, and far sizes pull the vertex.
+    """
     N, D = as_positive_array(N, "N"), as_positive_array(D, "D")
     C, L = as_positive_array(C, "C"), as_positive_array(L, "loss")
+    if window is not None and (int(window) != window or window < 3):
+        raise InputError("window", f"must be an integer >= 3, got {window!r}", "pass e.g. window=5, or None for all")
     labels = budget_groups(C) if budgets is None else np.asarray(budgets)
     rows, refused, flags = [], {}, []
     for label in pd.unique(labels):
-        m = labels == label
+        m = _window(N, L, labels == label, window)
         key = label.item() if hasattr(label, "item") else label
         vN, cN, posN, whyN = _vertex(np.log(N[m]), L[m], edge_frac)
         vD, cD, posD, whyD = _vertex(np.log(D[m]), L[m], edge_frac)

@@ -73,7 +73,8 @@ def cmd_fit(args, console):
                          f"{FIT_NAMES[args.approach]} needs at least 2 budgets (with one budget, N and D move together: "
                          "N x D is fixed, so their effects cannot be told apart)",
                          "add runs at a second budget (e.g. plan.budgets with 2 or more values)")
-    fit_fn, kw = {"2": (chinchilla.fit_approach2, {}), "3": (chinchilla.fit_approach3, {"grid": args.grid}),
+    fit_fn, kw = {"2": (chinchilla.fit_approach2, {"window": args.window}),
+                  "3": (chinchilla.fit_approach3, {"grid": args.grid}),
                   "kaplan": (kaplan.fit_L_ND, {})}[args.approach]
     if args.bootstrap:
         from .bootstrap import bootstrap
@@ -206,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--grid", choices=["chinchilla", "small"], default="chinchilla", help="Approach 3 grid of starts")
     s.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamples for intervals (default 0: none)")
     s.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    s.add_argument("--window", type=int, default=None,
+                   help="approach 2: fit each parabola to this many sizes around the budget's lowest loss (default: all)")
     s.add_argument("--save", metavar="FIT_JSON", help="save the law (approach 3 or kaplan) for predict/allocate")
 
     s = add("predict", cmd_predict, "Loss of N parameters trained on D tokens")

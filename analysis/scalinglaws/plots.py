@@ -60,12 +60,15 @@ def loss_vs(df: pd.DataFrame, x: str = "N", fits: Mapping[str, FitResult] | None
     shaded intervals (`bands`: label -> (grid, low, high), e.g. bootstrap percentiles), and the points the
     fits saw (`fitted`, ringed in black) when they are a subset of df."""
     fig, ax = _figure(title or f"Loss vs {LABELS.get(x, x)}")
-    if "budget" in df.columns:
-        colors = _budget_colors(df["budget"])
-        for b, g in df.groupby("budget"):
+    budgeted = df["budget"].notna() if "budget" in df.columns else pd.Series(False, index=df.index)
+    if budgeted.any():
+        colors = _budget_colors(df.loc[budgeted, "budget"])
+        for b, g in df[budgeted].groupby("budget"):
             ax.scatter(g[x], g["loss"], color=colors[b], s=22, label=f"runs, C = {_label(b)}", zorder=3)
-    else:
-        ax.scatter(df[x], df["loss"], color="k", s=22, label="runs", zorder=3)
+    if (~budgeted).any():
+        other = df[~budgeted]
+        ax.scatter(other[x], other["loss"], color="k", s=22, label="runs" if not budgeted.any() else
+                   "runs without a compute budget", zorder=3)
     if fitted is not None:
         ax.scatter(fitted[x], fitted["loss"], s=70, facecolors="none", edgecolors="k", label="points fitted", zorder=4)
     grid = _grid(df[x])

@@ -37,6 +37,7 @@ PUBLISHED_EXPONENTS = [
     ("Approach 3: beta", "Approach 3", "beta", 0.28, "Hoffmann 2022 sec 3.3"),
 ]
 BACKTEST_FRACTION = 8  # fit on budgets <= C_max / 8, predict the rest
+APPROACH2_WINDOW = 5  # each isoFLOP parabola is fitted to the 5 sizes around its budget's lowest loss
 
 
 @dataclass
@@ -65,7 +66,10 @@ def _plan_columns(root: Path) -> pd.DataFrame | None:
         except Exception as e:  # pyarrow raises many kinds
             raise InputError(str(f), f"cannot be read ({type(e).__name__}: {e})",
                              "delete it; `python -m scalinglab.sweep plan <sweep>` writes it again") from e
-        frames.append(frame[[c for c in ("run_id", "budget", "role") if c in frame]])
+        frame = frame[[c for c in ("run_id", "budget", "role") if c in frame]]
+        if "budget" in frame:  # None for runs of sweeps without budgets
+            frame = frame.assign(budget=pd.to_numeric(frame["budget"], errors="coerce"))
+        frames.append(frame)
     if not frames:
         return None
     return pd.concat(frames, ignore_index=True).drop_duplicates("run_id", keep="last")
@@ -287,9 +291,17 @@ class _Report:
         s.tables.append(("Parameters", _params_table(fit, ["a", "b", "k_N", "k_D"])))
 
     def approach2(self, s: Section):
-        fit = self.fit("Approach 2", chinchilla.fit_approach2, self.table)
+        fit = self.fit("Approach 2", chinchilla.fit_approach2, self.table, window=APPROACH2_WINDOW)
         s.text.append(f"IsoFLOP parabolas: N_opt ~ C^{fit.params['a']:.3f}, D_opt ~ C^{fit.params['b']:.3f} "
                       f"over {len(fit.extra['minima'])} budgets.")
+        s.text.append(f"Each parabola (in log N) is fitted to the {APPROACH2_WINDOW} sizes nearest its budget's "
+                      "lowest loss: over a wider ladder the profile is not a parabola and far sizes pull the vertex.")
+        try:
+            every = fit_table(chinchilla.fit_approach2, self.table)
+            s.text.append(f"With every size in each parabola: a = {every.params['a']:.3f} over "
+                          f"{len(every.extra['minima'])} budgets ({len(every.extra['refused'])} refused).")
+        except InputError as e:
+            s.text.append(f"With every size in each parabola: not fitted ({e}).")
         refused = fit.extra.get("refused", {})
         if refused:
             s.tables.append(("Budgets refused", pd.DataFrame({"budget (FLOPs)": list(refused),
@@ -486,7 +498,7 @@ class _Report:
             self.progress.step(f"Approach 2 with {n_label}, {c_label}")
             d = df.assign(N=df[n_col].astype(float), C=df[c_col].astype(float))
             try:
-                fit = fit_table(chinchilla.fit_approach2, d)
+                fit = fit_table(chinchilla.fit_approach2, d, window=APPROACH2_WINDOW)
                 rows.append({"parameters": n_label, "compute": c_label, "a (N_opt ~ C^a)": round(fit.params["a"], 4),
                              "b (D_opt ~ C^b)": round(fit.params["b"], 4)})
             except InputError as e:

@@ -161,3 +161,24 @@ def test_approach1_envelope_recovers_allocation_exponent():
     assert len(fit.extra["envelope"]) >= 10 and fit.ok
     with pytest.raises(InputError, match="curves column"):
         fit_approach1(pd.concat(curves).drop(columns=["flops"]))
+
+
+def test_approach2_window_fits_each_parabola_near_its_minimum():
+    # Budget 1: a clean parabola in log N around 3e4. Budget 2: measured losses of six sizes at C = 1e12 (the
+    # reproduction's isoFLOP sweep): lowest at 33K with higher losses on both sides, but the far sizes do not follow
+    # a parabola, and the all-sizes parabola puts its vertex left of the sampled range.
+    n1 = 3e4 * 1.6 ** np.arange(-2, 3)
+    l1 = 3.0 + 0.3 * np.log(n1 / 3e4) ** 2
+    n2 = np.array([22632, 33248, 59088, 87360, 141056, 191040.0])
+    l2 = np.array([3.5273, 3.4129, 3.4532, 3.7141, 3.9094, 3.7448])
+    N, L = np.concatenate([n1, n2]), np.concatenate([l1, l2])
+    C = np.repeat([3e11, 1e12], [5, 6])
+    D = C / (6 * N)
+    with pytest.raises(InputError, match="1 usable isoFLOP budget"):
+        fit_approach2(N, D, C, L)
+    fit = fit_approach2(N, D, C, L, window=5)
+    minima = fit.extra["minima"]
+    assert minima["N_opt"].iloc[0] == pytest.approx(3e4, rel=1e-6)
+    assert 22632 < minima["N_opt"].iloc[1] < 59088 and minima["n_sizes"].tolist() == [5, 5]
+    with pytest.raises(InputError, match="window"):
+        fit_approach2(N, D, C, L, window=2)
