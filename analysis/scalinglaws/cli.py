@@ -54,7 +54,8 @@ def cmd_report(args, console):
     from .report import build_report
 
     path = build_report(args.source, args.out, bootstrap_n=args.bootstrap, seed=args.seed, grid=args.grid,
-                        columns=_columns(args.col), progress=not args.quiet, name=args.name, title=args.title)
+                        columns=_columns(args.col), progress=not args.quiet, name=args.name, title=args.title,
+                        commentary=args.commentary)
     console.print(f"wrote {path} and {path.with_suffix('.html').name} (+ figures) in {path.parent}")
 
 
@@ -198,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.add_argument("--name", default="report", help="file name of the report, without .md/.html (default: report)")
     s.add_argument("--title", default="Scaling-law report", help="the report's heading")
+    s.add_argument("--commentary", metavar="MD", help="a markdown file appended as a final 'Commentary' section")
 
     s = add("fit", cmd_fit, "Fit one law to a table and print it")
     s.add_argument("source", help="a .csv/.parquet table or a runs directory")

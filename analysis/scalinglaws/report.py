@@ -576,14 +576,21 @@ WSD_TITLE = "WSD: many token budgets from one run"  # only when the input has WS
 
 def build_report(source, out_dir, bootstrap_n: int = 1000, seed: int = 0, level: float = 0.95,
                  grid: str = "chinchilla", columns: dict | None = None, progress: bool = True,
-                 title: str = "Scaling-law report", name: str = "report") -> Path:
+                 title: str = "Scaling-law report", name: str = "report", commentary=None) -> Path:
     """Fit everything the data supports and write <name>.md, <name>.html and PNG figures into out_dir.
 
-    Returns the path of the markdown file. The input is validated before anything is written.
+    Returns the path of the markdown file. The input is validated before anything is written. `commentary`: a
+    markdown file whose paragraphs become a final "Commentary" section (a person's reading of the numbers).
     """
     if int(bootstrap_n) < 0:
         raise InputError("bootstrap_n", f"must be >= 0, got {bootstrap_n}", "pass 0 to skip intervals, or e.g. 1000")
     table, curves, where = load_source(source, columns)
+    notes = None
+    if commentary is not None:
+        path = Path(commentary)
+        if not path.is_file():
+            raise InputError(str(path), "commentary file not found", "pass an existing markdown file, or leave it out")
+        notes = [p.strip() for p in path.read_text(encoding="utf-8").split("\n\n") if p.strip()]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with _Progress(progress, total=12) as bar:
@@ -602,6 +609,8 @@ def build_report(source, out_dir, bootstrap_n: int = 1000, seed: int = 0, level:
         if "role" in table and table["role"].eq("cooldown").any():
             r.guarded(WSD_TITLE, r.wsd_section)
         r.targets_section()
+        if notes:
+            r.sections.append(Section("Commentary", text=notes))
     _write_text(out / f"{name}.md", render_markdown(title, r.sections))
     _write_text(out / f"{name}.html", render_html(title, r.sections))
     return out / f"{name}.md"

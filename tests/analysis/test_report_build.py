@@ -110,3 +110,17 @@ def test_report_rejects_bad_input_before_writing(tmp_path):
     with pytest.raises(InputError, match="loss"):
         build_report(table, out, bootstrap_n=0, progress=False)
     assert not out.exists()
+
+
+def test_commentary_file_becomes_the_last_section(tmp_path):
+    notes = tmp_path / "notes.md"
+    notes.write_text("First reading of the fits.\n\nSecond paragraph: why a differs.\n", encoding="utf-8")
+    md = build_report(TABLE, tmp_path / "out", bootstrap_n=0, grid="small", progress=False, name="REPORT",
+                      commentary=notes).read_text()
+    assert (tmp_path / "out" / "REPORT.html").exists()
+    assert re.findall(r"^## (.+)$", md, flags=re.M)[-1] == "Commentary"
+    tail = md.split("## Commentary")[1]
+    assert "First reading of the fits." in tail and "Second paragraph: why a differs." in tail
+    with pytest.raises(InputError, match="commentary"):
+        build_report(TABLE, tmp_path / "none", bootstrap_n=0, progress=False, commentary=tmp_path / "missing.md")
+    assert not (tmp_path / "none").exists()
