@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from scalinglab.errors import ConfigError
 from scalinglab.store import CHECKPOINT, CONFIG, SCHEMA_VERSION, SUMMARY, StoreError, check_name, read_summary, \
     remove_temporaries, run_dir, run_id, run_lock, write_parquet, write_text
-from scalinglab.validate import validate
+from scalinglab.validate import check_overrides, validate
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
 log = logging.getLogger("scalinglab.train")
@@ -121,12 +121,10 @@ def _is_multirun() -> bool:
 
 def run(cfg: DictConfig) -> dict:
     """Train the run `cfg` describes (or skip it) and return its summary row."""
-    from scalinglab.model import GPTConfig
-
-    _quiet_lightning()
-    # 1. Validate every cheap setting before touching data or compute.
+    # 1. Validate every cheap setting before touching data or compute (a refused setting never imports torch).
     validate(cfg)
-    model_cfg: GPTConfig = instantiate(cfg.model)
+    _quiet_lightning()
+    model_cfg = instantiate(cfg.model)  # a scalinglab.model.GPTConfig
     dm = instantiate(cfg.data, n_ctx=cfg.model.n_ctx, batch_size=int(cfg.train.batch_size),
                      tokens=int(cfg.train.tokens), seed=int(cfg.train.seed), cache_dir=cfg.paths.cache,
                      _convert_="all")
@@ -301,9 +299,11 @@ def main(cfg: DictConfig) -> float | None:
 
 
 def entry() -> None:
-    """`python -m scalinglab.train`: check the sweep name and runs folder Hydra writes its output folder under
-    (`<paths.runs>/<sweep>/.hydra`, made before main runs), then Hydra."""
+    """`python -m scalinglab.train`: check that the overrides compose (Hydra would exit 1 with its own message),
+    the sweep name and the runs folder Hydra writes its output folder under (`<paths.runs>/<sweep>/.hydra`, made
+    before main runs), then Hydra."""
     try:
+        check_overrides(sys.argv[1:], CONFIG_DIR)
         sweep = _override(sys.argv[1:], "sweep")
         if sweep is not None:
             check_name(sweep.strip("'\""), "sweep")
