@@ -108,6 +108,7 @@ def build_plan(config, arguments: list[str], compose: Callable[[list[str]], obje
 
     from scalinglab.store import run_id
     from scalinglab.train import identity
+    from scalinglab.validate import validate
 
     if OmegaConf.select(config, "plan") is None:
         raise ConfigError("plan", "the config has no plan: section", "launch a sweep file: --config-dir sweeps "
@@ -116,6 +117,8 @@ def build_plan(config, arguments: list[str], compose: Callable[[list[str]], obje
     epochs: dict = {}
     total = Plan()
     for cli in cli_combinations(arguments):
+        validate(compose(cli))  # a bad train.* or trainer.* setting is named here, not met mid-plan
+
         def facts_of(overrides: list[str], cli=cli) -> ModelFacts:
             return model_facts(compose([*cli, *overrides]), prepare_data, epochs)
 
@@ -213,14 +216,32 @@ USAGE = """usage:
 """
 
 
-def _sweep_file_args(name: str) -> list[str]:
+def _sweep_file(name: str) -> tuple[Path, str]:
+    """(config dir, config name) of a sweep: a name in sweeps/ or a path to a .yaml file."""
     file = Path(name)
     if file.suffix == ".yaml" and file.exists():
-        return ["--config-dir", str(file.resolve().parent), "--config-name", file.stem]
+        return file.resolve().parent, file.stem
     if not (SWEEPS_DIR / f"{name}.yaml").exists():
         known = sorted(p.stem for p in SWEEPS_DIR.glob("*.yaml"))
         raise ConfigError("sweep", f"no sweep file sweeps/{name}.yaml", f"use one of {known} or a path to a .yaml")
-    return ["--config-dir", str(SWEEPS_DIR), "--config-name", name]
+    return SWEEPS_DIR, name
+
+
+def check_sweep_overrides(config_dir: Path, config_name: str, overrides: list[str]) -> None:
+    """Refuse overrides Hydra would reject with exit 1 (unknown keys or group options, bad syntax): one combination
+    of them must compose with the sweep file. Flags (--cfg, ...) are left to Hydra."""
+    from scalinglab.validate import check_overrides, hydra_error
+
+    if any(arg.startswith("-") for arg in overrides):
+        return
+    try:
+        first = cli_combinations(overrides)[0]
+    except Exception as exc:  # an override that does not parse
+        error = hydra_error(exc)
+        if error is None:
+            raise
+        raise error from None
+    check_overrides(first, config_dir, config_name, search_dirs=(PROJECT_ROOT / "configs",))
 
 
 def _env_with_plugin() -> dict:
@@ -245,7 +266,10 @@ def main(argv: list[str] | None = None) -> int:
         if command == "status":
             print(format_status(sweep_status(target)))
             return 0
-        args = [sys.executable, "-m", "scalinglab.train", "-m", *_sweep_file_args(target), *rest]
+        config_dir, config_name = _sweep_file(target)
+        check_sweep_overrides(config_dir, config_name, rest)
+        args = [sys.executable, "-m", "scalinglab.train", "-m", "--config-dir", str(config_dir),
+                "--config-name", config_name, *rest]
         if command == "plan":
             args.append("hydra.sweeper.dry_run=true")
     except ConfigError as exc:

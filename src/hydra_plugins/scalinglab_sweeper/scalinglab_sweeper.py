@@ -36,6 +36,21 @@ ConfigStore.instance().store(group="hydra/sweeper", name="scalinglab", node=Scal
                              provider="scalinglab")
 
 
+def _config_error(exc: BaseException):
+    """The user's mistake behind `exc` as a ConfigError: itself, the ConfigError a component constructor raised
+    (Hydra's instantiate wraps it), or Hydra's composition error translated; None for anything else (a bug)."""
+    from hydra.errors import InstantiationException
+
+    from scalinglab.errors import ConfigError
+    from scalinglab.validate import hydra_error
+
+    if isinstance(exc, ConfigError):
+        return exc
+    if isinstance(exc, InstantiationException) and isinstance(exc.__cause__, ConfigError):
+        return exc.__cause__
+    return hydra_error(exc)
+
+
 class ScalinglabSweeper(Sweeper):
     def __init__(self, dry_run: bool = False, prepare_data: Optional[bool] = None, flops_per_second: float = 1.0e10,
                  startup_seconds: float = 8.0) -> None:
@@ -57,7 +72,6 @@ class ScalinglabSweeper(Sweeper):
         return cfg
 
     def sweep(self, arguments: List[str]) -> Any:
-        from scalinglab.errors import ConfigError
         from scalinglab.store import check_name, sweep_dir, write_text
         from scalinglab.sweep import batches, build_plan, threads_per_run, write_plan
         from scalinglab.sweep_plan import format_table
@@ -74,8 +88,11 @@ class ScalinglabSweeper(Sweeper):
                 return []
             write_plan(plan, sweep_dir(cfg.paths.runs, sweep), sweep)
             write_text(Path(cfg.hydra.sweep.dir) / "multirun.yaml", OmegaConf.to_yaml(cfg))
-        except ConfigError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+        except Exception as exc:
+            error = _config_error(exc)
+            if error is None:
+                raise
+            print(f"error: {error}", file=sys.stderr)
             sys.exit(2)
 
         launcher_target = str(OmegaConf.select(cfg, "hydra.launcher._target_", default=""))
