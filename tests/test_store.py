@@ -62,3 +62,26 @@ def test_run_id_is_stable_and_sensitive():
     assert run_id(a) == run_id({"train": {"seed": 0}, "model": {"n_layer": 2}})
     assert run_id(a) != run_id({"model": {"n_layer": 2}, "train": {"seed": 1}})
     assert len(run_id(a)) == 12
+
+
+@pytest.mark.parametrize("damage", [lambda b: b[:100], lambda b: b"", lambda b: b[:-10]],
+                         ids=["cut-short", "empty", "footer-missing"])
+def test_damaged_run_files_name_the_file_and_the_run_to_redo(tmp_path, damage):
+    """A summary or metrics file that does not parse is a ConfigError naming it, not pyarrow's ArrowInvalid."""
+    run = tmp_path / "sw" / "r1"
+    for name in ("summary.parquet", "metrics.parquet"):
+        file = write_parquet(run / name, [{"run_id": "r1", "status": "complete", "step": 1, "val_loss": 5.0}])
+        file.write_bytes(damage(file.read_bytes()))
+    readers = {"summary.parquet": [read_summary, run_status, read_sweep], "metrics.parquet": [read_metrics]}
+    for name, calls in readers.items():
+        for call in calls:
+            with pytest.raises(ConfigError) as error:
+                call(run if call in (read_summary, run_status) else tmp_path)
+            assert error.value.field == str(run / name)
+            assert "cannot be read" in str(error.value) and f"delete {run}" in error.value.fix
+
+
+def test_summary_with_no_row_is_damaged(tmp_path):
+    write_parquet(tmp_path / "summary.parquet", pd.DataFrame({"status": pd.Series([], dtype=str)}))
+    with pytest.raises(ConfigError, match="cannot be read"):
+        read_summary(tmp_path)

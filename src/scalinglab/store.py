@@ -195,12 +195,27 @@ def is_locked(path: Path | str) -> bool:
     return False
 
 
+def _read_table(file: Path) -> pa.Table:
+    """A run's parquet file; a damaged or cut-short one is a ConfigError naming the file and the run to redo."""
+    try:
+        return pq.read_table(file)
+    except pa.ArrowException:  # ArrowInvalid (bad magic bytes, cut short), ArrowIOError, ...
+        raise damaged(file) from None
+
+
+def damaged(file: Path) -> ConfigError:
+    return ConfigError(str(file), "cannot be read (damaged or cut short)", f"delete {file.parent} and run that run again")
+
+
 def read_summary(path: Path | str) -> dict | None:
     """The summary row of a run directory, or None when the run has none yet (never a partial one)."""
     file = Path(path) / SUMMARY
     if not file.exists():
         return None
-    row = pq.read_table(file).to_pylist()[0]
+    rows = _read_table(file).to_pylist()
+    if not rows:
+        raise damaged(file)
+    row = rows[0]
     if row.get("schema_version", SCHEMA_VERSION) > SCHEMA_VERSION:
         raise ConfigError(str(file), f"written by a newer scalinglab (schema {row['schema_version']})",
                           "upgrade scalinglab to read it")
@@ -222,7 +237,7 @@ def _summary_files(path: Path) -> Iterable[Path]:
 def _concat(files: Iterable[Path], add_run_id: bool = False) -> pd.DataFrame:
     tables = []
     for f in files:
-        t = pq.read_table(f)
+        t = _read_table(f)
         if add_run_id and "run_id" not in t.column_names:
             t = t.append_column("run_id", pa.array([f.parent.name] * t.num_rows))
         tables.append(t)
