@@ -117,6 +117,28 @@ def _exclusive(lock_path: Path):
         yield
 
 
+def remove_stale_builds(final_dir: Path) -> list[Path]:
+    """Delete the `<key>.tmp-<pid>` folders killed builds of this cache left beside it; the caller holds the build
+    lock of `final_dir`, so no live build of this cache is using any of them."""
+    stale = [p for p in final_dir.parent.glob(f"{final_dir.name}.tmp-*") if p.is_dir()]
+    for folder in stale:
+        shutil.rmtree(folder, ignore_errors=True)
+    return stale
+
+
+def _pid_alive(pid: str) -> bool:
+    """Whether the process a `.tmp-<pid>` name points to still runs (True when it cannot be told)."""
+    if not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # alive, but someone else's
+        return True
+    return True
+
+
 def _progress(total: int, description: str, enabled: bool):
     from tqdm.auto import tqdm
 
@@ -141,6 +163,9 @@ def _train_or_load_tokenizer(train_texts: list[str], vocab_size: int, tokenizer_
                               "retrain it")
     tokenizer = train_bpe(train_texts, vocab_size, length=len(train_texts), show_progress=progress)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for tmp in path.parent.glob(f"{path.name}.tmp-*"):  # left by a killed build (another live one keeps its own)
+        if not _pid_alive(tmp.name.rpartition(".tmp-")[2]):
+            tmp.unlink(missing_ok=True)
     tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
     tokenizer.save(str(tmp))
     os.replace(tmp, path)
@@ -443,6 +468,7 @@ class TokenDataModule(L.LightningDataModule):
         reused = (self.cache_path / "manifest.json").exists()
         if not reused:
             with _exclusive(self.cache_dir / "tokens" / f"{key}.lock"):
+                remove_stale_builds(self.cache_path)
                 if not (self.cache_path / "manifest.json").exists():
                     build_token_cache(self.source, self.vocab_size, self.val_tokens, self.tokenizer_file,
                                       self.cache_dir, self.cache_path, self.progress)
