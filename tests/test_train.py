@@ -162,7 +162,8 @@ def test_wsd_cooldown_branched_from_a_long_run_equals_training_it_from_scratch(t
     scratch = run(config(tmp_path / "a", "train.tokens=25600", "train.schedule=wsd", *common))  # 50 steps
     assert scratch["steps"] == 50
     branch_step = 50 - 10
-    long = run(config(tmp_path / "b", "train.tokens=40960", "train.schedule=constant", *common,
+    # The long run ends at the branch step, as the wsd_budgets plan makes it for its largest budget.
+    long = run(config(tmp_path / "b", f"train.tokens={branch_step * 512}", "train.schedule=constant", *common,
                       f"train.save_at_steps=[{branch_step}]"))
     kept = tmp_path / "b" / "runs" / "single" / long["run_id"] / "checkpoints" / f"step-{branch_step}.ckpt"
     assert kept.exists()  # kept after the long run completed

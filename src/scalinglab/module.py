@@ -141,6 +141,11 @@ class LanguageModel(L.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint):
+        progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.batch_progress")
+        if progress is not None and checkpoint["global_step"] < self.total_steps:
+            # A WSD cooldown branched from the last step of a shorter long run: that run's epoch ended there,
+            # this one's has not (otherwise Lightning ends the fit at once).
+            progress["is_last_batch"] = False
         state = checkpoint["scalinglab"]
         self.tokens_seen, self.wall_time, self.rows = state["tokens_seen"], state["wall_time"], state["rows"]
         self.best_val, self.evals_without_improvement = state["best_val"], state["evals_without_improvement"]
