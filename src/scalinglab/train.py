@@ -299,14 +299,14 @@ def main(cfg: DictConfig) -> float | None:
 
 
 def entry() -> None:
-    """`python -m scalinglab.train`: check that the overrides compose (Hydra would exit 1 with its own message),
-    the sweep name and the runs folder Hydra writes its output folder under (`<paths.runs>/<sweep>/.hydra`, made
-    before main runs), then Hydra."""
+    """`python -m scalinglab.train`: check the sweep name (first: it is where a path or code would be smuggled in),
+    that the overrides compose (Hydra would exit 1 with its own message) and the runs folder Hydra writes its output
+    folder under (`<paths.runs>/<sweep>/.hydra`, made before main runs), then Hydra."""
     try:
-        check_overrides(sys.argv[1:], CONFIG_DIR)
         sweep = _override(sys.argv[1:], "sweep")
         if sweep is not None:
             check_name(sweep.strip("'\""), "sweep")
+        check_overrides(sys.argv[1:], CONFIG_DIR)
         check_runs_writable(sys.argv[1:])
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
