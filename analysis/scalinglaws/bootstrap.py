@@ -41,23 +41,32 @@ def _draws(df: pd.DataFrame, n: int, seed: int, groups, unit):
     return [np.concatenate([m[rng.integers(0, len(m), len(m))] for m in members]) for _ in range(n)]
 
 
-def _sample(df: pd.DataFrame, draw, unit) -> pd.DataFrame:
+def _sample(df: pd.DataFrame, draw, unit, rows: dict | None = None) -> pd.DataFrame:
+    """The resampled table: rows `draw`, or for unit resampling the rows of each drawn unit, relabelled
+    `<unit>#<k>` so a unit drawn twice counts as two (`rows`: unit -> row positions, computed once per table)."""
     if unit is None:
         return df.iloc[draw].reset_index(drop=True)
-    parts = [df[df[unit] == u].assign(**{unit: f"{u}#{k}"}) for k, u in enumerate(draw)]
-    return pd.concat(parts, ignore_index=True)
+    rows = rows if rows is not None else _unit_rows(df, unit)
+    sample = df.iloc[np.concatenate([rows[u] for u in draw])].reset_index(drop=True)
+    sample[unit] = np.repeat([f"{u}#{k}" for k, u in enumerate(draw)], [len(rows[u]) for u in draw])
+    return sample
+
+
+def _unit_rows(df: pd.DataFrame, unit: str) -> dict:
+    return {u: np.flatnonzero(df[unit].to_numpy() == u) for u in pd.unique(df[unit])}
 
 
 def _refit(fit_fn, df, draws, unit, init, fit_kwargs):
     """Params dict (or an error string) per draw. Uses fit_fn.refit_batch(samples, init, **kw) when it exists."""
+    rows = _unit_rows(df, unit) if unit is not None else None
     batch = getattr(fit_fn, "refit_batch", None)
     if batch is not None and init is not None:
-        return batch([_sample(df, d, unit) for d in draws], init, **fit_kwargs)
+        return batch([_sample(df, d, unit, rows) for d in draws], init, **fit_kwargs)
     out = []
     for draw in draws:
         try:
             kw = dict(fit_kwargs, init=init) if init is not None else fit_kwargs
-            fit = fit_table(fit_fn, _sample(df, draw, unit), **kw)
+            fit = fit_table(fit_fn, _sample(df, draw, unit, rows), **kw)
             out.append(dict(fit.params))
         except (InputError, ValueError, ArithmeticError, np.linalg.LinAlgError) as e:
             out.append(f"{type(e).__name__}: {e}")
