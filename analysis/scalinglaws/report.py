@@ -394,7 +394,8 @@ class _Report:
         runs = bt.table
         if "run_id" in df:
             runs = runs.assign(run_id=df.loc[runs.index, "run_id"])[["run_id", *runs.columns]]
-        largest = df["C"] > df["C"].max() / 1.5  # the largest budget's runs
+        groups = chinchilla.budget_groups(df["C"].to_numpy())
+        largest = pd.Series(groups == groups.max(), index=df.index)  # the largest budget's runs
         self.backtest_mape = _mape(runs.loc[runs.index.isin(df.index[largest]), "loss"],
                                    runs.loc[runs.index.isin(df.index[largest]), "predicted"])
         s.text.append(f"Approach 3 fitted on the {int((df['C'] <= cutoff).sum())} runs with C <= C_max/"

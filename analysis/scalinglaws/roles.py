@@ -54,8 +54,6 @@ def assign_roles(table: pd.DataFrame) -> Roles:
         chinchilla, rest = usable[isoflop], usable[~isoflop]
     else:
         chinchilla, rest = usable, usable.iloc[0:0]
-    for df in (chinchilla, usable):
-        df.attrs = dict(table.attrs)
     cooldown = rest["role"].eq("cooldown") if "role" in rest else pd.Series(False, index=rest.index)
     budget = "tokens_budget" if "tokens_budget" in rest and rest["tokens_budget"].notna().all() else "D"
     return Roles(chinchilla=chinchilla, L_N=_largest_group(rest[~cooldown], budget, "N"),
