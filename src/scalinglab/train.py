@@ -56,7 +56,7 @@ def check_targets(node, where: str) -> None:
         field = f"{where}.{key}"
         if key == "_target_" and not (isinstance(value, str) and value.startswith(TARGET_PREFIX)):
             raise ConfigError(field, f"names {value!r}; only scalinglab components can be built from a config",
-                              f"leave {field} as the config group sets it (e.g. {TARGET_PREFIX}model.GPTConfig)")
+                              f"leave {field} as the config group sets it (e.g. {TARGET_PREFIX}config.GPTConfig)")
         if isinstance(value, (dict, list)):
             check_targets(value, field)
 
@@ -124,7 +124,7 @@ def run(cfg: DictConfig) -> dict:
     # 1. Validate every cheap setting before touching data or compute (a refused setting never imports torch).
     validate(cfg)
     _quiet_lightning()
-    model_cfg = instantiate(cfg.model)  # a scalinglab.model.GPTConfig
+    model_cfg = instantiate(cfg.model)  # a scalinglab.config.GPTConfig
     dm = instantiate(cfg.data, n_ctx=cfg.model.n_ctx, batch_size=int(cfg.train.batch_size),
                      tokens=int(cfg.train.tokens), seed=int(cfg.train.seed), cache_dir=cfg.paths.cache,
                      _convert_="all")
