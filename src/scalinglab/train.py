@@ -119,9 +119,9 @@ def _is_multirun() -> bool:
         return False
 
 
-def run(cfg: DictConfig) -> dict:
-    """Train the run `cfg` describes (or skip it) and return its summary row."""
-    # 1. Validate every cheap setting before touching data or compute (a refused setting never imports torch).
+def open_run(cfg: DictConfig) -> tuple:
+    """Validate every cheap setting (a refused setting never imports torch), build the model config and the data
+    module, and name the run: (model_cfg, dm, run_id, run_dir)."""
     validate(cfg)
     _quiet_lightning()
     model_cfg = instantiate(cfg.model)  # a scalinglab.config.GPTConfig
@@ -129,11 +129,31 @@ def run(cfg: DictConfig) -> dict:
                      tokens=int(cfg.train.tokens), seed=int(cfg.train.seed), cache_dir=cfg.paths.cache,
                      _convert_="all")
     rid = run_id(identity(cfg))
-    rdir = run_dir(cfg.paths.runs, str(cfg.sweep), rid)
+    return model_cfg, dm, rid, run_dir(cfg.paths.runs, str(cfg.sweep), rid)
+
+
+def finished(cfg: DictConfig, rdir: Path, rid: str) -> dict | None:
+    """The summary of a run with nothing left to do (complete, or ended and not to be rerun), else None."""
     done = read_summary(rdir)
     if done is not None and (done["status"] == "complete" or not cfg.rerun_failed):
         hint = "" if done["status"] == "complete" else " (pass rerun_failed=true to train it again)"
         print(f"run {cfg.sweep}/{rid} is already {done['status']}: nothing to do{hint}")
+        return done
+    return None
+
+
+def running(cfg: DictConfig, rid: str) -> dict:
+    """The row returned for a run whose lock another process holds."""
+    print(f"run {cfg.sweep}/{rid} is being trained by another process: skipped")
+    return {"run_id": rid, "sweep": str(cfg.sweep), "status": "running", "loss": math.nan}
+
+
+def run(cfg: DictConfig) -> dict:
+    """Train the run `cfg` describes (or skip it) and return its summary row."""
+    # 1. Validate every cheap setting before touching data or compute.
+    model_cfg, dm, rid, rdir = open_run(cfg)
+    done = finished(cfg, rdir, rid)
+    if done is not None:
         return done
     # 2. Data (built once, then cached); validates n_ctx and batch size against the splits.
     dm.prepare()
@@ -141,14 +161,52 @@ def run(cfg: DictConfig) -> dict:
         return _train(cfg, model_cfg, dm, rid, rdir)
     with run_lock(rdir) as mine:
         if not mine:
-            print(f"run {cfg.sweep}/{rid} is being trained by another process: skipped")
-            return {"run_id": rid, "sweep": str(cfg.sweep), "status": "running", "loss": math.nan}
-        done = read_summary(rdir)  # another process may have finished it while we prepared data
-        if done is not None and (done["status"] == "complete" or not cfg.rerun_failed):
-            print(f"run {cfg.sweep}/{rid} is already {done['status']}: nothing to do")
+            return running(cfg, rid)
+        done = finished(cfg, rdir, rid)  # another process may have finished it while we prepared data
+        if done is not None:
             return done
         remove_temporaries(rdir)  # half-written files of a killed writer; we hold the lock, so none is live
+        from scalinglab.stacked import is_member_checkpoint, train_members
+        if is_member_checkpoint(rdir / CHECKPOINT):  # interrupted while stacked: resumed the same way
+            return train_members([(cfg, model_cfg, dm, rid, rdir)])[0]
         return _train(cfg, model_cfg, dm, rid, rdir)
+
+
+def run_facts(cfg: DictConfig, model_cfg, dm, rdir: Path) -> tuple:
+    """Write config.yaml and count what the summary reports: (model_cfg with the data's vocabulary, parameter
+    counts, FLOPs per token by convention, peak LR, tokens per epoch)."""
+    import torch
+
+    from scalinglab.flops import flops_measured, flops_per_token
+    from scalinglab.model import GPT, GPTConfig
+    from scalinglab.schedule import peak_lr
+
+    if model_cfg.vocab_size != dm.vocab_size:
+        model_cfg = GPTConfig(**{**model_cfg.to_dict(), "vocab_size": dm.vocab_size})
+    if cfg.train.threads:
+        torch.set_num_threads(int(cfg.train.threads))
+    if _launcher_rank_zero():
+        write_text(rdir / CONFIG, OmegaConf.to_yaml(cfg, resolve=True))
+    probe = GPT(model_cfg)
+    counts = probe.param_counts()
+    per_token = {**flops_per_token(model_cfg, counts), "flops_measured": flops_measured(probe)}
+    lr = peak_lr(cfg.train.lr_rule, float(cfg.train.lr), counts["n_params_nonembed"], model_cfg.d_model,
+                 int(cfg.train.lr_base_width))
+    tokens_per_epoch = dm.train_windows.n_windows * model_cfg.n_ctx  # as tokens_seen counts them
+    return model_cfg, counts, per_token, lr, tokens_per_epoch
+
+
+def build_module(cfg: DictConfig, model_cfg, dm, per_token: dict, lr: float, tokens_per_epoch: int, cls=None):
+    """Seed from train.seed, then build the run's LanguageModel (or subclass `cls`): the same initial weights
+    whether the run trains alone or stacked."""
+    import lightning as L
+
+    from scalinglab.module import LanguageModel
+
+    L.seed_everything(int(cfg.train.seed), workers=True, verbose=False)
+    train = OmegaConf.to_container(cfg.train, resolve=True)
+    return (cls or LanguageModel)(model_cfg, train, dm.steps, per_token, lr, dm.val_bytes_per_token,
+                                  tokens_per_epoch)
 
 
 def _train(cfg: DictConfig, model_cfg, dm, rid: str, rdir: Path) -> dict:
@@ -156,29 +214,13 @@ def _train(cfg: DictConfig, model_cfg, dm, rid: str, rdir: Path) -> dict:
     import lightning as L
     import torch
 
-    from scalinglab.flops import flops_measured, flops_per_token
-    from scalinglab.model import GPT, GPTConfig
-    from scalinglab.module import Diverged, LanguageModel
+    from scalinglab.module import Diverged
     from scalinglab.recorder import RunRecorder
-    from scalinglab.schedule import peak_lr
-
-    if model_cfg.vocab_size != dm.vocab_size:
-        model_cfg = GPTConfig(**{**model_cfg.to_dict(), "vocab_size": dm.vocab_size})
 
     # 3. Run directory and objects.
-    if cfg.train.threads:
-        torch.set_num_threads(int(cfg.train.threads))
-    if _launcher_rank_zero():
-        write_text(rdir / CONFIG, OmegaConf.to_yaml(cfg, resolve=True))
+    model_cfg, counts, per_token, lr, tokens_per_epoch = run_facts(cfg, model_cfg, dm, rdir)
     train = OmegaConf.to_container(cfg.train, resolve=True)
-    probe = GPT(model_cfg)
-    counts = probe.param_counts()
-    per_token = {**flops_per_token(model_cfg, counts), "flops_measured": flops_measured(probe)}
-    lr = peak_lr(cfg.train.lr_rule, float(cfg.train.lr), counts["n_params_nonembed"], model_cfg.d_model,
-                 int(cfg.train.lr_base_width))
-    L.seed_everything(int(cfg.train.seed), workers=True, verbose=False)
-    tokens_per_epoch = dm.train_windows.n_windows * model_cfg.n_ctx  # as tokens_seen counts them
-    module = LanguageModel(model_cfg, train, dm.steps, per_token, lr, dm.val_bytes_per_token, tokens_per_epoch)
+    module = build_module(cfg, model_cfg, dm, per_token, lr, tokens_per_epoch)
     if cfg.train.compile:
         module.model = torch.compile(module.model)
     loggers = []
@@ -228,18 +270,29 @@ def _train(cfg: DictConfig, model_cfg, dm, rid: str, rdir: Path) -> dict:
         if cfg.logger.wandb:
             import wandb
             wandb.finish()  # under multirun, the next run must not log into this one
+    summary = summary_row(cfg, model_cfg, counts, per_token, module, trainer.global_step, status, error, started)
+    if trainer.is_global_zero:
+        write_result(cfg, rdir, summary)
+    if status == "failed" and not _is_multirun():
+        raise RuntimeError(f"run {rid} failed: {error}")
+    return summary
+
+
+def summary_row(cfg: DictConfig, model_cfg, counts: dict, per_token: dict, module, steps: int, status: str,
+                error: str | None, started: float) -> dict:
+    """The one row of summary.parquet, from the run's config and its LanguageModel's state after `steps` steps."""
     rows = module.rows
     final = rows[-1] if rows and status == "complete" else {}
-    summary = {
-        "run_id": rid, "sweep": str(cfg.sweep), "status": status, "error": error,
+    return {
+        "run_id": run_id(identity(cfg)), "sweep": str(cfg.sweep), "status": status, "error": error,
         "n_layer": model_cfg.n_layer, "d_model": model_cfg.d_model, "n_head": model_cfg.n_head,
         "n_ctx": model_cfg.n_ctx, "d_ff": model_cfg.ff, "vocab_size": model_cfg.vocab_size,
         **counts,
-        "tokens_budget": int(cfg.train.tokens), "tokens": module.tokens_seen, "steps": trainer.global_step,
+        "tokens_budget": int(cfg.train.tokens), "tokens": module.tokens_seen, "steps": steps,
         "batch_size": int(cfg.train.batch_size), "lr": module.peak_lr, "lr_rule": cfg.train.lr_rule,
         "schedule": cfg.train.schedule, "seed": int(cfg.train.seed),
         "branch_from": cfg.train.branch_from, "branch_step": cfg.train.branch_step,
-        "epochs": module.tokens_seen / tokens_per_epoch,
+        "epochs": module.tokens_seen / module.tokens_per_epoch,
         **{name: module.tokens_seen * per_token[name] for name in per_token},
         "flops_per_token_measured": per_token["flops_measured"],
         "loss": final.get("val_loss", math.nan),
@@ -249,17 +302,19 @@ def _train(cfg: DictConfig, model_cfg, dm, rid: str, rdir: Path) -> dict:
         "data": str(OmegaConf.select(cfg, "data.source.kind", default="")), **_versions(),
         "schema_version": SCHEMA_VERSION,
     }
-    if trainer.is_global_zero:
-        write_parquet(rdir / SUMMARY, [summary])
-        if status == "complete":  # no resume point needed: the summary is the result
-            ckpt.unlink(missing_ok=True)
-            if ckpt.parent.exists() and not any(ckpt.parent.iterdir()):
-                ckpt.parent.rmdir()
-        print(f"run {cfg.sweep}/{rid}: {status}" + (f" ({error})" if error else
-              f", val loss {summary['loss']:.4f} nats/token, {summary['bpb']:.4f} bits/byte, {summary['tokens']:,} tokens"))
-    if status == "failed" and not _is_multirun():
-        raise RuntimeError(f"run {rid} failed: {error}")
-    return summary
+
+
+def write_result(cfg: DictConfig, rdir: Path, summary: dict) -> None:
+    """Write summary.parquet (the run's result), drop the resume point of a complete run, say how it ended."""
+    write_parquet(rdir / SUMMARY, [summary])
+    status, error = summary["status"], summary["error"]
+    if status == "complete":  # no resume point needed: the summary is the result
+        ckpt = rdir / CHECKPOINT
+        ckpt.unlink(missing_ok=True)
+        if ckpt.parent.exists() and not any(ckpt.parent.iterdir()):
+            ckpt.parent.rmdir()
+    print(f"run {cfg.sweep}/{summary['run_id']}: {status}" + (f" ({error})" if error else
+          f", val loss {summary['loss']:.4f} nats/token, {summary['bpb']:.4f} bits/byte, {summary['tokens']:,} tokens"))
 
 
 def _override(argv: list[str], key: str) -> str | None:
@@ -291,7 +346,12 @@ def check_runs_writable(argv: list[str]) -> None:
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def main(cfg: DictConfig) -> float | None:
     try:
-        summary = run(cfg)
+        group = os.environ.get("SCALINGLAB_STACK_GROUP")  # a sweep job that trains a stack (stacked.STACK_ENV)
+        if group:
+            from scalinglab.stacked import train_group_file
+            summary = train_group_file(group)[0]
+        else:
+            summary = run(cfg)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -30,6 +30,7 @@ class ScalinglabSweeperConf:
     prepare_data: Optional[bool] = None  # build the token cache before planning (null: when launching, not dry)
     flops_per_second: float = 1.0e10  # 6ND FLOP/s of one run on this machine, for the time estimate
     startup_seconds: float = 8.0  # launch to first step of one run, for the time estimate
+    stack: int = 1  # train up to this many same-shape runs as one stacked job (scalinglab.stacked); 1: off
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="scalinglab", node=ScalinglabSweeperConf,
@@ -53,8 +54,8 @@ def _config_error(exc: BaseException):
 
 class ScalinglabSweeper(Sweeper):
     def __init__(self, dry_run: bool = False, prepare_data: Optional[bool] = None, flops_per_second: float = 1.0e10,
-                 startup_seconds: float = 8.0) -> None:
-        self.dry_run, self.prepare_data = dry_run, prepare_data
+                 startup_seconds: float = 8.0, stack: int = 1) -> None:
+        self.dry_run, self.prepare_data, self.stack = dry_run, prepare_data, stack
         self.flops_per_second, self.startup_seconds = flops_per_second, startup_seconds
         self.config: Optional[DictConfig] = None
         self.hydra_context: Optional[HydraContext] = None
@@ -79,6 +80,10 @@ class ScalinglabSweeper(Sweeper):
         cfg = self.config
         try:
             sweep = check_name(str(cfg.sweep), "sweep")
+            if isinstance(self.stack, bool) or not isinstance(self.stack, int) or self.stack < 1:
+                from scalinglab.errors import ConfigError
+                raise ConfigError("hydra.sweeper.stack", f"must be a whole number >= 1, got {self.stack!r}",
+                                  "set hydra.sweeper.stack=1 (off) or e.g. 8 on a GPU")
             prepare = (not self.dry_run) if self.prepare_data is None else bool(self.prepare_data)
             plan = build_plan(cfg, arguments, self._compose, prepare, self.flops_per_second, self.startup_seconds)
             convention = OmegaConf.select(cfg, "plan.flops", default="6nd")
@@ -100,10 +105,41 @@ class ScalinglabSweeper(Sweeper):
             a.lstrip("+").startswith("train.threads=") for a in arguments)
         returns, job_idx = [], 0
         for batch in batches(plan):
+            groups = self._stack_groups(plan, batch)
             threads = None if user_threads else threads_per_run(
-                launcher_target, OmegaConf.select(cfg, "hydra.launcher.n_jobs"), len(batch))
-            overrides = [plan.runs[i].overrides + ([f"train.threads={threads}"] if threads else []) for i in batch]
+                launcher_target, OmegaConf.select(cfg, "hydra.launcher.n_jobs"), len(groups))
+            extra = [f"train.threads={threads}"] if threads else []
+            overrides = [self._job(plan, group, extra) for group in groups]
             results = self.launcher.launch(overrides, initial_job_idx=job_idx)
-            job_idx += len(batch)
+            job_idx += len(overrides)
             returns.append(results)
         return returns
+
+    def _stack_groups(self, plan, batch: List[int]) -> List[List[int]]:
+        """The runs of `batch` as jobs: one run each, or (hydra.sweeper.stack=K > 1) up to K runs that can
+        train stacked (same scalinglab.stacked.stack_key); complete runs stay single (their job only skips)."""
+        if self.stack == 1:
+            return [[i] for i in batch]
+        from scalinglab.stacked import stack_groups, stack_key
+        from scalinglab.store import run_dir, run_status
+
+        cfg = self.config
+        keys = []
+        for i in batch:
+            done = run_status(run_dir(cfg.paths.runs, str(cfg.sweep), plan.runs[i].run_id)) == "complete"
+            keys.append(None if done else stack_key(self._compose(plan.runs[i].overrides)))
+        return [[batch[j] for j in group] for group in stack_groups(keys, self.stack)]
+
+    def _job(self, plan, group: List[int], extra: List[str]) -> List[str]:
+        """One job's overrides; a stacked group's job gets its members' configs through a group file."""
+        first = plan.runs[group[0]].overrides + extra
+        if len(group) == 1:
+            return first
+        from scalinglab.stacked import STACK_ENV, write_group_file
+        from scalinglab.store import sweep_dir
+
+        cfg = self.config
+        members = [self._compose(plan.runs[i].overrides + extra) for i in group]
+        file = write_group_file(sweep_dir(cfg.paths.runs, str(cfg.sweep)), members,
+                                [plan.runs[i].run_id for i in group])
+        return first + [f"++hydra.job.env_set.{STACK_ENV}={file}"]
