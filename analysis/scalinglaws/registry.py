@@ -1,0 +1,205 @@
+"""A registry of scaling laws L(N, D), all fitted by one machinery, each checked for identifiability.
+
+Laws (`LAWS`; `describe_laws()` gives formulas and sources):
+- chinchilla: L = E + A/N^alpha + B/D^beta (Hoffmann et al. 2022, eq 2).
+- kaplan: L = [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D (Kaplan et al. 2020, eq 1.5).
+- overtrain: L = E + (a M^eta + b M^-eta) C^-eta, C = 6ND, M = D/N (Gadre et al. 2024, arXiv:2403.08540).
+- data_constrained: Chinchilla's form with effective data D' = U_D + U_D R_D* (1 - exp(-R_D/R_D*)),
+  R_D = D/U_D - 1 (Muennighoff et al. 2023, arXiv:2305.16264). U_D (unique tokens) comes from a
+  `unique_tokens` column, else U_D = D / max(epochs, 1) from an `epochs` column, else U_D = D (no repetition).
+- pinned_e: Chinchilla's form with E fixed (`E=`, default 0).
+
+Machinery (_lawfit.py): minimise sum_i Huber_delta(log L_hat - log L_i) (Hoffmann 2022 eq 3, delta 1e-3) by
+L-BFGS from every start of the law's grid at once, polish the best with scipy. Bootstrap: `n_boot` resamples of
+whole seed groups (noise.seed_groups: plain runs when no config repeats), all refitted in one batch from the
+point estimate. A law is *not identified* (`extra["not_identified"]`, also in `flags`) when an exponent is
+<= 0, a parameter ends outside its grid of starts, the data have fewer distinct (N, D) than the law has
+parameters, E is not below the smallest loss, the fit did not converge, or more than 10% of bootstrap refits
+fail; each reason comes with its fix.
+
+Public API
+- `fit_law(name, table, grid="chinchilla", delta=1e-3, n_boot=0, seed=0, level=0.95, E=0.0, extra_starts=())`
+  (table: canonical columns N, D, loss; see table.load_table). params as named by the law; predict(N, D[, U]);
+  extra: law, theta, theta_samples, noise (noise.Noise), not_identified [(problem, fix)], n_starts.
+- `predict_log(fit, N, D, U=None, samples=False)`: log L_hat at (N, D), per bootstrap draw when samples=True.
+- `LAWS`, `describe_laws() -> DataFrame`.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from . import _lawfit
+from ._forms import FORMS, pinned
+from .errors import InputError
+from .noise import estimate_noise, seed_groups
+from .result import FitResult
+
+__all__ = ["LAWS", "describe_laws", "fit_law", "predict_log", "unique_tokens", "MAX_FAILED_FRACTION"]
+
+LAWS = FORMS
+MAX_FAILED_FRACTION = 0.10
+
+
+def describe_laws() -> pd.DataFrame:
+    """One row per law: name, title, formula, parameters, source."""
+    rows = [{"law": f.name, "title": f.title, "formula": f.formula,
+             "parameters": ", ".join(f.params(np.zeros(len(f.theta)) + 0.5)), "source": f.source}
+            for f in LAWS.values()]
+    return pd.DataFrame(rows)
+
+
+def unique_tokens(table: pd.DataFrame) -> np.ndarray:
+    """U_D per run: `unique_tokens`, else D / max(epochs, 1), else D (module docstring)."""
+    D = table["D"].to_numpy(float)
+    if "unique_tokens" in table:
+        return np.minimum(table["unique_tokens"].to_numpy(float), D)
+    if "epochs" in table:
+        return D / np.maximum(pd.to_numeric(table["epochs"], errors="coerce").fillna(1.0).to_numpy(float), 1.0)
+    return D
+
+
+def _form(name: str, E: float):
+    if name not in LAWS:
+        raise InputError("law", f"unknown law {name!r}", f"use one of {', '.join(LAWS)} (`scalinglaws laws`)")
+    if name == "pinned_e":
+        if not np.isfinite(E) or E < 0:
+            raise InputError("E", f"{E!r} is not a finite value >= 0", "pass the irreducible loss in nats/token")
+        return pinned(E)
+    return LAWS[name]
+
+
+def _inputs(form, N, D, U=None) -> dict:
+    X = {"lN": np.log(np.asarray(N, float)), "lD": np.log(np.asarray(D, float))}
+    if "lU" in form.inputs:
+        X["lU"] = np.log(np.asarray(D if U is None else U, float))
+    return X
+
+
+def _problems(form, fit: dict, params: dict, table: pd.DataFrame, n_failed: int, n_boot: int) -> list:
+    """[(problem, fix)] for each reason the law's parameters are not identified by these data."""
+    out = []
+    for e in form.exponents:
+        if not params[e] > 0:
+            out.append((f"{e} = {params[e]:.3g} <= 0: a term does not fall with scale",
+                        "add runs that vary that input over a wider range"))
+    if fit["grid"] is not None:  # judged against the full (chinchilla) grid, whichever grid the starts came from
+        for name, value in zip(form.theta, fit["theta"]):
+            values = form.grids["chinchilla"][name]
+            if len(values) > 1 and not values.min() <= value <= values.max():
+                out.append((f"{name} = {value:.3g} ends outside its grid of starts [{values.min():g}, "
+                            f"{values.max():g}]", "the data do not pin it down: add budgets or sizes"))
+    distinct = len(table[["N", "D"]].drop_duplicates())
+    if distinct <= len(form.theta):
+        out.append((f"{distinct} distinct (N, D) for {len(form.theta)} parameters",
+                    "add runs at more sizes and budgets, or fit a law with fewer parameters"))
+    if form.scale_param and params[form.scale_param] >= table["loss"].min():
+        out.append((f"{form.scale_param} = {params[form.scale_param]:.4g} is not below the smallest loss "
+                    f"{table['loss'].min():.4g}", "add larger runs (or pin E with the pinned_e law)"))
+    if "lU" in form.inputs and not (unique_tokens(table) < table["D"].to_numpy(float) * (1 - 1e-9)).any():
+        out.append(("no run repeats data (D <= U_D everywhere): R_D* carries no information",
+                    "add runs with epochs > 1 (or a unique_tokens column)"))
+    if not fit["converged"]:
+        out.append((f"not converged (largest gradient {fit['largest_gradient']:.3g})", "try the chinchilla grid"))
+    if n_boot and n_failed > MAX_FAILED_FRACTION * n_boot:
+        out.append((f"{n_failed} of {n_boot} bootstrap refits failed (> {MAX_FAILED_FRACTION:.0%})",
+                    "the parameters move to a degenerate point when runs are resampled: add runs"))
+    return out
+
+
+def _failed(form, theta: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    failed = ~ok | ~np.isfinite(theta).all(axis=1)
+    for e in form.exponents:  # an exponent is one coordinate of theta in every form
+        failed |= ~(theta[:, form.theta.index(e)] > 0)
+    return failed
+
+
+def fit_law(name: str, table: pd.DataFrame, grid: str = "chinchilla", delta: float = 1e-3, n_boot: int = 0,
+            seed: int = 0, level: float = 0.95, E: float = 0.0, extra_starts=()) -> FitResult:
+    """Fit law `name` to `table` (columns N, D, loss) with Huber in log space from its grid of starts.
+
+    Parameters
+    ----------
+    name : str
+        A key of LAWS (`scalinglaws laws`).
+    table : DataFrame
+        One row per run, canonical columns N, D, loss (and `epochs` or `unique_tokens` for data_constrained).
+    grid : {"chinchilla", "small"}
+        Grid of starts ("small": a coarse grid for tests).
+    delta : float
+        Huber threshold in log loss (Hoffmann et al. 2022 use 1e-3).
+    n_boot : int
+        Bootstrap resamples of whole seed groups (0: no intervals).
+    E : float
+        The fixed irreducible loss of the pinned_e law.
+    extra_starts : sequence of theta vectors
+        Starts added to the grid (e.g. the fit to all runs, for cross-validation refits).
+
+    Returns
+    -------
+    FitResult
+        params, intervals (percentile, at `level`), flags (one per reason the law is not identified),
+        predict(N, D[, U]), extra (module docstring).
+    """
+    form = _form(name, E)
+    for col in ("N", "D", "loss"):
+        if col not in table:
+            raise InputError(f"column {col!r}", f"needed by the {name} law; columns are {list(table.columns)}",
+                             "load the table with scalinglaws.table.load_table")
+    if grid not in form.grids:
+        raise InputError("grid", f"unknown grid {grid!r}", f"use one of {', '.join(form.grids)}")
+    if len(table) < 2:
+        raise InputError("runs", f"need at least 2 runs, got {len(table)}", "add runs")
+    N, D, L = (table[c].to_numpy(float) for c in ("N", "D", "loss"))
+    U = unique_tokens(table)
+    X, logL = _inputs(form, N, D, U), np.log(L)
+    fit = _lawfit.fit_theta(form, X, logL, grid=grid, delta=delta, extra_starts=extra_starts)
+    theta = fit["theta"]
+    params = form.params(theta)
+    residuals = form.log_model(theta[None, :], X)[0][0] - logL
+    intervals, theta_samples, n_failed = {}, None, 0
+    if n_boot:
+        groups = seed_groups(table)
+        members = [np.flatnonzero(groups == g) for g in np.unique(groups)]
+        rng = np.random.default_rng(seed)
+        draws = [np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
+                 for _ in range(int(n_boot))]
+        width = max(len(d) for d in draws)  # groups differ in size: pad each draw with weight-0 runs
+        weights = np.stack([np.arange(width) < len(d) for d in draws]).astype(float)
+        draws = np.stack([np.concatenate([d, np.full(width - len(d), d[0])]) for d in draws])
+        Xs = {k: v[draws] for k, v in X.items()}
+        thetas, ok = _lawfit.refit_batch(form, Xs, logL[draws], theta, delta, weights)
+        failed = _failed(form, thetas, ok)
+        n_failed = int(failed.sum())
+        theta_samples = thetas[~failed]
+        if len(theta_samples):
+            samples = pd.DataFrame([form.params(t) for t in theta_samples])
+            tail = 50 * (1 - level)
+            intervals = {k: (float(np.nanpercentile(samples[k], tail)), float(np.nanpercentile(samples[k], 100 - tail)))
+                         for k in samples.columns if np.isfinite(samples[k]).any()}
+    problems = _problems(form, fit, params, table, n_failed, int(n_boot))
+    noise = estimate_noise(table.assign(C=table["C"] if "C" in table else 6 * N * D), residuals, len(form.theta))
+
+    def predict(N, D, U=None):
+        Xn = _inputs(form, np.asarray(N, float), np.asarray(D, float), U)
+        return np.exp(form.log_model(theta[None, :], {k: np.atleast_1d(v) for k, v in Xn.items()})[0][0]).reshape(
+            np.shape(np.asarray(N, float) * np.asarray(D, float)))
+
+    extra = {"law": form.name, "form": form, "theta": theta, "theta_samples": theta_samples, "n_failed": n_failed,
+             "n_boot": int(n_boot), "noise": noise, "not_identified": problems, "n_starts": fit["n_starts"],
+             "n_starts_at_best": fit["n_starts_at_best"], "residuals": residuals, "delta": delta}
+    return FitResult(name=f"{form.title} ({form.source.split(',')[0]})", params=params, predict=predict,
+                     data=table[["N", "D", "loss"]].reset_index(drop=True), intervals=intervals, level=level,
+                     objective=fit["objective"], flags=tuple(f"not identified: {p}" for p, _ in problems),
+                     extra=extra)
+
+
+def predict_log(fit: FitResult, N, D, U=None, samples: bool = False) -> np.ndarray:
+    """log L_hat at (N, D): (n,) from the point estimate, or (S, n) over the bootstrap draws (samples=True)."""
+    form = fit.extra["form"]
+    X = {k: np.atleast_1d(v) for k, v in _inputs(form, N, D, U).items()}
+    theta = fit.extra["theta_samples"] if samples else fit.extra["theta"][None, :]
+    if theta is None or not len(theta):
+        theta = fit.extra["theta"][None, :]
+    v = form.log_model(theta, X)[0]
+    return v if samples else v[0]

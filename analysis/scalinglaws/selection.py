@@ -1,0 +1,149 @@
+"""Choose a law by held-out error: fit every law of the registry on small budgets, predict the large ones.
+
+Method: the runs with C <= cutoff (default C_max / 8) are the training set; each law is fitted there
+(registry.fit_law) and predicts the held-out runs above the cutoff; error_pct = 100 (predicted - loss) / loss,
+per law the MAPE and the worst |error_pct|. When fewer than 2 budgets lie below C_max / 8 (a 3-budget sweep),
+the cutoff drops to just below the largest budget, so only that budget is held out, and `cutoff_rule` says
+so. The winner is the identified law (no reason in registry's not_identified) of least held-out MAPE.
+With >= 4 budgets, leave-one-budget-out cross-validation refits each law without each budget in turn and
+predicts it (grid "small" plus the law's fit to the training set as an extra start), giving cv_mape (mean of the
+per-budget MAPEs) and cv_worst.
+
+Public API
+- `backtest_laws(table, laws=None, cutoff_C=None, grid="chinchilla", cv=True, E=0.0) -> LawBacktest`.
+- `LawBacktest` (frozen dataclass): cutoff_C, cutoff_rule, scores (one row per law: law, mape, worst, cv_mape,
+  cv_worst, identified, why_not), predictions (held-out runs x laws), winner (law name or None), fits
+  (law -> FitResult on the training set), n_fit, n_held.
+- `budget_labels(table)`: the `budget` column when every row has one, else chinchilla.budget_groups(C).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .chinchilla import budget_groups
+from .errors import InputError
+from .registry import LAWS, fit_law
+from .result import FitResult
+
+__all__ = ["LawBacktest", "backtest_laws", "budget_labels", "BACKTEST_FRACTION", "MIN_CV_BUDGETS"]
+
+BACKTEST_FRACTION = 8
+MIN_CV_BUDGETS = 4
+
+
+@dataclass(frozen=True)
+class LawBacktest:
+    """Held-out errors of every law fitted below `cutoff_C`; see the module docstring."""
+
+    cutoff_C: float
+    cutoff_rule: str
+    scores: pd.DataFrame
+    predictions: pd.DataFrame
+    winner: str | None
+    fits: dict = field(repr=False, default_factory=dict)
+    n_fit: int = 0
+    n_held: int = 0
+
+
+def budget_labels(table: pd.DataFrame) -> np.ndarray:
+    """Budget label per run: the `budget` column when complete, else C grouped within 0.05 decades."""
+    if "budget" in table and pd.to_numeric(table["budget"], errors="coerce").notna().all():
+        return pd.to_numeric(table["budget"]).to_numpy(float)
+    return budget_groups(table["C"].to_numpy(float))
+
+
+def _cutoff(table, labels, cutoff_C):
+    C = table["C"].to_numpy(float)
+    budgets = np.unique(labels)
+    if len(budgets) < 2:
+        raise InputError("budgets", f"the runs span {len(budgets)} compute budget(s): nothing to hold out",
+                         "add runs at a second, larger budget (4x or more the first)")
+    if cutoff_C is not None:
+        return float(cutoff_C), f"C <= {cutoff_C:.3g} FLOPs (given)"
+    cutoff = C.max() / BACKTEST_FRACTION
+    if len(np.unique(labels[C <= cutoff])) >= 2:
+        return float(cutoff), f"C <= C_max / {BACKTEST_FRACTION} = {cutoff:.3g} FLOPs"
+    largest = labels == budgets.max()
+    cutoff = float(C[~largest].max())
+    return cutoff, (f"only {len(np.unique(labels[C <= C.max() / BACKTEST_FRACTION]))} budget(s) below C_max / "
+                    f"{BACKTEST_FRACTION}, so the largest budget alone is held out (C <= {cutoff:.3g} FLOPs); "
+                    f"add a budget >= {BACKTEST_FRACTION}x the second largest to backtest over a wider gap")
+
+
+def _errors(fit: FitResult, held: pd.DataFrame) -> np.ndarray:
+    U = held["unique_tokens"].to_numpy(float) if "unique_tokens" in held else None
+    kw = {"U": U} if fit.extra["form"].inputs[-1] == "lU" else {}
+    predicted = fit.predict(held["N"].to_numpy(float), held["D"].to_numpy(float), **kw)
+    return 100 * (np.asarray(predicted) - held["loss"].to_numpy(float)) / held["loss"].to_numpy(float)
+
+
+def _held(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with `unique_tokens` filled in, so held-out predictions see the same U_D as the fits."""
+    from .registry import unique_tokens
+
+    return table.assign(unique_tokens=unique_tokens(table))
+
+
+def backtest_laws(table: pd.DataFrame, laws=None, cutoff_C: float | None = None, grid: str = "chinchilla",
+                  cv: bool = True, E: float = 0.0) -> LawBacktest:
+    """Fit each law on C <= cutoff, score it on the runs above; leave-one-budget-out CV with >= 4 budgets.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Canonical columns N, D, C, loss (table.load_table); `budget` when the sweep has one.
+    laws : sequence of str, optional
+        Registry names (default: every law in LAWS).
+    cutoff_C : float, optional
+        Fit on C <= cutoff_C (default C_max / 8, lowered when that leaves fewer than 2 budgets).
+    """
+    laws = list(LAWS) if laws is None else list(laws)
+    table = _held(table)
+    labels = budget_labels(table)
+    cutoff, rule = _cutoff(table, labels, cutoff_C)
+    below = table["C"].to_numpy(float) <= cutoff
+    if below.all() or not below.any():
+        raise InputError("cutoff_C", f"{rule}: {'nothing held out' if below.all() else 'nothing to fit on'}",
+                         "choose a cutoff between the smallest and the largest C")
+    train, held = table[below], table[~below]
+    predictions = held[[c for c in ("run_id", "N", "D", "C", "loss") if c in held]].copy()
+    rows, fits = [], {}
+    for name in laws:
+        try:
+            fit = fit_law(name, train, grid=grid, E=E)
+        except (InputError, ArithmeticError) as e:
+            rows.append({"law": name, "mape": np.nan, "worst": np.nan, "identified": False, "why_not": str(e)})
+            continue
+        fits[name] = fit
+        err = _errors(fit, held)
+        predictions[f"{name} error %"] = err
+        problems = fit.extra["not_identified"]
+        rows.append({"law": name, "mape": float(np.mean(np.abs(err))), "worst": float(np.max(np.abs(err))),
+                     "identified": not problems, "why_not": "; ".join(p for p, _ in problems)})
+    scores = pd.DataFrame(rows)
+    scores["cv_mape"], scores["cv_worst"] = np.nan, np.nan
+    budgets = np.unique(labels)
+    if cv and len(budgets) >= MIN_CV_BUDGETS:
+        for i, name in enumerate(scores["law"]):
+            if name not in fits:
+                continue
+            per_budget = []
+            for b in budgets:
+                out = labels == b
+                try:
+                    fit = fit_law(name, table[~out], grid="small", E=E, extra_starts=[fits[name].extra["theta"]])
+                except (InputError, ArithmeticError):
+                    per_budget = []
+                    break
+                per_budget.append(np.abs(_errors(fit, table[out])))
+            if per_budget:
+                scores.loc[i, "cv_mape"] = float(np.mean([e.mean() for e in per_budget]))
+                scores.loc[i, "cv_worst"] = float(max(e.max() for e in per_budget))
+    ok = scores[scores["identified"] & scores["mape"].notna()]
+    winner = str(ok.loc[ok["mape"].idxmin(), "law"]) if len(ok) else None
+    scores = scores[["law", "mape", "worst", "cv_mape", "cv_worst", "identified", "why_not"]]
+    return LawBacktest(cutoff_C=cutoff, cutoff_rule=rule, scores=scores, predictions=predictions, winner=winner,
+                       fits=fits, n_fit=int(below.sum()), n_held=int((~below).sum()))
