@@ -1,0 +1,54 @@
+"""Is a fit identified by its data? The rules a report applies before printing a fit as a result.
+
+A fit is *not identified* when any of these holds (each reason comes with its fix):
+- an exponent (alpha, beta, alpha_N, alpha_D, alpha_C, eta, a, b) is <= 0: the term does not fall with scale;
+- a parameter ended outside its grid of starts (the fit's own flag says so);
+- the data hold fewer distinct inputs than the law has parameters;
+- more than 10% of bootstrap refits failed (registry.MAX_FAILED_FRACTION).
+Registry fits carry their own reasons (extra["not_identified"], registry.fit_law), which are returned as they are.
+
+Public API
+- `not_identified(fit) -> list[(problem, fix)]` (empty: the fit holds).
+"""
+from __future__ import annotations
+
+from .registry import MAX_FAILED_FRACTION
+from .result import FitResult
+
+__all__ = ["not_identified", "EXPONENTS"]
+
+EXPONENTS = ("alpha", "beta", "alpha_N", "alpha_D", "alpha_C", "eta", "a", "b")
+INPUTS = ("N", "D", "C", "x")
+# Parameters the report reads off each kind of fit (the rest are derived from them).
+FREE = {"Chinchilla Approach 1": ("a", "k_N"), "Chinchilla Approach 2": ("a", "k_N"),
+        "Chinchilla Approach 3": ("E", "A", "B", "alpha", "beta")}
+
+
+def not_identified(fit: FitResult) -> list[tuple[str, str]]:
+    """Reasons `fit` is not identified by its data, each with a fix (module docstring)."""
+    if "not_identified" in fit.extra:
+        return list(fit.extra["not_identified"])
+    out = []
+    for name in EXPONENTS:
+        value = fit.params.get(name)
+        if value is not None and not float(value) > 0:
+            out.append((f"{name} = {float(value):.3g} <= 0: the loss does not fall with scale as the law assumes",
+                        "add runs over a wider range of that input (or with less noise: more seeds)"))
+    for flag in fit.flags:
+        if "outside the grid" in flag:
+            out.append((flag, "the data do not pin this parameter down: add budgets or sizes"))
+        if "one model wins every envelope point" in flag:
+            out.append((flag, "train sizes on both sides of the optimum at every budget"))
+    free = FREE.get(fit.name.split(" (")[0], tuple(fit.params))
+    data = fit.extra.get("envelope") if fit.name.startswith("Chinchilla Approach 1") else fit.data
+    if data is not None and len(data):
+        cols = [c for c in (("N_opt",) if "N_opt" in data else INPUTS) if c in data]
+        distinct = len(data[cols].drop_duplicates()) if cols else len(data)
+        if distinct < len(free):
+            out.append((f"{distinct} distinct input value(s) for {len(free)} parameters",
+                        "add runs at more sizes or budgets, or fit a law with fewer parameters"))
+    n_boot, n_failed = fit.extra.get("n_boot"), fit.extra.get("n_failed", 0)
+    if n_boot and n_failed > MAX_FAILED_FRACTION * n_boot:
+        out.append((f"{n_failed} of {n_boot} bootstrap refits failed (> {MAX_FAILED_FRACTION:.0%})",
+                    "resampled runs do not support the fit: add runs (more budgets, sizes or seeds)"))
+    return out
