@@ -44,8 +44,8 @@ def grid_starts(form, grid: str) -> tuple[np.ndarray, dict]:
     return np.stack([m.ravel() for m in mesh], axis=1), values
 
 
-def fit_theta(form, X, logL, grid="chinchilla", delta=1e-3, init=None, polish=5, extra_starts=()) -> dict:
-    """Best theta from the grid of starts plus `extra_starts` (or from `init` alone, a theta vector). Returns
+def fit_theta(form, X, logL, grid="chinchilla", delta=1e-3, init=None, polish=5) -> dict:
+    """Best theta from the grid of starts (or from `init` alone, a theta vector). Returns
     theta, objective (the sum of Huber losses, unscaled), converged, largest gradient, n_starts,
     n_starts_at_best, grid values."""
 
@@ -61,8 +61,6 @@ def fit_theta(form, X, logL, grid="chinchilla", delta=1e-3, init=None, polish=5,
         candidates = [np.asarray(init, dtype=float)]
     else:
         starts, values = grid_starts(form, grid)
-        if len(extra_starts):
-            starts = np.vstack([starts, np.atleast_2d(extra_starts)])
         x, f, _, _ = batched_lbfgs(fun, starts, max_iter=GRID_MAX_ITER)
         order = np.argsort(f)
         candidates, seen = [], []

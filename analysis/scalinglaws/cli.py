@@ -1,6 +1,6 @@
 """Command line: `python -m scalinglaws <command>` (or the `scalinglaws` console script).
 
-Commands: report, fit, predict, allocate, bcrit, compare, inference. Run any with --help.
+Commands: report, fit, laws, backtest, predict, allocate, bcrit, compare, inference. Run any with --help.
 User mistakes (missing file, bad column, data a fit cannot use) exit with status 2 and one line on stderr.
 """
 from __future__ import annotations
@@ -59,11 +59,93 @@ def cmd_report(args, console):
     console.print(f"wrote {path} and {path.with_suffix('.html').name} (+ figures) in {path.parent}")
 
 
+def _fit_law(args, console):
+    """`fit --law NAME`: one law of the registry, with intervals and the reasons it is not identified."""
+    from .registry import fit_law
+
+    df = _source_table(args)
+    if args.save:
+        raise InputError("--save", "saving is for --approach 3 or kaplan (the forms `predict` knows)",
+                         "drop --save, or use --approach 3")
+    with console.status(f"fitting {args.law}", spinner="dots"):
+        fit = fit_law(args.law, df, grid=args.grid, n_boot=args.bootstrap, seed=args.seed, E=args.E)
+    summary = fit.to_dict()
+    summary["not_identified"] = [{"problem": p, "fix": f} for p, f in fit.extra["not_identified"]]
+    summary["noise"] = fit.extra["noise"].describe()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return
+    _print_params(console, fit, f"{fit.name} on {len(df)} runs")
+    console.print(summary["noise"])
+    for p, f in fit.extra["not_identified"]:
+        console.print(f"[yellow]not identified:[/yellow] {p}. Fix: {f}")
+
+
+def _source_table(args):
+    """The table of `source` (a path) or of `--dataset NAME`."""
+    from .datasets import DATASETS
+    from .report import load_source
+
+    if getattr(args, "dataset", None):
+        if args.source:
+            raise InputError("--dataset", "given together with a source", "pass one of them")
+        if args.dataset not in DATASETS:
+            raise InputError("--dataset", f"unknown data set {args.dataset!r}", f"use one of {', '.join(DATASETS)}")
+        return DATASETS[args.dataset]()
+    if not args.source:
+        raise InputError("source", "missing", "pass a table or runs directory (or --dataset NAME)")
+    return load_source(args.source, _columns(args.col))[0]
+
+
+def _print_params(console, fit, title):
+    rows = []
+    for name, value in fit.params.items():
+        iv = fit.intervals.get(name)
+        rows.append((name, _g(value), f"[{_g(iv[0])}, {_g(iv[1])}]" if iv else "-"))
+    _print_table(console, title, ["parameter", "estimate", f"{fit.level:.0%} interval"], rows)
+
+
+def cmd_laws(args, console):
+    from .registry import describe_laws
+
+    laws = describe_laws()
+    if args.json:
+        print(laws.to_json(orient="records"))
+        return
+    _print_table(console, "Laws (scalinglaws fit --law NAME; scalinglaws backtest)", list(laws.columns),
+                 laws.itertuples(index=False))
+
+
+def cmd_backtest(args, console):
+    from .selection import backtest_laws
+
+    df = _source_table(args)
+    laws = args.laws.split(",") if args.laws else None
+    with console.status("fitting every law below the cutoff", spinner="dots"):
+        bt = backtest_laws(df, laws=laws, cutoff_C=args.cutoff, grid=args.grid, cv=not args.no_cv, E=args.E)
+    if args.json:
+        print(json.dumps({"cutoff_C": bt.cutoff_C, "cutoff_rule": bt.cutoff_rule, "winner": bt.winner,
+                          "n_fit": bt.n_fit, "n_held": bt.n_held,
+                          "scores": json.loads(bt.scores.to_json(orient="records"))}, indent=2))
+        return
+    rows = [(r.law, _pct(r.mape), _pct(r.worst), _pct(r.cv_mape), _pct(r.cv_worst),
+             "yes" if r.identified else f"no: {r.why_not}") for r in bt.scores.itertuples()]
+    _print_table(console, f"Backtest: fitted on {bt.n_fit} runs ({bt.cutoff_rule}), {bt.n_held} held out",
+                 ["law", "held-out MAPE", "worst", "CV MAPE", "CV worst", "identified"], rows)
+    console.print(f"winner: {bt.winner}" if bt.winner else "no identified law: no winner")
+
+
+def _pct(x) -> str:
+    return "-" if x != x else f"{x:.2f}%"
+
+
 def cmd_fit(args, console):
     from . import chinchilla, kaplan
     from .report import load_source
     from .table import count_budgets, fit_table
 
+    if args.law:
+        return _fit_law(args, console)
     if args.save and args.approach == "2":
         raise InputError("--save", "Approach 2 gives a frontier, not a law L(N, D)",
                          "use --approach 3 or --approach kaplan to save a law")
@@ -93,12 +175,7 @@ def cmd_fit(args, console):
     if args.json:
         print(json.dumps(summary, indent=2))
         return
-    rows = []
-    for name, value in fit.params.items():
-        iv = fit.intervals.get(name)
-        rows.append((name, _g(value), f"[{_g(iv[0])}, {_g(iv[1])}]" if iv else "-"))
-    _print_table(console, f"{fit.name} on {len(df)} runs", ["parameter", "estimate", f"{fit.level:.0%} interval"],
-                 rows)
+    _print_params(console, fit, f"{fit.name} on {len(df)} runs")
     excluded = describe_excluded(summary["excluded"])
     if excluded:
         console.print(f"excluded {excluded} (only runs with status complete are fitted)")
@@ -201,10 +278,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--title", default="Scaling-law report", help="the report's heading")
     s.add_argument("--commentary", metavar="MD", help="a markdown file appended as a final 'Commentary' section")
 
+    from .registry import LAWS
+
     s = add("fit", cmd_fit, "Fit one law to a table and print it")
-    s.add_argument("source", help="a .csv/.parquet table or a runs directory")
-    s.add_argument("--approach", choices=["2", "3", "kaplan"], required=True,
-                   help="2: isoFLOP parabolas; 3: L = E + A/N^alpha + B/D^beta; kaplan: eq 1.5 L(N, D)")
+    s.add_argument("source", nargs="?", help="a .csv/.parquet table or a runs directory")
+    s.add_argument("--dataset", help="a published table shipped with scalinglaws (chinchilla_epoch), with --law")
+    which = s.add_mutually_exclusive_group(required=True)
+    which.add_argument("--approach", choices=["2", "3", "kaplan"],
+                       help="2: isoFLOP parabolas; 3: L = E + A/N^alpha + B/D^beta; kaplan: eq 1.5 L(N, D)")
+    which.add_argument("--law", choices=list(LAWS), help="a law of the registry (see `scalinglaws laws`)")
+    s.add_argument("--E", type=float, default=0.0, help="--law pinned_e: the fixed irreducible loss (default 0)")
     s.add_argument("--col", action="append", help=col_help)
     s.add_argument("--grid", choices=["chinchilla", "small"], default="chinchilla", help="Approach 3 grid of starts")
     s.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamples for intervals (default 0: none)")
@@ -212,6 +295,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--window", type=int, default=None,
                    help="approach 2: fit each parabola to this many sizes around the budget's lowest loss (default: all)")
     s.add_argument("--save", metavar="FIT_JSON", help="save the law (approach 3 or kaplan) for predict/allocate")
+
+    add("laws", cmd_laws, "List the laws `fit --law` and `backtest` fit, with their formulas and sources")
+
+    s = add("backtest", cmd_backtest, "Fit every law on small budgets and score it on the held-out large ones")
+    s.add_argument("source", nargs="?", help="a .csv/.parquet table or a runs directory")
+    s.add_argument("--dataset", help="a published table instead of a source: chinchilla_epoch (Besiroglu et al. 2024)")
+    s.add_argument("--col", action="append", help=col_help)
+    s.add_argument("--cutoff", type=float, help="fit on C <= this (default C_max/8; the largest budget alone "
+                   "is held out when that leaves fewer than 2 budgets)")
+    s.add_argument("--laws", help="comma-separated law names (default: all)")
+    s.add_argument("--grid", choices=["chinchilla", "small"], default="chinchilla", help="grid of starts")
+    s.add_argument("--no-cv", action="store_true", help="skip leave-one-budget-out cross-validation")
+    s.add_argument("--E", type=float, default=0.0, help="the pinned_e law's fixed irreducible loss (default 0)")
 
     s = add("predict", cmd_predict, "Loss of N parameters trained on D tokens")
     s.add_argument("--law", default="chinchilla", help=LAW_HELP)

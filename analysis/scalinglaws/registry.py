@@ -18,11 +18,16 @@ parameters, E is not below the smallest loss, the fit did not converge, or more 
 fail; each reason comes with its fix.
 
 Public API
-- `fit_law(name, table, grid="chinchilla", delta=1e-3, n_boot=0, seed=0, level=0.95, E=0.0, extra_starts=())`
+- `fit_law(name, table, grid="chinchilla", delta=1e-3, n_boot=0, seed=0, level=0.95, E=0.0, init=None)`
   (table: canonical columns N, D, loss; see table.load_table). params as named by the law; predict(N, D[, U]);
   extra: law, theta, theta_samples, noise (noise.Noise), not_identified [(problem, fix)], n_starts.
 - `predict_log(fit, N, D, U=None, samples=False)`: log L_hat at (N, D), per bootstrap draw when samples=True.
-- `LAWS`, `describe_laws() -> DataFrame`.
+- `predict_run(fit, N, D, level=0.95) -> (low, loss, high)`: the loss one new run at (N, D) will show: the
+  bootstrap draws' predictions plus run-to-run noise (fit.extra["noise"]: seeds, else residual scatter),
+  noise.prediction_interval.
+- `optimal_N(fit, C) -> N`: the N of least predicted loss on 6 N D = C (a grid of 2001 log-spaced N over
+  1e-4 to 1e4 times sqrt(C / 120), refined by a parabola through the best three), for any law.
+- `LAWS`, `describe_laws() -> DataFrame`; `repeats_data(table)`: any run with U_D < D.
 """
 from __future__ import annotations
 
@@ -32,10 +37,11 @@ import pandas as pd
 from . import _lawfit
 from ._forms import FORMS, pinned
 from .errors import InputError
-from .noise import estimate_noise, seed_groups
+from .noise import estimate_noise, prediction_interval, seed_groups
 from .result import FitResult
 
-__all__ = ["LAWS", "describe_laws", "fit_law", "predict_log", "unique_tokens", "MAX_FAILED_FRACTION"]
+__all__ = ["LAWS", "describe_laws", "fit_law", "predict_log", "predict_run", "optimal_N", "unique_tokens",
+           "repeats_data", "MAX_FAILED_FRACTION"]
 
 LAWS = FORMS
 MAX_FAILED_FRACTION = 0.10
@@ -57,6 +63,11 @@ def unique_tokens(table: pd.DataFrame) -> np.ndarray:
     if "epochs" in table:
         return D / np.maximum(pd.to_numeric(table["epochs"], errors="coerce").fillna(1.0).to_numpy(float), 1.0)
     return D
+
+
+def repeats_data(table: pd.DataFrame) -> bool:
+    """Whether any run saw a token more than once (U_D < D): without that, R_D* carries no information."""
+    return bool((unique_tokens(table) < table["D"].to_numpy(float) * (1 - 1e-9)).any())
 
 
 def _form(name: str, E: float):
@@ -96,7 +107,7 @@ def _problems(form, fit: dict, params: dict, table: pd.DataFrame, n_failed: int,
     if form.scale_param and params[form.scale_param] >= table["loss"].min():
         out.append((f"{form.scale_param} = {params[form.scale_param]:.4g} is not below the smallest loss "
                     f"{table['loss'].min():.4g}", "add larger runs (or pin E with the pinned_e law)"))
-    if "lU" in form.inputs and not (unique_tokens(table) < table["D"].to_numpy(float) * (1 - 1e-9)).any():
+    if "lU" in form.inputs and not repeats_data(table):
         out.append(("no run repeats data (D <= U_D everywhere): R_D* carries no information",
                     "add runs with epochs > 1 (or a unique_tokens column)"))
     if not fit["converged"]:
@@ -115,7 +126,7 @@ def _failed(form, theta: np.ndarray, ok: np.ndarray) -> np.ndarray:
 
 
 def fit_law(name: str, table: pd.DataFrame, grid: str = "chinchilla", delta: float = 1e-3, n_boot: int = 0,
-            seed: int = 0, level: float = 0.95, E: float = 0.0, extra_starts=()) -> FitResult:
+            seed: int = 0, level: float = 0.95, E: float = 0.0, init=None) -> FitResult:
     """Fit law `name` to `table` (columns N, D, loss) with Huber in log space from its grid of starts.
 
     Parameters
@@ -132,8 +143,9 @@ def fit_law(name: str, table: pd.DataFrame, grid: str = "chinchilla", delta: flo
         Bootstrap resamples of whole seed groups (0: no intervals).
     E : float
         The fixed irreducible loss of the pinned_e law.
-    extra_starts : sequence of theta vectors
-        Starts added to the grid (e.g. the fit to all runs, for cross-validation refits).
+    init : array, optional
+        Start L-BFGS from this theta (another fit's extra["theta"]) instead of the grid: a warm start, as the
+        cross-validation refits use.
 
     Returns
     -------
@@ -153,7 +165,7 @@ def fit_law(name: str, table: pd.DataFrame, grid: str = "chinchilla", delta: flo
     N, D, L = (table[c].to_numpy(float) for c in ("N", "D", "loss"))
     U = unique_tokens(table)
     X, logL = _inputs(form, N, D, U), np.log(L)
-    fit = _lawfit.fit_theta(form, X, logL, grid=grid, delta=delta, extra_starts=extra_starts)
+    fit = _lawfit.fit_theta(form, X, logL, grid=grid, delta=delta, init=init)
     theta = fit["theta"]
     params = form.params(theta)
     residuals = form.log_model(theta[None, :], X)[0][0] - logL
@@ -188,7 +200,7 @@ def fit_law(name: str, table: pd.DataFrame, grid: str = "chinchilla", delta: flo
     extra = {"law": form.name, "form": form, "theta": theta, "theta_samples": theta_samples, "n_failed": n_failed,
              "n_boot": int(n_boot), "noise": noise, "not_identified": problems, "n_starts": fit["n_starts"],
              "n_starts_at_best": fit["n_starts_at_best"], "residuals": residuals, "delta": delta}
-    return FitResult(name=f"{form.title} ({form.source.split(',')[0]})", params=params, predict=predict,
+    return FitResult(name=f"law {form.name}: {form.title}", params=params, predict=predict,
                      data=table[["N", "D", "loss"]].reset_index(drop=True), intervals=intervals, level=level,
                      objective=fit["objective"], flags=tuple(f"not identified: {p}" for p, _ in problems),
                      extra=extra)
@@ -203,3 +215,20 @@ def predict_log(fit: FitResult, N, D, U=None, samples: bool = False) -> np.ndarr
         theta = fit.extra["theta"][None, :]
     v = form.log_model(theta, X)[0]
     return v if samples else v[0]
+
+
+def predict_run(fit: FitResult, N: float, D: float, level: float = 0.95) -> tuple[float, float, float]:
+    """(low, loss, high) for one new run at (N, D): parameter draws + run-to-run noise (module docstring)."""
+    log_pred = predict_log(fit, N, D, samples=True)[:, 0]
+    low, _, high = prediction_interval(log_pred, fit.extra["noise"], level=level)
+    return low, float(np.exp(predict_log(fit, N, D)[0])), high
+
+
+def optimal_N(fit: FitResult, C: float) -> float:
+    """argmin over N of the law's loss at D = C / (6 N) (module docstring)."""
+    lN = np.log(np.sqrt(C / 120.0)) + np.linspace(np.log(1e-4), np.log(1e4), 2001)
+    N = np.exp(lN)
+    logL = predict_log(fit, N, C / (6 * N))
+    i = int(np.clip(np.argmin(logL), 1, len(N) - 2))
+    c2, c1, _ = np.polyfit(lN[i - 1:i + 2], logL[i - 1:i + 2], 2)
+    return float(np.exp(-c1 / (2 * c2))) if c2 > 0 else float(N[i])

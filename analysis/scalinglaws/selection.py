@@ -6,8 +6,8 @@ per law the MAPE and the worst |error_pct|. When fewer than 2 budgets lie below 
 the cutoff drops to just below the largest budget, so only that budget is held out, and `cutoff_rule` says
 so. The winner is the identified law (no reason in registry's not_identified) of least held-out MAPE.
 With >= 4 budgets, leave-one-budget-out cross-validation refits each law without each budget in turn and
-predicts it (grid "small" plus the law's fit to the training set as an extra start), giving cv_mape (mean of the
-per-budget MAPEs) and cv_worst.
+predicts it (each refit warm-started from the law's backtest fit, with no grid of starts), giving cv_mape (mean
+of the per-budget MAPEs) and cv_worst.
 
 Public API
 - `backtest_laws(table, laws=None, cutoff_C=None, grid="chinchilla", cv=True, E=0.0) -> LawBacktest`.
@@ -25,7 +25,7 @@ import pandas as pd
 
 from .chinchilla import budget_groups
 from .errors import InputError
-from .registry import LAWS, fit_law
+from .registry import LAWS, fit_law, repeats_data, unique_tokens
 from .result import FitResult
 
 __all__ = ["LawBacktest", "backtest_laws", "budget_labels", "BACKTEST_FRACTION", "MIN_CV_BUDGETS"]
@@ -82,8 +82,6 @@ def _errors(fit: FitResult, held: pd.DataFrame) -> np.ndarray:
 
 def _held(table: pd.DataFrame) -> pd.DataFrame:
     """The table with `unique_tokens` filled in, so held-out predictions see the same U_D as the fits."""
-    from .registry import unique_tokens
-
     return table.assign(unique_tokens=unique_tokens(table))
 
 
@@ -101,6 +99,9 @@ def backtest_laws(table: pd.DataFrame, laws=None, cutoff_C: float | None = None,
         Fit on C <= cutoff_C (default C_max / 8, lowered when that leaves fewer than 2 budgets).
     """
     laws = list(LAWS) if laws is None else list(laws)
+    unknown = [n for n in laws if n not in LAWS]
+    if unknown:
+        raise InputError("laws", f"unknown law(s) {unknown}", f"use names from: {', '.join(LAWS)}")
     table = _held(table)
     labels = budget_labels(table)
     cutoff, rule = _cutoff(table, labels, cutoff_C)
@@ -112,6 +113,11 @@ def backtest_laws(table: pd.DataFrame, laws=None, cutoff_C: float | None = None,
     predictions = held[[c for c in ("run_id", "N", "D", "C", "loss") if c in held]].copy()
     rows, fits = [], {}
     for name in laws:
+        if "lU" in LAWS[name].inputs and not repeats_data(table):
+            rows.append({"law": name, "mape": np.nan, "worst": np.nan, "identified": False,
+                         "why_not": "no run repeats data (add runs with epochs > 1): R_D* carries no information, "
+                                    "and the law reduces to chinchilla"})
+            continue
         try:
             fit = fit_law(name, train, grid=grid, E=E)
         except (InputError, ArithmeticError) as e:
@@ -134,7 +140,7 @@ def backtest_laws(table: pd.DataFrame, laws=None, cutoff_C: float | None = None,
             for b in budgets:
                 out = labels == b
                 try:
-                    fit = fit_law(name, table[~out], grid="small", E=E, extra_starts=[fits[name].extra["theta"]])
+                    fit = fit_law(name, table[~out], E=E, init=fits[name].extra["theta"])
                 except (InputError, ArithmeticError):
                     per_budget = []
                     break

@@ -117,3 +117,21 @@ def test_epoch_refit_reproduces_besiroglu_2024():
         lo, hi = fit.intervals[name]
         assert lo <= fit.params[name] <= hi, name
     assert not fit.flags
+
+
+def test_prediction_for_a_new_run_includes_noise_and_the_optimum_matches_eq_4():
+    from scalinglaws.chinchilla import compute_optimal
+    from scalinglaws.registry import optimal_N, predict_run
+
+    df = S.isoflop(S.chinchilla(), BUDGETS, noise=0.005, seeds=2, seed=5)
+    fit = fit_law("chinchilla", df, grid="small", n_boot=40)
+    C = 4 * BUDGETS[-1]
+    N_opt = optimal_N(fit, C)
+    p = {k: fit.params[k] for k in ("E", "A", "B", "alpha", "beta")}
+    assert N_opt == pytest.approx(float(compute_optimal(C, **p)[0]), rel=0.01)
+    low, loss, high = predict_run(fit, N_opt, C / (6 * N_opt))
+    truth = float(S.chinchilla()(N_opt, C / (6 * N_opt)))
+    assert low < truth < high and low < loss < high
+    # the interval is at least as wide as the seeds' noise alone (+-1.96 sigma in log loss)
+    assert np.log(high / low) >= 2 * 1.9 * fit.extra["noise"].sigma
+    assert fit.extra["noise"].source == "seeds"

@@ -1,0 +1,61 @@
+"""`scalinglaws laws`, `fit --law NAME` and `backtest` (on a table and on a shipped data set)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from scalinglaws.cli import main
+from scalinglaws.datasets import chinchilla_epoch
+from scalinglaws.registry import LAWS, fit_law
+from scalinglaws.table import load_table
+
+TABLE = Path(__file__).resolve().parents[1] / "fixtures" / "analysis" / "sweep.csv"
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_laws_lists_every_law_with_its_formula(capsys):
+    code, out, _ = run(capsys, "laws", "--json")
+    laws = json.loads(out)
+    assert code == 0 and [r["law"] for r in laws] == list(LAWS)
+    assert all(r["formula"].startswith("L = ") for r in laws)
+    assert all("et al. 20" in r["source"] for r in laws)  # each names its paper
+
+
+def test_fit_law_json_equals_fit_law(capsys):
+    code, out, _ = run(capsys, "fit", TABLE, "--law", "overtrain", "--grid", "small", "--json")
+    assert code == 0
+    printed = json.loads(out)
+    fit = fit_law("overtrain", load_table(TABLE), grid="small")
+    assert printed["params"] == pytest.approx(dict(fit.params), rel=1e-9)
+    assert printed["not_identified"] == [] and "residual scatter" in printed["noise"]
+
+
+def test_backtest_on_the_shipped_chinchilla_data(capsys):
+    code, out, _ = run(capsys, "backtest", "--dataset", "chinchilla_epoch", "--laws", "chinchilla,overtrain",
+                       "--grid", "small", "--no-cv", "--json")
+    assert code == 0
+    result = json.loads(out)
+    table = chinchilla_epoch(drop_highest_loss=5)
+    assert result["n_fit"] + result["n_held"] == len(table) == 240
+    assert result["cutoff_C"] == pytest.approx(table["C"].max() / 8)
+    assert result["winner"] in ("chinchilla", "overtrain")
+    assert all(r["mape"] > 0 for r in result["scores"])
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["backtest"], "source: missing"),
+    (["backtest", TABLE, "--dataset", "chinchilla_epoch"], "--dataset: given together with a source"),
+    (["backtest", "--dataset", "nope"], "unknown data set 'nope'"),
+    (["backtest", TABLE, "--cutoff", "1"], "nothing to fit on"),
+    (["fit", TABLE, "--law", "pinned_e", "--E", "-1"], "E: -1.0 is not a finite value >= 0"),
+])
+def test_bad_requests_exit_2_with_one_line(capsys, argv, needle):
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and needle in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
