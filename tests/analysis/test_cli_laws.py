@@ -2,22 +2,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-from scalinglaws.cli import main
 from scalinglaws.datasets import chinchilla_epoch
 from scalinglaws.registry import LAWS, fit_law
 from scalinglaws.table import load_table
-
-TABLE = Path(__file__).resolve().parents[1] / "fixtures" / "analysis" / "sweep.csv"
-
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
+from test_cli_commands import TABLE, run
 
 
 def test_laws_lists_every_law_with_its_formula(capsys):
