@@ -67,8 +67,9 @@ def test_tiny_run_learns_and_writes_a_complete_run_directory(tmp_path):
     assert again["run_id"] == summary["run_id"] and (rdir / "summary.parquet").stat().st_mtime_ns == before
 
 
-def test_killed_run_resumes_to_the_same_loss_curve(tmp_path):
-    args = ["train.tokens=150000", "train.checkpoint_minutes=0.0001"]
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_killed_run_resumes_to_the_same_loss_curve(tmp_path, family):
+    args = ["train.tokens=150000", "train.checkpoint_minutes=0.0001", f"model.family={family}"]
     reference = run(config(tmp_path / "ref", *args))
     killed_dir = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "scalinglab.train", *TINY, *args,

@@ -1,18 +1,24 @@
-"""A decoder-only transformer (GPT-2 shape), nanoGPT-style: one file, plain torch, no framework.
+"""A decoder-only transformer in two families, nanoGPT-style: one file, plain torch, no framework.
 
-Learned positions, pre-LayerNorm blocks, causal self-attention through F.scaled_dot_product_attention, GELU MLP,
-final LayerNorm, and an unembedding tied to the token embedding by default (Radford et al. 2019).
+- gpt2 (Radford et al. 2019): learned positions, pre-LayerNorm blocks, GELU MLP, biases, final LayerNorm.
+- llama (Touvron et al. 2023, arXiv:2302.13971): rotary position embeddings on queries and keys (Su et al. 2021,
+  arXiv:2104.09864), pre-RMSNorm blocks, SwiGLU MLP (Shazeer 2020, arXiv:2002.05202), no biases.
+Both: causal self-attention through `attention` (F.scaled_dot_product_attention; grouped-query when
+n_kv_head < n_head), optional QK-norm, and an unembedding tied to the token embedding unless tie_embeddings=false.
 In fp32 training the unembedding and the loss run fused, in row chunks (`LinearCrossEntropy`), so the
 (tokens x vocab) logits are never written out: same FLOPs, a fraction of the memory traffic.
 
-Parameter counts follow DESIGN.md section 2 (Kaplan et al. 2020, section 2.1):
+Parameter counts follow DESIGN.md section 2 (Kaplan et al. 2020, section 2.1), and equal
+scalinglab.config.param_counts (computed from the config alone):
 - n_params: every trainable parameter, a tied embedding counted once;
 - n_params_nonembed: Kaplan's N, without token and position embeddings (and without an untied unembedding);
 - n_params_embed: the difference.
+Shapes: B batch, T sequence, d d_model, h query heads, g key/value heads, k head_dim = d / h, f d_ff, V vocab.
 """
 from __future__ import annotations
 
 import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -20,44 +26,91 @@ import torch.nn.functional as F
 from scalinglab.config import GPTConfig
 
 
+def norm(cfg: GPTConfig, dim: int) -> nn.Module:
+    """The family's normalisation over the last `dim` channels: LayerNorm (gpt2) or RMSNorm (llama)."""
+    if cfg.family == "llama":
+        return nn.RMSNorm(dim, eps=cfg.norm_eps)
+    return nn.LayerNorm(dim, eps=cfg.norm_eps, bias=cfg.use_bias)
+
+
+def rotary_tables(head_dim: int, n_ctx: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of the angles t * theta^(-2i / k) for t < n_ctx, i < k / 2 (Su et al. 2021, eq. 15): (T, k/2)."""
+    inv_freq = theta ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)  # (k/2,)
+    angles = torch.outer(torch.arange(n_ctx, dtype=torch.float32), inv_freq)  # (T, k/2)
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate channel pairs (x_i, x_{i + k/2}) of x (B, heads, T, k) by position-dependent angles (NeoX layout)."""
+    x1, x2 = x.float().chunk(2, dim=-1)  # (B, heads, T, k/2) each
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).type_as(x)
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float = 0.0) -> torch.Tensor:
+    """Causal softmax(q k^T / sqrt(k)) v: q (B, h, T, k), k and v (B, g, T, k) with g | h -> (B, h, T, k).
+
+    The one place attention is computed (swap the kernel here). With g < h each key/value head serves h / g query
+    heads (grouped-query attention, Ainslie et al. 2023, arXiv:2305.13245).
+    """
+    return F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout_p,
+                                          enable_gqa=k.shape[1] != q.shape[1])
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: GPTConfig):
         super().__init__()
-        self.n_head = cfg.n_head
-        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=cfg.bias)
-        self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=cfg.bias)
+        self.n_head, self.n_kv_head, self.head_dim = cfg.n_head, cfg.kv_heads, cfg.head_dim
+        h, g, k = self.n_head, self.n_kv_head, self.head_dim
+        self.qkv = nn.Linear(cfg.d_model, (h + 2 * g) * k, bias=cfg.use_bias)
+        self.proj = nn.Linear(h * k, cfg.d_model, bias=cfg.use_bias)
+        self.q_norm = norm(cfg, k) if cfg.qk_norm else None
+        self.k_norm = norm(cfg, k) if cfg.qk_norm else None
         self.dropout = cfg.dropout
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, T, C = x.shape
-        q, k, v = self.qkv(x).split(C, dim=2)
-        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
-                                           dropout_p=self.dropout if self.training else 0.0)
-        return self.proj(y.transpose(1, 2).contiguous().view(B, T, C))
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+        B, T, _ = x.shape
+        h, g, k = self.n_head, self.n_kv_head, self.head_dim
+        q, key, v = self.qkv(x).split([h * k, g * k, g * k], dim=2)
+        q = q.view(B, T, h, k).transpose(1, 2)  # (B, h, T, k)
+        key = key.view(B, T, g, k).transpose(1, 2)  # (B, g, T, k)
+        v = v.view(B, T, g, k).transpose(1, 2)  # (B, g, T, k)
+        if self.q_norm is not None:
+            q, key = self.q_norm(q), self.k_norm(key)
+        if rope is not None:
+            q, key = apply_rotary(q, *rope), apply_rotary(key, *rope)
+        y = attention(q.to(v.dtype), key.to(v.dtype), v, self.dropout if self.training else 0.0)  # (B, h, T, k)
+        return self.proj(y.transpose(1, 2).contiguous().view(B, T, h * k))
 
 
 class MLP(nn.Module):
+    """gpt2: down(gelu(up x)). llama (SwiGLU): down(silu(gate x) * (up x)), gate and up as one d x 2f matmul."""
+
     def __init__(self, cfg: GPTConfig):
         super().__init__()
-        self.up = nn.Linear(cfg.d_model, cfg.ff, bias=cfg.bias)
-        self.down = nn.Linear(cfg.ff, cfg.d_model, bias=cfg.bias)
+        self.gated = cfg.family == "llama"
+        self.up = nn.Linear(cfg.d_model, (2 if self.gated else 1) * cfg.ff, bias=cfg.use_bias)
+        self.down = nn.Linear(cfg.ff, cfg.d_model, bias=cfg.use_bias)
         self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.down(F.gelu(self.up(x))))
+        if self.gated:
+            gate, up = self.up(x).chunk(2, dim=-1)  # (B, T, f) each
+            hidden = F.silu(gate) * up
+        else:
+            hidden = F.gelu(self.up(x))  # (B, T, f)
+        return self.drop(self.down(hidden))
 
 
 class Block(nn.Module):
     def __init__(self, cfg: GPTConfig):
         super().__init__()
-        self.ln_1 = nn.LayerNorm(cfg.d_model, bias=cfg.bias)
+        self.ln_1 = norm(cfg, cfg.d_model)
         self.attn = CausalSelfAttention(cfg)
-        self.ln_2 = nn.LayerNorm(cfg.d_model, bias=cfg.bias)
+        self.ln_2 = norm(cfg, cfg.d_model)
         self.mlp = MLP(cfg)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x))
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), rope)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -102,10 +155,14 @@ class GPT(nn.Module):
         super().__init__()
         self.config = config
         self.wte = nn.Embedding(config.vocab_size, config.d_model)
-        self.wpe = nn.Embedding(config.n_ctx, config.d_model)
+        self.wpe = nn.Embedding(config.n_ctx, config.d_model) if config.family == "gpt2" else None
+        if config.family == "llama":  # rotary tables: buffers, not parameters, and not saved in checkpoints
+            cos, sin = rotary_tables(config.head_dim, config.n_ctx, config.rope_theta)
+            self.register_buffer("rope_cos", cos, persistent=False)
+            self.register_buffer("rope_sin", sin, persistent=False)
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
-        self.ln_f = nn.LayerNorm(config.d_model, bias=config.bias)
+        self.ln_f = norm(config, config.d_model)
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         if config.tie_embeddings:
             self.lm_head.weight = self.wte.weight
@@ -131,10 +188,15 @@ class GPT(nn.Module):
         T = idx.shape[1]
         if T > self.config.n_ctx:
             raise ValueError(f"sequence length {T} exceeds model.n_ctx={self.config.n_ctx}")
-        pos = torch.arange(T, device=idx.device)
-        x = self.drop(self.wte(idx) + self.wpe(pos))
+        x = self.wte(idx)  # (B, T, d)
+        rope = None
+        if self.wpe is not None:
+            x = x + self.wpe(torch.arange(T, device=idx.device))
+        else:
+            rope = (self.rope_cos[:T], self.rope_sin[:T])  # (T, k/2) each
+        x = self.drop(x)
         for block in self.blocks:
-            x = block(x)
+            x = block(x, rope)
         x = self.ln_f(x)
         if targets is not None and torch.is_grad_enabled() and not torch.is_autocast_enabled(x.device.type):
             chunk = max(32, 2**20 // self.config.vocab_size)  # ~4 MB of fp32 logits per chunk
@@ -150,6 +212,6 @@ class GPT(nn.Module):
         """n_params / n_params_nonembed / n_params_embed, counted from the real tensors (shared tensors once)."""
         unique = {id(p): p for p in self.parameters()}
         n_params = sum(p.numel() for p in unique.values())
-        embed = {id(self.wte.weight), id(self.wpe.weight), id(self.lm_head.weight)}
+        embed = {id(m.weight) for m in (self.wte, self.wpe, self.lm_head) if m is not None}
         n_embed = sum(p.numel() for i, p in unique.items() if i in embed)
         return {"n_params": n_params, "n_params_nonembed": n_params - n_embed, "n_params_embed": n_embed}

@@ -74,17 +74,15 @@ def _epoch_tokens(cfg, prepare: bool) -> int | None:
 
 
 def model_facts(cfg, prepare_data: bool, _epochs: dict | None = None) -> ModelFacts:
-    """Parameter counts (from the real module, built on the meta device), FLOPs per token and sizes of `cfg`."""
-    import torch
+    """Parameter counts (scalinglab.config.param_counts: no torch), FLOPs per token and sizes of `cfg`."""
     from omegaconf import OmegaConf
 
+    from scalinglab.config import param_counts
     from scalinglab.flops import flops_per_token
-    from scalinglab.model import GPT
     from scalinglab.train import instantiate
 
     model_cfg = instantiate(cfg.model)
-    with torch.device("meta"):
-        counts = GPT(model_cfg).param_counts()
+    counts = param_counts(model_cfg)
     per_token = flops_per_token(model_cfg, counts)
     key = (OmegaConf.to_yaml(cfg.data, resolve=True), int(cfg.model.n_ctx), str(cfg.paths.cache))
     epochs = {} if _epochs is None else _epochs

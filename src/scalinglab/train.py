@@ -30,8 +30,10 @@ from scalinglab.validate import check_overrides, validate
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
 log = logging.getLogger("scalinglab.train")
 
-# Settings that do not change a run's result, left out of its identity.
-NOT_IDENTITY = {"data": {"num_workers", "cache_dir"}, "train": {"threads", "checkpoint_minutes", "save_at_steps"}}
+# Settings that do not change a run's result, left out of its identity (model.name only labels the preset the
+# fields were read from: model=nano and the same fields given one by one are one run).
+NOT_IDENTITY = {"data": {"num_workers", "cache_dir"}, "train": {"threads", "checkpoint_minutes", "save_at_steps"},
+                "model": {"name"}}
 
 
 def identity(cfg: DictConfig) -> dict:
@@ -285,7 +287,8 @@ def summary_row(cfg: DictConfig, model_cfg, counts: dict, per_token: dict, modul
     final = rows[-1] if rows and status == "complete" else {}
     return {
         "run_id": run_id(identity(cfg)), "sweep": str(cfg.sweep), "status": status, "error": error,
-        "n_layer": model_cfg.n_layer, "d_model": model_cfg.d_model, "n_head": model_cfg.n_head,
+        "family": model_cfg.family, "n_layer": model_cfg.n_layer, "d_model": model_cfg.d_model,
+        "n_head": model_cfg.n_head, "n_kv_head": model_cfg.kv_heads,
         "n_ctx": model_cfg.n_ctx, "d_ff": model_cfg.ff, "vocab_size": model_cfg.vocab_size,
         **counts,
         "tokens_budget": int(cfg.train.tokens), "tokens": module.tokens_seen, "steps": steps,

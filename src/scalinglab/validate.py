@@ -14,6 +14,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from scalinglab import resolvers  # noqa: F401  (registers ${preset:...}, which configs/model/*.yaml use)
+from scalinglab.config import did_you_mean
 from scalinglab.errors import ConfigError
 from scalinglab.store import check_name
 
@@ -57,6 +59,8 @@ def _check_resolvable(cfg: DictConfig) -> None:
     try:
         OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException as exc:
+        if isinstance(exc.__cause__, ConfigError):  # a resolver's own error (an unknown model.name)
+            raise exc.__cause__ from None
         key = getattr(exc, "full_key", None) or "config"
         raise ConfigError(str(key), f"cannot be resolved ({str(exc).splitlines()[0]})",
                           f"fix the ${{...}} interpolation of {key}, or set the environment variable it reads") from None
@@ -120,9 +124,10 @@ def hydra_error(exc: BaseException) -> ConfigError | None:
     if isinstance(exc, MissingConfigException):
         path = str(exc.missing_cfg_file or "")
         group, _, option = path.rpartition("/")
-        if group and exc.options:
-            return ConfigError(group, f"has no option {option!r}",
-                               f"use one of {', '.join(sorted(exc.options))} (the files in configs/{group}/)")
+        options = sorted(o for o in exc.options or () if not o.startswith("_"))  # _preset.yaml: shared, no option
+        if group and options:
+            return ConfigError(group, f"has no option {option!r}{did_you_mean(option, options)}",
+                               f"use one of {', '.join(options)} (the files in configs/{group}/)")
         return ConfigError(path or "config", first_line, "check the config name and --config-dir")
     if isinstance(exc, OverrideParseException):
         return ConfigError("overrides", f"cannot parse the command line ({first_line})", OVERRIDE_FIX)
