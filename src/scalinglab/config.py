@@ -31,6 +31,18 @@ def did_you_mean(value, options) -> str:
     return f" (did you mean {close[0]}?)" if close else ""
 
 
+def positive_number(value, field: str, example: str = "1e12") -> float:
+    """`value` (a number, or a string such as "1e12") as a float > 0; else a ConfigError naming `field`."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ConfigError(field, f"must be a number > 0, got {value!r}", f"set {field} to e.g. {example}")
+    return float(value)
+
+
 def _positive_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 

@@ -4,6 +4,8 @@
     python -m scalinglab.sweep run isoflop [overrides]      # = python -m scalinglab.train -m --config-dir sweeps
                                                             #     --config-name isoflop [overrides]
     python -m scalinglab.sweep status runs/isoflop          # complete / running / failed / diverged / pending
+    python -m scalinglab.sweep ladder family=llama n_min=1e4 n_max=1e6 per_decade=4   # sizes of a ladder
+    python -m scalinglab.sweep presets                      # the named sizes (scalinglab/presets.py) and their N
 
 A sweep file (sweeps/<name>.yaml) is a primary Hydra config: `defaults: [config, override hydra/sweeper:
 scalinglab]` plus a `plan:` section. The scalinglab sweeper (hydra_plugins/scalinglab_sweeper) composes each
@@ -105,7 +107,7 @@ def build_plan(config, arguments: list[str], compose: Callable[[list[str]], obje
     from omegaconf import OmegaConf
 
     from scalinglab.store import run_id
-    from scalinglab.train import identity
+    from scalinglab.train import identity, instantiate
     from scalinglab.validate import validate
 
     if OmegaConf.select(config, "plan") is None:
@@ -115,12 +117,13 @@ def build_plan(config, arguments: list[str], compose: Callable[[list[str]], obje
     epochs: dict = {}
     total = Plan()
     for cli in cli_combinations(arguments):
-        validate(compose(cli))  # a bad train.* or trainer.* setting is named here, not met mid-plan
+        base = compose(cli)
+        validate(base)  # a bad train.* or trainer.* setting is named here, not met mid-plan
 
         def facts_of(overrides: list[str], cli=cli) -> ModelFacts:
             return model_facts(compose([*cli, *overrides]), prepare_data, epochs)
 
-        part = expand(plan_section, facts_of)
+        part = expand(plan_section, facts_of, base_model=instantiate(base.model) if "ladder" in plan_section else None)
         offset = len(total.runs)
         for run in part.runs:
             run.overrides = [*cli, *run.overrides]
@@ -211,6 +214,10 @@ USAGE = """usage:
   python -m scalinglab.sweep plan <name> [overrides]     expand sweeps/<name>.yaml, print runs (N, D, C, est. time)
   python -m scalinglab.sweep run <name> [overrides]      launch it (e.g. hydra/launcher=joblib)
   python -m scalinglab.sweep status <runs/sweep dir>     complete / running / failed / diverged / pending
+  python -m scalinglab.sweep ladder key=value ...         sizes of a ladder: family, n_min, n_max, per_decade,
+                                                         aspect_ratio, head_dim, tolerance (plan.ladder's keys),
+                                                         flops (default kaplan), vocab_size (4096), n_ctx (256)
+  python -m scalinglab.sweep presets [vocab_size=V n_ctx=T flops=C]   the named sizes and their N
 """
 
 
@@ -256,6 +263,14 @@ def _env_with_plugin() -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] in (["ladder"], ["presets"]):
+        from scalinglab import ladder
+        try:
+            print(ladder.main(argv[0], argv[1:]))
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        return 0
     if len(argv) < 2 or argv[0] not in ("plan", "run", "status"):
         print(USAGE, file=sys.stderr)
         return 2

@@ -12,6 +12,9 @@ Kinds (DESIGN.md section 4):
 - wsd_budgets: per size one long constant-LR run and one cooldown per D_i branched from its checkpoint at the
                step where D_i's cooldown starts (Hagele et al. 2024): many D for ~1.2 runs of compute.
 
+Wherever a kind takes `plan.sizes` it takes `plan.ladder` instead (scalinglab.ladder: sizes evenly spaced in log N
+under the plan's FLOP convention, one shape rule for all; `model_sizes` is the one place that reads either).
+
 A run whose D is below one batch (or `plan.min_tokens`) or above one epoch of the corpus (unless
 `plan.allow_repeat`) is skipped with the reason. In an isoflop plan, `plan.tokens_per_param: [lo, hi]` keeps at
 each budget only the sizes with lo <= D/N <= hi: one ladder of sizes, centred on each budget's optimum.
@@ -19,15 +22,15 @@ each budget only the sizes with lo <= D/N <= hi: one ladder of sizes, centred on
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import dataclass, field
 from typing import Callable
 
+from scalinglab.config import positive_number
 from scalinglab.errors import ConfigError
 
 KINDS = ("grid", "isoflop", "kaplan_n", "kaplan_d", "wsd_budgets")
 CONVENTIONS = ("6nd", "kaplan", "chinchilla")
-SIZE_FIELDS = ("n_layer", "d_model", "n_head", "d_ff", "n_ctx")
+SIZE_FIELDS = ("family", "n_layer", "d_model", "n_head", "n_kv_head", "d_ff", "n_ctx")
 DEFAULT_FLOPS_PER_SECOND = 1.0e10  # 6ND FLOP/s of a 1-thread nano run on a 2-core CPU (docs/SWEEPS.md)
 DEFAULT_STARTUP_SECONDS = 8.0  # launch to first step of one run on that CPU (docs/SWEEPS.md)
 
@@ -133,14 +136,7 @@ def estimate_seconds(flops: float, flops_per_second: float, startup_seconds: flo
 # ------------------------------------------------------------------------------------------------ plan section
 
 def _number(value, name: str) -> float:
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            pass
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ConfigError(name, f"must be a number > 0, got {value!r}", f"set {name} to e.g. 1e12")
-    return float(value)
+    return positive_number(value, name)
 
 
 def _numbers(values, name: str) -> list[float]:
@@ -152,7 +148,8 @@ def _numbers(values, name: str) -> list[float]:
 
 
 def parse_sizes(sizes) -> list[Size]:
-    """`plan.sizes`: preset names of configs/model, or dicts of model fields ({n_layer, d_model, n_head, ...})."""
+    """`plan.sizes`: preset names of configs/model, or dicts of model fields ({n_layer, d_model, n_head, ...},
+    optionally family, n_kv_head, d_ff, n_ctx)."""
     if not isinstance(sizes, (list, tuple)) or not sizes:
         raise ConfigError("plan.sizes", f"must be a non-empty list, got {sizes!r}",
                           "list model presets (e.g. [nano, micro, tiny]) or {n_layer, d_model, n_head} dicts")
@@ -165,8 +162,10 @@ def parse_sizes(sizes) -> list[Size]:
             missing = [k for k in ("n_layer", "d_model", "n_head") if k not in size]
             if unknown or missing:
                 raise ConfigError(f"plan.sizes[{i}]", f"unknown fields {unknown}" if unknown else f"lacks {missing}",
-                                  f"give n_layer, d_model, n_head (and optionally d_ff, n_ctx); got {size}")
-            label = f"L{size['n_layer']}-d{size['d_model']}" + (f"-ff{size['d_ff']}" if size.get("d_ff") else "")
+                                  f"give n_layer, d_model, n_head (and optionally {', '.join(SIZE_FIELDS[4:])}, "
+                                  f"family); got {size}")
+            label = (f"{size['family']}-" if size.get("family") else "") + f"L{size['n_layer']}-d{size['d_model']}"
+            label += f"-ff{size['d_ff']}" if size.get("d_ff") else ""
             out.append(Size(label, tuple(f"model.{k}={size[k]}" for k in SIZE_FIELDS if k in size)))
         else:
             raise ConfigError(f"plan.sizes[{i}]", f"{size!r} is neither a preset name nor a dict",
@@ -175,6 +174,27 @@ def parse_sizes(sizes) -> list[Size]:
     if len(set(labels)) != len(labels):
         raise ConfigError("plan.sizes", f"lists a size twice: {labels}", "list each size once")
     return out
+
+
+def model_sizes(plan: dict, base_model=None) -> list[Size] | None:
+    """The plan's sizes: `plan.sizes` (parse_sizes), or `plan.ladder` generated from the sweep's model config
+    `base_model` (a scalinglab.config.GPTConfig) under the plan's FLOP convention; None when the plan has neither."""
+    if plan.get("sizes") is not None and plan.get("ladder") is not None:
+        raise ConfigError("plan.ladder", "is given together with plan.sizes", "keep one of plan.sizes and plan.ladder")
+    if plan.get("ladder") is not None:
+        from scalinglab.ladder import ladder
+        if base_model is None:
+            raise ConfigError("plan.ladder", "needs the sweep's model config to count parameters",
+                              "plan through `python -m scalinglab.sweep plan <name>`")
+        return [Size(r.label, r.overrides) for r in ladder(plan["ladder"], base_model, plan.get("flops", "6nd"))]
+    return parse_sizes(plan["sizes"]) if plan.get("sizes") is not None else None
+
+
+def _require_sizes(sizes, kind: str) -> list[Size]:
+    if sizes is None:
+        raise ConfigError("plan.sizes", f"is required for kind {kind}",
+                          "list the model sizes, or give plan.ladder: {family, n_min, n_max, per_decade}")
+    return sizes
 
 
 def _value_string(value) -> str:
@@ -210,8 +230,9 @@ def _note_unknown_corpus(facts: ModelFacts, allow_repeat: bool, out: Plan) -> No
         out.notes.append(note)
 
 
-def expand(plan: dict, facts_of: Callable[[list[str]], ModelFacts]) -> Plan:
-    """Every run of the `plan:` section (see the module docstring), in launch order."""
+def expand(plan: dict, facts_of: Callable[[list[str]], ModelFacts], base_model=None) -> Plan:
+    """Every run of the `plan:` section (see the module docstring), in launch order. `base_model` (the sweep's
+    GPTConfig) is what a `plan.ladder` varies."""
     kind = plan.get("kind")
     if kind not in KINDS:
         raise ConfigError("plan.kind", f"unknown kind {kind!r}", f"use one of {', '.join(KINDS)}")
@@ -221,7 +242,8 @@ def expand(plan: dict, facts_of: Callable[[list[str]], ModelFacts]) -> Plan:
     min_tokens = plan.get("min_tokens")
     min_tokens = None if min_tokens is None else _number(min_tokens, "plan.min_tokens")
     allow_repeat = bool(plan.get("allow_repeat", False))
-    sizes = parse_sizes(plan["sizes"]) if plan.get("sizes") is not None else [Size("", ())]
+    given = model_sizes(plan, base_model)
+    sizes = given if given is not None else [Size("", ())]
     out = Plan()
 
     def admit(size: Size, extra: list[str], tokens: float, **kw) -> None:
@@ -235,8 +257,7 @@ def expand(plan: dict, facts_of: Callable[[list[str]], ModelFacts]) -> Plan:
         out.runs.append(_run(size, [*extra, f"train.tokens={used}"], facts, used, convention, **kw))
 
     if kind == "isoflop":
-        if "sizes" not in plan:
-            raise ConfigError("plan.sizes", "is required for kind isoflop", "list the size ladder")
+        _require_sizes(given, kind)
         ratio = _ratio_range(plan.get("tokens_per_param"))
         for budget in _numbers(plan.get("budgets"), "plan.budgets"):
             for size in sizes:
@@ -248,8 +269,7 @@ def expand(plan: dict, facts_of: Callable[[list[str]], ModelFacts]) -> Plan:
                     continue
                 admit(size, [], tokens, budget=budget)
     elif kind in ("kaplan_n", "kaplan_d"):
-        if "sizes" not in plan:
-            raise ConfigError("plan.sizes", f"is required for kind {kind}", "list the model sizes")
+        _require_sizes(given, kind)
         for tokens in _numbers(plan.get("tokens"), "plan.tokens"):
             for size in sizes:
                 admit(size, [], tokens)
@@ -267,7 +287,7 @@ def expand(plan: dict, facts_of: Callable[[list[str]], ModelFacts]) -> Plan:
                 tokens = dict(zip(keys, combo)).get("train.tokens", facts.tokens)
                 admit(size, extra, _number(tokens, "plan.grid[train.tokens]"))
     else:
-        _expand_wsd(plan, sizes, facts_of, convention, min_tokens, allow_repeat, out)
+        _expand_wsd(plan, _require_sizes(given, kind), facts_of, convention, min_tokens, allow_repeat, out)
     return out
 
 
@@ -279,8 +299,6 @@ def _expand_wsd(plan: dict, sizes: list[Size], facts_of, convention: str, min_to
     so it branches from the long run's checkpoint at step S_i - round(cf S_i) (Hagele et al. 2024, section 3).
     The long runs come first in the plan; the sweeper launches them as one batch and the cooldowns as the next.
     """
-    if "sizes" not in plan:
-        raise ConfigError("plan.sizes", "is required for kind wsd_budgets", "list the model sizes")
     budgets = sorted(set(_numbers(plan.get("tokens"), "plan.tokens")))
     cf = plan.get("cooldown_frac", 0.2)
     if isinstance(cf, bool) or not isinstance(cf, (int, float)) or not 0 < cf < 1:

@@ -1,0 +1,158 @@
+"""Size ladders (scalinglab.ladder): log-even targets, N within 5%, the shape rule, the planner and the CLI."""
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from scalinglab.config import GPTConfig, param_counts
+from scalinglab.errors import ConfigError
+from scalinglab.flops import flops_per_token
+from scalinglab.ladder import COUNT_OF, ladder, shape_cost, targets
+from scalinglab.sweep_plan import ModelFacts, expand
+
+REPO = Path(__file__).resolve().parents[1]
+LLAMA = GPTConfig(1, 16, 1, 256, 4096, family="llama")
+GPT2 = GPTConfig(1, 16, 1, 128, 512)
+
+
+@pytest.mark.parametrize("base, section, convention", [
+    (LLAMA, {"n_min": 1e6, "n_max": 1e8, "per_decade": 4}, "kaplan"),
+    (LLAMA, {"n_min": 1e6, "n_max": 3e8, "per_decade": 4, "shape": {"head_dim": 32}}, "kaplan"),
+    (GPT2, {"n_min": 2e5, "n_max": 2e7, "per_decade": 5, "shape": {"head_dim": 8, "aspect_ratio": 24}}, "6nd"),
+])
+def test_ladder_n_is_within_5_percent_of_log_even_targets(base, section, convention):
+    rungs = ladder(section, base, convention)
+    goals = [section["n_min"] * 10 ** (i / section["per_decade"]) for i in range(len(rungs))]
+    assert len(rungs) == math.floor(section["per_decade"] * math.log10(section["n_max"] / section["n_min"])) + 1
+    for r, goal in zip(rungs, goals):
+        counts = param_counts(r.config)
+        assert r.target == pytest.approx(goal) and r.n == counts[COUNT_OF[convention]]
+        assert abs(r.n / goal - 1) <= 0.05, (r.label, r.n, goal)
+        assert r.config.d_model % r.config.n_head == 0 and r.config.head_dim == section.get("shape", {}).get(
+            "head_dim", 16)
+    assert [r.n for r in rungs] == sorted(r.n for r in rungs)
+    # One shape rule: the aspect ratio stays near the target at every size (whole heads and layers permitting).
+    aspect = section.get("shape", {}).get("aspect_ratio", 32)
+    assert all(aspect / 2.5 <= r.config.d_model / r.config.n_layer <= aspect * 2.5 for r in rungs)
+
+
+def test_each_rung_is_the_least_cost_shape_of_all():
+    """Brute force over every depth and width the rule may pick from: nothing beats the chosen shape."""
+    base, hd = replace(LLAMA, vocab_size=512), 16
+    for r in ladder({"n_min": 2e5, "n_max": 2e6, "per_decade": 3}, base, "6nd"):
+        best = min(
+            (shape_cost(param_counts(c)["n_params"], r.target, c.d_model / c.n_layer, 32.0), c.n_layer, c.d_model)
+            for c in (replace(base, n_layer=L, d_model=k * hd, n_head=k) for L in range(1, 25) for k in range(1, 40)))
+        assert (best[1], best[2]) == (r.config.n_layer, r.config.d_model)
+
+
+def test_targets_are_log_even_and_include_n_max_on_the_grid():
+    assert targets(1e4, 1e6, 4) == pytest.approx([1e4 * 10 ** (i / 4) for i in range(9)])
+    assert targets(1e6, 1e8, 4)[-1] == pytest.approx(1e8)
+    assert targets(1e4, 5e4, 2) == pytest.approx([1e4, 10 ** 4.5])
+
+
+def test_the_convention_picks_the_count():
+    """6nd ladders space total N (embeddings included), kaplan ladders space non-embedding N."""
+    total = ladder({"n_min": 1e6, "n_max": 1e7, "per_decade": 2}, LLAMA, "6nd")
+    nonembed = ladder({"n_min": 1e6, "n_max": 1e7, "per_decade": 2}, LLAMA, "kaplan")
+    assert all(abs(param_counts(r.config)["n_params"] / r.target - 1) <= 0.05 for r in total)
+    assert all(abs(param_counts(r.config)["n_params_nonembed"] / r.target - 1) <= 0.05 for r in nonembed)
+    assert total[0].config != nonembed[0].config
+
+
+@pytest.mark.parametrize("section, field", [
+    ({"n_min": 1e5, "n_max": 1e6}, "plan.ladder.per_decade"),
+    ({"n_min": 1e6, "n_max": 1e5, "per_decade": 4}, "plan.ladder.n_max"),
+    ({"n_min": -1, "n_max": 1e5, "per_decade": 4}, "plan.ladder.n_min"),
+    ({"n_min": "lots", "n_max": 1e5, "per_decade": 4}, "plan.ladder.n_min"),
+    ({"n_min": 1e5, "n_max": 1e6, "per_decade": 4, "family": "lama"}, "plan.ladder.family"),
+    ({"n_min": 1e5, "n_max": 1e6, "per_decade": 4, "size": 3}, "plan.ladder.size"),
+    ({"n_min": 1e5, "n_max": 1e6, "per_decade": 4, "shape": {"head_size": 8}}, "plan.ladder.shape.head_size"),
+    ({"n_min": 1e5, "n_max": 1e6, "per_decade": 4, "shape": {"head_dim": 7}}, "plan.ladder.shape.head_dim"),
+    ({"n_min": 1e5, "n_max": 1e6, "per_decade": 4, "shape": {"aspect_ratio": 0}}, "plan.ladder.shape.aspect_ratio"),
+    ({"n_min": 1e5, "n_max": 1e6, "per_decade": 4, "tolerance": 2}, "plan.ladder.tolerance"),
+    ({"n_min": 10, "n_max": 1e6, "per_decade": 4}, "plan.ladder.n_min"),  # below the smallest model
+    ({"n_min": 1e5, "n_max": 1e9, "per_decade": 40}, "plan.ladder.per_decade"),  # over 100 sizes
+    ({"n_min": 1e6, "n_max": 2e6, "per_decade": 90}, "plan.ladder.per_decade"),  # two targets, one shape
+    ([1e5, 1e6], "plan.ladder"),
+])
+def test_bad_ladder_settings_name_the_field_and_the_fix(section, field):
+    with pytest.raises(ConfigError) as err:
+        ladder(section, LLAMA, "kaplan")
+    assert err.value.field == field and err.value.fix
+
+
+def facts_from_overrides(base: GPTConfig):
+    """The planner's facts for a size, computed the way the sweep computes them (torch-free counts)."""
+    def facts_of(overrides):
+        fields = {}
+        for o in overrides:
+            key, _, value = o.partition("=")
+            if key.startswith("model."):
+                fields[key[6:]] = None if value == "null" else (value if key == "model.family" else int(value))
+        cfg = replace(base, **fields)
+        counts = param_counts(cfg)
+        per_token = flops_per_token(cfg, counts)
+        return ModelFacts(counts["n_params"], counts["n_params_nonembed"],
+                          {k.removeprefix("flops_"): v for k, v in per_token.items()}, tokens_per_step=1024,
+                          tokens=10_000)
+    return facts_of
+
+
+@pytest.mark.parametrize("kind, extra", [("isoflop", {"budgets": [1e13]}), ("kaplan_n", {"tokens": 1e6}),
+                                         ("wsd_budgets", {"tokens": [1e5, 2e5]}), ("grid", {})])
+def test_every_kind_that_takes_sizes_takes_a_ladder(kind, extra):
+    section = {"family": "llama", "n_min": 1e6, "n_max": 1e7, "per_decade": 2}
+    plan = expand({"kind": kind, "ladder": section, "flops": "kaplan", **extra}, facts_from_overrides(GPT2),
+                  base_model=GPT2)
+    rungs = ladder(section, GPT2, "kaplan")
+    assert {r.size for r in plan.runs} == {r.label for r in rungs} and len(rungs) == 3
+    for run in plan.runs:
+        rung = next(r for r in rungs if r.label == run.size)
+        assert run.n_params_nonembed == rung.n and "model.family=llama" in run.overrides
+
+
+def test_sizes_and_ladder_together_are_refused():
+    with pytest.raises(ConfigError, match="plan.ladder"):
+        expand({"kind": "isoflop", "budgets": [1e12], "sizes": ["tiny"],
+                "ladder": {"n_min": 1e5, "n_max": 1e6, "per_decade": 2}}, facts_from_overrides(GPT2), GPT2)
+    with pytest.raises(ConfigError, match="plan.ladder"):
+        expand({"kind": "isoflop", "budgets": [1e12], "sizes": None}, facts_from_overrides(GPT2), GPT2)
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "scalinglab.sweep", *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_cli_prints_the_ladder_and_refuses_bad_settings_with_exit_2():
+    done = cli("ladder", "family=llama", "n_min=1e4", "n_max=1e6", "per_decade=4")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert "N_nonembed" in lines[0] and "FLOPs/token (kaplan)" in lines[0] and len(lines) == 1 + 9
+    rungs = ladder({"family": "llama", "n_min": 1e4, "n_max": 1e6, "per_decade": 4}, LLAMA, "kaplan")
+    for line, r in zip(lines[1:], rungs):
+        assert line.split()[0] == r.label and f"{param_counts(r.config)['n_params_nonembed']:,}" in line.split()
+    bad = cli("ladder", "family=llama", "n_min=1e4", "n_max=1e6", "per_decad=4")
+    assert bad.returncode == 2 and "per_decade" in bad.stderr and "Traceback" not in bad.stderr
+    presets = cli("presets", "vocab_size=32000", "n_ctx=2048")
+    assert presets.returncode == 0 and "1,100,048,384" in presets.stdout  # llama-1b = TinyLlama-1.1B
+
+
+def test_sweep_plan_with_a_ladder_through_hydra(tmp_path):
+    """sweeps/isoflop_llama.yaml plans through the real sweeper: its sizes are the ladder's, N from the config."""
+    done = cli("plan", "isoflop_llama", "plan.budgets=[1e12]", f"paths.runs={tmp_path}",
+               f"paths.cache={tmp_path / 'cache'}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    rungs = ladder({"family": "llama", "n_min": 2e4, "n_max": 1e6, "per_decade": 4, "shape": {"head_dim": 8}},
+                   GPTConfig(1, 16, 1, 128, 512, family="llama"), "6nd")
+    table = done.stdout
+    for r in rungs:
+        assert r.label in table
+    assert "llama-L" in table and "runs, C total" in table
