@@ -151,3 +151,12 @@ def test_forward_and_backward_under_bf16_autocast(family):
     assert logits.dtype == torch.bfloat16 and loss.dtype == torch.float32
     loss.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_an_unknown_preset_name_is_named_before_anything_runs():
+    from scalinglab.validate import validate
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=["model.name=tinny"])
+    with pytest.raises(ConfigError, match="did you mean tiny") as err:
+        validate(cfg)
+    assert err.value.field == "model.name"

@@ -59,8 +59,11 @@ def _check_resolvable(cfg: DictConfig) -> None:
     try:
         OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException as exc:
-        if isinstance(exc.__cause__, ConfigError):  # a resolver's own error (an unknown model.name)
-            raise exc.__cause__ from None
+        cause = exc
+        while cause is not None and not isinstance(cause, ConfigError):  # a resolver's own error (model.name)
+            cause = cause.__cause__ or cause.__context__
+        if cause is not None:
+            raise cause from None
         key = getattr(exc, "full_key", None) or "config"
         raise ConfigError(str(key), f"cannot be resolved ({str(exc).splitlines()[0]})",
                           f"fix the ${{...}} interpolation of {key}, or set the environment variable it reads") from None
