@@ -1,2 +1,32 @@
-"""scalinglaws: fit, backtest and plot neural scaling laws (no torch)."""
+"""scalinglaws: fit, backtest and plot neural scaling laws (no torch).
+
+    import scalinglaws as sl
+    df = sl.read_table("sweep.csv")                 # one row per run: N, D, C, loss
+    fit = sl.fit_table(sl.fit_approach3, df)        # L = E + A/N^alpha + B/D^beta (Hoffmann et al. 2022)
+    fit = sl.bootstrap(sl.fit_approach3, df, n=1000)  # ... with 95% percentile intervals
+    bt = sl.backtest(sl.fit_approach3, df)          # fit on C <= C_max/8, predict the rest
+
+Every fit returns a `FitResult` (params, intervals, flags, predict). Bad input raises `InputError`, naming the
+column or file and the fix. Modules: chinchilla (the Chinchilla law, Approach 3), frontier (Approaches 1 and 2),
+kaplan and powerlaw (Kaplan et al. 2020), bootstrap, backtest, table (reading tables), laws and calculator
+(published laws and what they predict), plots, report (the markdown/HTML report), cli.
+"""
+from .backtest import Backtest, backtest
+from .bootstrap import bootstrap
+from .chinchilla import chinchilla_loss, compute_optimal, fit_approach3
+from .errors import InputError
+from .frontier import budget_groups, fit_approach1, fit_approach2
+from .kaplan import b_crit, fit_L_C, fit_L_D, fit_L_N, fit_L_ND, fit_L_NS
+from .laws import Law, load_law, save_law
+from .powerlaw import fit_loglinear, fit_power_law
+from .result import FitResult
+from .table import fit_table, load_curves, load_runs_dir, read_table
+
 __version__ = "0.1.0"
+__all__ = [
+    "Backtest", "FitResult", "InputError", "Law",
+    "b_crit", "backtest", "bootstrap", "budget_groups", "chinchilla_loss", "compute_optimal",
+    "fit_L_C", "fit_L_D", "fit_L_N", "fit_L_ND", "fit_L_NS", "fit_approach1", "fit_approach2", "fit_approach3",
+    "fit_loglinear", "fit_power_law", "fit_table", "load_curves", "load_law", "load_runs_dir", "read_table",
+    "save_law",
+]

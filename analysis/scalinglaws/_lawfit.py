@@ -2,7 +2,7 @@
 
 objective(theta) = sum_i Huber_delta(log L_hat(theta; x_i) - log L_i) / delta^2 (Hoffmann et al. 2022, eq 3;
 the 1/delta^2 keeps L-BFGS's relative-decrease test away from its floor of 1, as in chinchilla.py).
-Every start of the form's grid runs at once in chinchilla.batched_lbfgs; the best few distinct end points are
+Every start of the form's grid runs at once in _lbfgs.batched_lbfgs; the best few distinct end points are
 polished with scipy's L-BFGS-B and the best kept. Bootstrap refits run as one batch too, every resample started
 from the point estimate (Besiroglu et al. 2024, arXiv:2404.10102).
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import minimize
 
-from .chinchilla import batched_lbfgs
+from ._lbfgs import batched_lbfgs
 
 GRID_MAX_ITER = 300  # per start of the grid; the best end points are then polished to convergence by scipy
 

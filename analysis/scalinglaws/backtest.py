@@ -1,13 +1,4 @@
-"""Backtest a law: fit on the runs with small compute, predict the held-out runs with large compute.
-
-Public API
-- `backtest(fit_fn, df, cutoff_C=None, predict_cols=("N", "D"), **fit_kwargs) -> Backtest`: fits `fit_fn` (via
-  `table.fit_table`) to the rows with C <= cutoff_C (default: max C / 8), predicts the rows with C > cutoff_C
-  with `fit.predict(**{col: df[col]})` for col in predict_cols, and reports per run
-  N, D, C, loss, predicted, error_pct = 100 (predicted - loss) / loss, and mape = mean |error_pct|.
-  InputError when nothing is held out, or too little is left below the cutoff to fit.
-- `Backtest` (frozen dataclass): fit, cutoff_C, table (held-out runs), mape, n_fit (runs fitted on).
-"""
+"""Backtest a law: fit it on the runs with small compute, predict the held-out runs with large compute."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,11 +24,34 @@ class Backtest:
 
 def backtest(fit_fn, df: pd.DataFrame, cutoff_C: float | None = None, predict_cols=("N", "D"),
              **fit_kwargs) -> Backtest:
-    """Fit on C <= cutoff_C (default max C / 8), predict C > cutoff_C; mean absolute percentage error."""
+    """Fit on the runs with C <= cutoff_C, predict those above it, and report the error per run.
+
+    The extrapolation test of a scaling law: does a law fitted at small compute predict large compute? The
+    error per held-out run is error_pct = 100 (predicted - loss) / loss; MAPE = mean |error_pct|.
+
+    Parameters
+    ----------
+    fit_fn : callable
+        A fit (called through `table.fit_table`), e.g. `fit_approach3`.
+    df : DataFrame
+        The table (canonical columns C, loss and `predict_cols`; see `table.read_table`).
+    cutoff_C : float, optional
+        Largest compute fitted on; default max C / 8.
+    predict_cols : tuple of str
+        The columns the fitted law's predict takes, by keyword.
+    **fit_kwargs
+        Passed to the fit.
+
+    Returns
+    -------
+    Backtest
+        fit, cutoff_C, table (held-out runs: N, D, C, loss, predicted, error_pct), mape, n_fit. InputError when
+        nothing is held out, or too little is left below the cutoff to fit.
+    """
     for col in ("C", "loss", *predict_cols):
         if col not in df.columns:
             raise InputError(f"column {col!r}", f"needed for the backtest; columns are {list(df.columns)}",
-                             "load the table with load_table (it adds C = 6 N D)")
+                             "load the table with read_table (it adds C = 6 N D)")
     C = df["C"].to_numpy(float)
     cutoff = float(C.max() / 8 if cutoff_C is None else cutoff_C)
     below = C <= cutoff

@@ -1,32 +1,30 @@
-"""Bootstrap intervals for any fit: resample runs with replacement, refit from the point estimate.
+"""Percentile bootstrap intervals for any fit: resample the runs with replacement, refit, take percentiles.
 
-Public API
-- `bootstrap(fit_fn, df, n=1000, level=0.95, seed=0, n_jobs=1, groups=None, **fit_kwargs) -> FitResult`
-  fits `fit_fn` to the table `df` (columns passed by `table.fit_table`), then refits it `n` times on resampled
-  tables, each started from the point estimate (`init=point.params`, skipping any grid of starts, as Besiroglu
-  et al. 2024 do), and returns the point fit with `intervals[param] = (low, high)`, the percentile interval at
-  `level` for every param, and extra["samples"] (one row of params per resample; NaN where a refit failed),
-  extra["n_failed"]. Resampling unit: rows (runs) by default; within each group when `groups` (labels, or a
-  column name) is given or the fit declares `fit_fn.bootstrap_groups(df)` (Approach 2: within each budget);
-  whole training curves when the fit declares `fit_fn.bootstrap_unit = "run_id"` (Approach 1).
-  All resamples are drawn up front from numpy's default_rng(seed), so results are identical for a given seed
-  whatever n_jobs is; n_jobs > 1 splits the refits over processes (concurrent.futures).
-  A fit may define `fit_fn.refit_batch(samples, init, **fit_kwargs) -> [params dict or error string]` to refit
-  all resamples at once (Approach 3 does: one vectorised L-BFGS over the resamples). A flag is added when
-  refits fail.
+How each fit is resampled is an argument of `bootstrap` (unit, groups, warm start, batched refit); `RESAMPLING`
+holds the defaults for the fits of this package, so `bootstrap(fit_approach3, df)` does the right thing.
 """
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from concurrent.futures import ProcessPoolExecutor
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 
+from . import chinchilla, frontier, kaplan, powerlaw
 from .errors import InputError
 from .result import FitResult
 from .table import fit_table
+
+# How each fit of this package is resampled unless the caller says otherwise (keywords of `bootstrap`).
+RESAMPLING: dict[Callable, dict] = {
+    frontier.fit_approach1: {"unit": "run_id"},  # whole training curves
+    frontier.fit_approach2: {"groups": frontier.budget_labels},  # within each budget: every resample keeps them all
+    chinchilla.fit_approach3: {"warm_start": True, "refit_batch": chinchilla.refit_approach3_batch},
+    **{fn: {"warm_start": True} for fn in (kaplan.fit_L_N, kaplan.fit_L_D, kaplan.fit_L_C, kaplan.fit_L_ND,
+                                           kaplan.fit_L_NS, powerlaw.fit_power_law)},
+}
 
 
 def _draws(df: pd.DataFrame, n: int, seed: int, groups, unit):
@@ -56,12 +54,11 @@ def _unit_rows(df: pd.DataFrame, unit: str) -> dict:
     return {u: np.flatnonzero(df[unit].to_numpy() == u) for u in pd.unique(df[unit])}
 
 
-def _refit(fit_fn, df, draws, unit, init, fit_kwargs):
-    """Params dict (or an error string) per draw. Uses fit_fn.refit_batch(samples, init, **kw) when it exists."""
+def _refit(fit_fn, df, draws, unit, init, refit_batch, fit_kwargs):
+    """Params dict (or an error string) per draw: all at once with refit_batch, else one fit per draw."""
     rows = _unit_rows(df, unit) if unit is not None else None
-    batch = getattr(fit_fn, "refit_batch", None)
-    if batch is not None and init is not None:
-        return batch([_sample(df, d, unit, rows) for d in draws], init, **fit_kwargs)
+    if refit_batch is not None:
+        return refit_batch([_sample(df, d, unit, rows) for d in draws], init, **fit_kwargs)
     out = []
     for draw in draws:
         try:
@@ -73,30 +70,79 @@ def _refit(fit_fn, df, draws, unit, init, fit_kwargs):
     return out
 
 
-def bootstrap(fit_fn, df: pd.DataFrame, n: int = 1000, level: float = 0.95, seed: int = 0, n_jobs: int = 1,
-              groups=None, **fit_kwargs) -> FitResult:
-    """Point fit with percentile bootstrap intervals for every param (see module docstring)."""
+def bootstrap(fit_fn, df: pd.DataFrame, n: int = 1000, level: float = 0.95, seed: int = 0, n_jobs: int = 1, *,
+              unit: str | None = None, groups=None, warm_start: bool | None = None,
+              refit_batch: Callable | None = None, **fit_kwargs) -> FitResult:
+    """The point fit of `fit_fn` to `df`, with percentile bootstrap intervals for every parameter.
+
+    The runs are resampled with replacement `n` times and the fit is repeated on each resample; the interval of
+    a parameter is the [(1 - level)/2, (1 + level)/2] percentile range of its refitted values (Efron & Tibshirani
+    1993, ch 13). Refits start from the point estimate when `warm_start`, skipping any grid of starts, as
+    Besiroglu et al. 2024 (arXiv:2404.10102) do for Approach 3. All resamples are drawn up front from
+    numpy's default_rng(seed), so the answer for a seed is the same whatever `n_jobs` is.
+
+    Parameters
+    ----------
+    fit_fn : callable
+        A fit of this package (or any function `table.fit_table` can call with the table's columns).
+    df : DataFrame
+        The table (canonical columns, see `table.read_table`); for `unit` resampling, e.g. training curves.
+    n : int
+        Number of resamples (>= 2; 1000 for reported intervals).
+    level : float
+        Coverage of the intervals, in (0, 1).
+    seed : int
+        Seed of the resampling.
+    n_jobs : int
+        Processes to split the refits over (concurrent.futures); 1 refits in this process.
+    unit : str, optional
+        Resample the distinct values of this column, each with all its rows (e.g. "run_id": whole training
+        curves); a unit drawn twice counts as two.
+    groups : array_like, str or callable, optional
+        Resample within each group: labels per row, a column name, or a function of `df` returning labels.
+    warm_start : bool, optional
+        Pass `init=` the point estimate's params to every refit (the fit must take `init`).
+    refit_batch : callable, optional
+        `refit_batch(samples, init, **fit_kwargs) -> [params dict or error string]` refits every resample in one
+        call (Approach 3: one vectorised L-BFGS); it is given the point estimate as `init`.
+    **fit_kwargs
+        Passed to every fit.
+
+    Unit, groups, warm_start and refit_batch left as None take the fit's entry in `RESAMPLING` (none: resample
+    rows, no warm start, one refit per resample).
+
+    Returns
+    -------
+    FitResult
+        The point fit with `intervals[param] = (low, high)` and `level`; extra["samples"] (one row of params per
+        resample, NaN where a refit failed), extra["n_failed"], n_boot, seed. A flag says how many refits failed.
+    """
     if not 0 < level < 1:
         raise InputError("level", f"{level} is not in (0, 1)", "use e.g. 0.95 or 0.8")
     if n < 2:
         raise InputError("n", f"{n} resamples is too few", "use n >= 100 (1000 for reported intervals)")
+    defaults = RESAMPLING.get(fit_fn, {})
+    unit = defaults.get("unit") if unit is None else unit
+    groups = defaults.get("groups") if groups is None else groups
+    warm_start = defaults.get("warm_start", False) if warm_start is None else warm_start
+    refit_batch = defaults.get("refit_batch") if refit_batch is None else refit_batch
     point = fit_table(fit_fn, df, **fit_kwargs)
-    unit = getattr(fit_fn, "bootstrap_unit", None)
     if isinstance(groups, str):
         groups = df[groups].to_numpy()
-    elif groups is None and hasattr(fit_fn, "bootstrap_groups"):
-        groups = fit_fn.bootstrap_groups(df)
+    elif callable(groups):
+        groups = groups(df)
     elif groups is not None:
         groups = np.asarray(groups)
     draws = _draws(df, n, seed, groups, unit)
-    init = dict(point.params) if "init" in inspect.signature(fit_fn).parameters else None
+    init = dict(point.params) if warm_start or refit_batch is not None else None
     if n_jobs > 1 and n >= 4 * n_jobs:
         chunks = np.array_split(np.arange(n), n_jobs)
         with ProcessPoolExecutor(max_workers=n_jobs) as pool:
-            futures = [pool.submit(_refit, fit_fn, df, [draws[i] for i in c], unit, init, fit_kwargs) for c in chunks]
+            futures = [pool.submit(_refit, fit_fn, df, [draws[i] for i in c], unit, init, refit_batch, fit_kwargs)
+                       for c in chunks]
             results = [r for f in futures for r in f.result()]
     else:
-        results = _refit(fit_fn, df, draws, unit, init, fit_kwargs)
+        results = _refit(fit_fn, df, draws, unit, init, refit_batch, fit_kwargs)
     failed = [r for r in results if isinstance(r, str)]
     samples = pd.DataFrame([r if isinstance(r, dict) else {} for r in results], columns=list(point.params))
     lo, hi = 50 * (1 - level), 50 * (1 + level)

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import calculator
+from ._format import fmt
 from .errors import InputError
 from .laws import PUBLISHED, load_law, save_law
 from .table import describe_excluded
@@ -32,10 +33,6 @@ def _columns(pairs) -> dict:
             raise InputError(f"--col {pair!r}", "is not CANONICAL=COLUMN", "write it like --col N=params")
         out[key] = value
     return out
-
-
-def _g(x) -> str:
-    return f"{x:.4g}"
 
 
 def _print_table(console: Console, title: str, columns, rows) -> None:
@@ -84,7 +81,7 @@ def _fit_law(args, console):
 def _source_table(args):
     """The table of `source` (a path) or of `--dataset NAME`."""
     from .datasets import DATASETS
-    from .report import load_source
+    from .source import load_source
 
     if getattr(args, "dataset", None):
         if args.source:
@@ -94,14 +91,14 @@ def _source_table(args):
         return DATASETS[args.dataset]()
     if not args.source:
         raise InputError("source", "missing", "pass a table or runs directory (or --dataset NAME)")
-    return load_source(args.source, _columns(args.col))[0]
+    return load_source(args.source, _columns(args.col)).table
 
 
 def _print_params(console, fit, title):
     rows = []
     for name, value in fit.params.items():
         iv = fit.intervals.get(name)
-        rows.append((name, _g(value), f"[{_g(iv[0])}, {_g(iv[1])}]" if iv else "-"))
+        rows.append((name, fmt(value), f"[{fmt(iv[0])}, {fmt(iv[1])}]" if iv else "-"))
     _print_table(console, title, ["parameter", "estimate", f"{fit.level:.0%} interval"], rows)
 
 
@@ -140,8 +137,8 @@ def _pct(x) -> str:
 
 
 def cmd_fit(args, console):
-    from . import chinchilla, kaplan
-    from .report import load_source
+    from . import chinchilla, frontier, kaplan
+    from .source import load_source
     from .table import count_budgets, fit_table
 
     if args.law:
@@ -149,14 +146,15 @@ def cmd_fit(args, console):
     if args.save and args.approach == "2":
         raise InputError("--save", "Approach 2 gives a frontier, not a law L(N, D)",
                          "use --approach 3 or --approach kaplan to save a law")
-    df, _, _ = load_source(args.source, _columns(args.col))
+    source = load_source(args.source, _columns(args.col))
+    df = source.table
     budgets = count_budgets(df)
     if budgets < 2:
         raise InputError(args.source, f"the runs span {budgets} compute budget{'s' if budgets != 1 else ''}; "
                          f"{FIT_NAMES[args.approach]} needs at least 2 budgets (with one budget, N and D move together: "
                          "N x D is fixed, so their effects cannot be told apart)",
                          "add runs at a second budget (e.g. plan.budgets with 2 or more values)")
-    fit_fn, kw = {"2": (chinchilla.fit_approach2, {"window": args.window}),
+    fit_fn, kw = {"2": (frontier.fit_approach2, {"window": args.window}),
                   "3": (chinchilla.fit_approach3, {"grid": args.grid}),
                   "kaplan": (kaplan.fit_L_ND, {})}[args.approach]
     if args.bootstrap:
@@ -169,7 +167,7 @@ def cmd_fit(args, console):
     if args.save:
         save_law(fit, args.save)
     summary = fit.to_dict()
-    summary["excluded"] = df.attrs.get("excluded", {})
+    summary["excluded"] = source.excluded
     if args.approach == "2":
         summary["refused"] = {str(k): v for k, v in fit.extra.get("refused", {}).items()}
     if args.json:
@@ -192,8 +190,8 @@ def cmd_predict(args, console):
     if args.json:
         print(json.dumps({"law": law.name, "N": args.N, "D": args.D, "loss": loss, "interval": iv}))
         return
-    extra = f"  ({law.level:.0%} interval [{_g(iv[0])}, {_g(iv[1])}])" if iv else ""
-    console.print(f"{law.name}: L(N={_g(args.N)}, D={_g(args.D)}) = {loss:.4f} nats/token{extra}")
+    extra = f"  ({law.level:.0%} interval [{fmt(iv[0])}, {fmt(iv[1])}])" if iv else ""
+    console.print(f"{law.name}: L(N={fmt(args.N)}, D={fmt(args.D)}) = {loss:.4f} nats/token{extra}")
 
 
 def cmd_allocate(args, console):
@@ -207,9 +205,9 @@ def cmd_allocate(args, console):
     for label, key, value in (("N_opt (parameters)", "N", a.N), ("D_opt (tokens)", "D", a.D),
                               ("loss (nats/token)", "loss", a.loss)):
         iv = a.intervals.get(key)
-        rows.append((label, _g(value), f"[{_g(iv[0])}, {_g(iv[1])}]" if iv else "-"))
-    rows.append(("tokens per parameter", _g(a.tokens_per_param), "-"))
-    _print_table(console, f"{law.name}: compute-optimal model at C = {_g(a.C)} FLOPs (6ND)",
+        rows.append((label, fmt(value), f"[{fmt(iv[0])}, {fmt(iv[1])}]" if iv else "-"))
+    rows.append(("tokens per parameter", fmt(a.tokens_per_param), "-"))
+    _print_table(console, f"{law.name}: compute-optimal model at C = {fmt(a.C)} FLOPs (6ND)",
                  ["quantity", "value", "interval"], rows)
 
 
@@ -229,7 +227,7 @@ def cmd_compare(args, console):
         print(table.to_json(orient="records"))
         return
     cols = ["plan", "N", "D", "tokens_per_param", "C", "loss", "N_opt", "D_opt", "loss_opt", "excess_loss"]
-    rows = [[r.plan] + [_g(getattr(r, c)) for c in cols[1:]] for r in table.itertuples()]
+    rows = [[r.plan] + [fmt(getattr(r, c)) for c in cols[1:]] for r in table.itertuples()]
     _print_table(console, f"Plans under the {law.name} law (C = 6ND FLOPs, loss in nats/token)", cols, rows)
 
 
@@ -243,10 +241,10 @@ def cmd_inference(args, console):
     if args.json:
         print(json.dumps(out))
         return
-    rows = [("parameters N", _g(r.N), _g(r.chinchilla_N)), ("tokens D", _g(r.D), _g(r.chinchilla_D)),
-            ("tokens per parameter", _g(r.tokens_per_param), _g(r.chinchilla_D / r.chinchilla_N)),
-            ("total FLOPs (6ND + 2N T_inf)", _g(r.total_flops), _g(r.chinchilla_total_flops))]
-    _print_table(console, f"{law.name}: loss {r.loss:.4f} with {_g(r.inference_tokens)} inference tokens",
+    rows = [("parameters N", fmt(r.N), fmt(r.chinchilla_N)), ("tokens D", fmt(r.D), fmt(r.chinchilla_D)),
+            ("tokens per parameter", fmt(r.tokens_per_param), fmt(r.chinchilla_D / r.chinchilla_N)),
+            ("total FLOPs (6ND + 2N T_inf)", fmt(r.total_flops), fmt(r.chinchilla_total_flops))]
+    _print_table(console, f"{law.name}: loss {r.loss:.4f} with {fmt(r.inference_tokens)} inference tokens",
                  ["", "inference-aware", "Chinchilla-optimal"], rows)
     console.print(f"saving: {100 * r.saving:.1f}% of total FLOPs (Sardana et al. 2023)")
 

@@ -14,7 +14,7 @@ from importlib import resources
 import pandas as pd
 
 from .errors import InputError
-from .table import load_table
+from .table import read_table
 
 __all__ = ["chinchilla_epoch", "DATASETS"]
 
@@ -37,7 +37,7 @@ def chinchilla_epoch(drop_highest_loss: int = 0) -> pd.DataFrame:
     table = pd.DataFrame({"N": raw["Model Size"].to_numpy(float), "C": raw["Training FLOP"].to_numpy(float),
                           "loss": raw["loss"].to_numpy(float)})
     table["D"] = table["C"] / (6 * table["N"])
-    return load_table(table[["N", "D", "C", "loss"]])
+    return read_table(table[["N", "D", "C", "loss"]])
 
 
 DATASETS = {"chinchilla_epoch": lambda: chinchilla_epoch(drop_highest_loss=5)}

@@ -30,8 +30,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .chinchilla import budget_groups
 from .errors import InputError
+from .frontier import budget_groups
 from .noise import Noise, estimate_noise
 from .powerlaw import as_positive_array, predictor
 from .result import FitResult

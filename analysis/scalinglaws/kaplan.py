@@ -1,16 +1,8 @@
 """Kaplan et al. 2020 (arXiv:2001.08361) scaling laws, fitted by least squares on log L.
 
-Public API (all return FitResult; every fit takes `init=` a params dict to start from, as bootstrap does)
-- `fit_L_N(N, L, offset=False)`: L = (N_c/N)^alpha_N (+ L_inf), eq 1.1. params N_c, alpha_N (, L_inf); predict(N).
-- `fit_L_D(D, L, offset=False)`: L = (D_c/D)^alpha_D (+ L_inf), eq 1.2. params D_c, alpha_D (, L_inf); predict(D).
-- `fit_L_C(C, L, offset=False)`: L = (C_c/C)^alpha_C (+ L_inf), eq 1.3; pass C_min (or C). predict(C).
-- `fit_L_ND(N, D, L)`: L = [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D, eq 1.5. params N_c, D_c, alpha_N,
-  alpha_D; predict(N, D). Starts: for each (alpha_N, alpha_D) on a small grid, L^(1/alpha_D) is linear in
-  (N_c^(alpha_N/alpha_D), D_c), solved by non-negative least squares; the best starts are refined in log space.
-- `fit_L_NS(N, S, L, B=None, B_crit=None)`: L = (N_c/N)^alpha_N + (S_c/S_min)^alpha_S, eq 1.6, with
-  S_min = S / (1 + B_crit/B) (eq 5.4) when the batch size B is given (B_crit defaults to b_crit(L)); else S is
-  taken as S_min. params N_c, alpha_N, S_c, alpha_S; predict(N, S) with S meaning S_min.
-- `b_crit(L, B_star=2e8, alpha_B=0.21)`: critical batch size B_crit(L) = B* / L^(1/alpha_B) in tokens, eq 1.4.
+L(N) (eq 1.1), L(D) (eq 1.2), L(C_min) (eq 1.3), the joint L(N, D) (eq 1.5) and L(N, S_min) (eq 1.6), and the
+critical batch size (eq 1.4). Every fit returns a FitResult and takes `init=` (a params dict to start from, as
+the bootstrap does).
 """
 from __future__ import annotations
 
@@ -27,22 +19,86 @@ from .table import check_enough
 
 
 def fit_L_N(N, L, offset: bool = False, init=None) -> FitResult:
-    """L(N) = (N_c/N)^alpha_N (+ L_inf); Kaplan 2020 eq 1.1."""
+    """Kaplan's L(N) = (N_c/N)^alpha_N (+ L_inf): loss against parameters (Kaplan et al. 2020, eq 1.1).
+
+    Least squares on log L: without offset the exact log-log regression; with offset, starts from log-log fits of
+    L - L_inf for several L_inf < min(L), refined by scipy.optimize.least_squares (alpha_N >= 0, L_inf >= 0)
+    (`powerlaw.power_law`).
+
+    Parameters
+    ----------
+    N, L : array_like
+        Parameters (Kaplan counts non-embedding ones) and loss (nats/token) per run.
+    offset : bool
+        Add an irreducible loss L_inf.
+    init : mapping, optional
+        Start the offset fit from these params (N_c, alpha_N, L_inf), as the bootstrap does.
+
+    Returns
+    -------
+    FitResult
+        params N_c, alpha_N (, L_inf); predict(N). Flags: alpha_N or L_inf on a bound, L_inf >= min(L), no
+        convergence, no spare degree of freedom.
+    """
     return power_law(N, L, offset, "L(N)", init, var="N", names=("N_c", "alpha_N", "L_inf"))
 
 
 def fit_L_D(D, L, offset: bool = False, init=None) -> FitResult:
-    """L(D) = (D_c/D)^alpha_D (+ L_inf); Kaplan 2020 eq 1.2."""
+    """Kaplan's L(D) = (D_c/D)^alpha_D (+ L_inf): loss against training tokens (Kaplan et al. 2020, eq 1.2).
+
+    Fitted as `fit_L_N` is.
+
+    Parameters
+    ----------
+    D, L : array_like
+        Training tokens and loss (nats/token) per run.
+    offset, init
+        As in `fit_L_N` (init: D_c, alpha_D, L_inf).
+
+    Returns
+    -------
+    FitResult
+        params D_c, alpha_D (, L_inf); predict(D).
+    """
     return power_law(D, L, offset, "L(D)", init, var="D", names=("D_c", "alpha_D", "L_inf"))
 
 
 def fit_L_C(C, L, offset: bool = False, init=None) -> FitResult:
-    """L(C_min) = (C_c/C_min)^alpha_C (+ L_inf); Kaplan 2020 eq 1.3 (pass C_min, or C if B << B_crit)."""
+    """Kaplan's L(C_min) = (C_c/C_min)^alpha_C (+ L_inf): loss against compute (Kaplan et al. 2020, eq 1.3).
+
+    Fitted as `fit_L_N` is. Pass C_min (the compute of a compute-efficient run), or C when the batch is well
+    below B_crit; the report fits the best loss of each isoFLOP budget.
+
+    Parameters
+    ----------
+    C, L : array_like
+        Training FLOPs and loss (nats/token) per run.
+    offset, init
+        As in `fit_L_N` (init: C_c, alpha_C, L_inf).
+
+    Returns
+    -------
+    FitResult
+        params C_c, alpha_C (, L_inf); predict(C).
+    """
     return power_law(C, L, offset, "L(C)", init, var="C", names=("C_c", "alpha_C", "L_inf"))
 
 
 def b_crit(L, B_star: float = 2e8, alpha_B: float = 0.21):
-    """Critical batch size in tokens, B_crit(L) = B* / L^(1/alpha_B); Kaplan 2020 eq 1.4."""
+    """The critical batch size B_crit(L) = B* / L^(1/alpha_B) (Kaplan et al. 2020, eq 1.4).
+
+    Parameters
+    ----------
+    L : float or array_like
+        Loss (nats/token).
+    B_star, alpha_B : float
+        Kaplan's fitted constants: B* = 2e8 tokens, alpha_B = 0.21.
+
+    Returns
+    -------
+    ndarray or float
+        B_crit in tokens.
+    """
     return B_star / np.asarray(L, dtype=float) ** (1.0 / alpha_B)
 
 
@@ -90,7 +146,25 @@ def _two_term_fit(x1, x2, L, names, exponent_grid, init, model, linearise):
 
 
 def fit_L_ND(N, D, L, init=None) -> FitResult:
-    """L(N, D) = [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D; Kaplan 2020 eq 1.5."""
+    """Kaplan's joint law L(N, D) = [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D (Kaplan et al. 2020, eq 1.5).
+
+    Starts: for each (alpha_N, alpha_D) on a 5 x 5 grid, L^(1/alpha_D) is linear in (N_c^(alpha_N/alpha_D), D_c)
+    and is solved by non-negative least squares; the 4 best starts are refined by least squares on log L
+    (scipy.optimize.least_squares, exponents >= 0).
+
+    Parameters
+    ----------
+    N, D, L : array_like
+        Parameters, training tokens and loss per run; at least 5 runs.
+    init : mapping, optional
+        Start from these params (N_c, D_c, alpha_N, alpha_D) instead of the grid.
+
+    Returns
+    -------
+    FitResult
+        params N_c, D_c, alpha_N, alpha_D; predict(N, D). Flags an exponent on its bound, no convergence, and
+        5 or fewer runs.
+    """
     N, D, L = as_positive_array(N, "N"), as_positive_array(D, "D"), as_positive_array(L, "loss")
     check_enough(len(L), 5, "points for fit_L_ND (4 parameters)")
 
@@ -116,7 +190,27 @@ def fit_L_ND(N, D, L, init=None) -> FitResult:
 
 
 def fit_L_NS(N, S, L, B=None, B_crit=None, init=None) -> FitResult:
-    """L(N, S_min) = (N_c/N)^alpha_N + (S_c/S_min)^alpha_S; Kaplan 2020 eq 1.6, S_min = S/(1 + B_crit/B)."""
+    """Kaplan's L(N, S_min) = (N_c/N)^alpha_N + (S_c/S_min)^alpha_S (Kaplan et al. 2020, eq 1.6).
+
+    S_min = S / (1 + B_crit/B) (eq 5.4) when the batch size B is given; else S is taken as S_min. Fitted like
+    `fit_L_ND` (NNLS starts on a grid of exponents, then least squares on log L).
+
+    Parameters
+    ----------
+    N, S, L : array_like
+        Parameters, optimizer steps and loss per run; at least 5 runs.
+    B : float or array_like, optional
+        Batch size in tokens.
+    B_crit : float or array_like, optional
+        Critical batch size in tokens; default `b_crit(L)`.
+    init : mapping, optional
+        Start from these params (N_c, S_c, alpha_N, alpha_S).
+
+    Returns
+    -------
+    FitResult
+        params N_c, alpha_N, S_c, alpha_S; predict(N, S) with S meaning S_min.
+    """
     N, S, L = as_positive_array(N, "N"), as_positive_array(S, "S"), as_positive_array(L, "loss")
     check_enough(len(L), 5, "points for fit_L_NS (4 parameters)")
     S_min = S

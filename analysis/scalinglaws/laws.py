@@ -7,19 +7,18 @@ A `Law` is a functional form plus its parameters:
   D_opt(C) = G^-1 (C/6)^(alpha/(alpha+beta)), G = (alpha A / (beta B))^(1/(alpha+beta)).
 - form "kaplan_nd": L(N, D) = [(N_c/N)^(a_N/a_D) + D_c/D]^a_D (Kaplan et al. 2020, eq. 1.5; N non-embedding).
 
-Numbers are those of the design notes, section 3 (each paper cited on the law).
+Each published law cites its paper and table.
 """
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
+from ._files import write_text
 from .chinchilla import chinchilla_loss, compute_optimal
 from .errors import InputError
 
@@ -168,24 +167,37 @@ def law_from_fit(fit, name: str | None = None, source: str = "") -> Law:
 
 
 def save_law(law_or_fit, path) -> Path:
-    """Write a Law (or a FitResult) to JSON atomically: temp file in the same directory, then os.replace."""
+    """Write a Law (or a FitResult) to `path` as JSON, atomically.
+
+    Parameters
+    ----------
+    law_or_fit : Law or FitResult
+        An Approach 3 (chinchilla form) or eq 1.5 (kaplan_nd form) law or fit.
+    path : str or Path
+        The fit.json to write (parents created).
+
+    Returns
+    -------
+    Path
+        `path`; `load_law(path)` reads it back.
+    """
     law = law_or_fit if isinstance(law_or_fit, Law) else law_from_fit(law_or_fit)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(law.to_dict(), f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text(path, json.dumps(law.to_dict(), indent=2) + "\n")
 
 
 def load_law(spec) -> Law:
-    """A published law by name (kaplan, chinchilla, epoch) or a law saved to a JSON file (save_law, FitResult.to_dict)."""
+    """A published law by name, or a law saved to a JSON file.
+
+    Parameters
+    ----------
+    spec : str, Path or Law
+        "kaplan" (Kaplan et al. 2020, eq 1.5), "chinchilla" (Hoffmann et al. 2022, Approach 3), "epoch"
+        (Besiroglu et al. 2024's refit), or the path of a file written by `save_law` or FitResult.to_dict().
+
+    Returns
+    -------
+    Law
+    """
     if isinstance(spec, Law):
         return spec
     key = str(spec)

@@ -6,7 +6,7 @@ Public API
   never split.
 - `estimate_noise(table, residuals=None, n_params=0) -> Noise`: the standard deviation of log loss of one run.
   With repeated configs: the pooled within-config std, sqrt(sum_g sum_i (l_gi - mean_g)^2 / sum_g (n_g - 1)),
-  also per budget (C grouped by chinchilla.budget_groups). Without repeats: the fit's residual scatter in log
+  also per budget (C grouped by frontier.budget_groups). Without repeats: the fit's residual scatter in log
   space, sqrt(sum r^2 / (n - n_params)), stands in; `Noise.source` says which ("seeds" or "residuals").
 - `prediction_interval(log_predictions, noise, level=0.95, seed=0) -> (low, point, high)`: the interval for
   the loss of one new run. `log_predictions` holds log L_hat at the new (N, D) for each bootstrap draw of the
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .chinchilla import budget_groups
+from .frontier import budget_groups
 
 __all__ = ["Noise", "seed_groups", "estimate_noise", "prediction_interval"]
 

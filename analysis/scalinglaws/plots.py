@@ -4,8 +4,6 @@ Units: loss in nats/token, N in parameters, D in tokens, C in FLOPs (training, 6
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -17,6 +15,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 
+from ._files import atomic_write  # noqa: E402
+from ._format import fmt  # noqa: E402
 from .result import FitResult  # noqa: E402
 
 LABELS = {
@@ -39,13 +39,10 @@ def _figure(title: str):
     return fig, ax
 
 
-def _grid(values, n: int = 200, pad: float = 1.5) -> np.ndarray:
+def log_grid(values, n: int = 200, pad: float = 1.5) -> np.ndarray:
+    """n log-spaced points from min(values) / pad to max(values) * pad (the x of a fitted line)."""
     values = np.asarray(values, dtype=float)
     return np.geomspace(values.min() / pad, values.max() * pad, n)
-
-
-def _label(b) -> str:
-    return f"{b:.3g}" if isinstance(b, (int, float, np.number)) else str(b)
 
 
 def _budget_colors(budgets) -> dict:
@@ -64,14 +61,14 @@ def loss_vs(df: pd.DataFrame, x: str = "N", fits: Mapping[str, FitResult] | None
     if budgeted.any():
         colors = _budget_colors(df.loc[budgeted, "budget"])
         for b, g in df[budgeted].groupby("budget"):
-            ax.scatter(g[x], g["loss"], color=colors[b], s=22, label=f"runs, C = {_label(b)}", zorder=3)
+            ax.scatter(g[x], g["loss"], color=colors[b], s=22, label=f"runs, C = {fmt(b, 3, sci=False)}", zorder=3)
     if (~budgeted).any():
         other = df[~budgeted]
         ax.scatter(other[x], other["loss"], color="k", s=22, label="runs" if not budgeted.any() else
                    "runs without a compute budget", zorder=3)
     if fitted is not None:
         ax.scatter(fitted[x], fitted["loss"], s=70, facecolors="none", edgecolors="k", label="points fitted", zorder=4)
-    grid = _grid(df[x])
+    grid = log_grid(df[x])
     for i, (label, fit) in enumerate((fits or {}).items()):
         color = f"C{i + 1}"
         ax.plot(grid, np.asarray(fit.predict(grid), dtype=float), color=color, lw=2, label=label)
@@ -99,13 +96,14 @@ def isoflop_curves(fit: FitResult, title: str = "IsoFLOP profiles (Chinchilla Ap
         key = b.item() if hasattr(b, "item") else b
         if key in refused or b in refused:
             reason = refused.get(key, refused.get(b))
-            ax.plot(g["N"], g["loss"], "o--", color="0.6", ms=4, label=f"C = {_label(b)}: refused ({reason})")
+            ax.plot(g["N"], g["loss"], "o--", color="0.6", ms=4,
+                    label=f"C = {fmt(b, 3, sci=False)}: refused ({reason})")
             continue
         color = colors[b]
         ax.scatter(g["N"], g["loss"], color=color, s=22, zorder=3)
         coef = np.polyfit(np.log(g["N"]), g["loss"], 2)
-        grid = _grid(g["N"], 100, pad=1.0)
-        ax.plot(grid, np.polyval(coef, np.log(grid)), color=color, lw=1.5, label=f"C = {_label(b)} FLOPs")
+        grid = log_grid(g["N"], 100, pad=1.0)
+        ax.plot(grid, np.polyval(coef, np.log(grid)), color=color, lw=1.5, label=f"C = {fmt(b, 3, sci=False)} FLOPs")
         if b in minima.index:
             N_opt = float(minima.loc[b, "N_opt"])
             ax.plot(N_opt, np.polyval(coef, np.log(N_opt)), "*", color=color, ms=14, mec="k", zorder=4)
@@ -129,7 +127,7 @@ def frontier(fits: Mapping[str, FitResult], C_range: Sequence[float] | None = No
                 points.append(fit.extra[key]["C"].to_numpy(float))
     if C_range is None:
         C_range = np.concatenate(points) if points else np.array([1e18, 1e24])
-    grid = _grid(C_range, 100, pad=2.0)
+    grid = log_grid(C_range, 100, pad=2.0)
     anchor = None
     markers = iter("osD^v")
     for i, (label, fit) in enumerate(fits.items()):
@@ -200,17 +198,8 @@ def residuals(actual, predicted, labels=None, title: str = "Predicted vs actual 
 
 
 def save_figure(fig, path) -> Path:
-    """Write `fig` as PNG to `path` atomically (temp file in the same directory, then os.replace); closes it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png.tmp")
-    os.close(fd)
+    """Write `fig` as PNG to `path` atomically (a temporary file beside it, then os.replace); closes it."""
     try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
     finally:
         plt.close(fig)
-    return path

@@ -1,15 +1,5 @@
-"""Power laws fitted in log space: y = (x_c / x)^alpha (+ y_inf), and y = k x^p.
-
-Public API
-- `fit_power_law(x, y, offset=False, name="", init=None) -> FitResult` for y = (x_c/x)^alpha (+ y_inf), the form
-  of Kaplan et al. 2020 eq 1.1-1.3. Least squares on log y. Without offset this is the exact log-log linear
-  regression; with offset, starts come from log-log linear fits of y - y_inf for several y_inf < min(y) and the
-  best is refined with scipy.optimize.least_squares (alpha >= 0, y_inf >= 0). params: x_c, alpha (, y_inf);
-  `predict(x)` (positional or keyword `x`). `init` (a params dict) starts the offset fit there instead.
-  Flags: alpha or y_inf on a bound, y_inf >= min(y), no convergence, no spare degree of freedom.
-- `fit_loglinear(x, y, name="") -> FitResult` for y = k x^p (ordinary least squares on log y vs log x); params
-  k, p; extra["r2"] the R^2 in log space; `predict(x)`. Used for compute-optimal frontiers N_opt = k C^a.
-"""
+"""Power laws fitted in log space: y = (x_c / x)^alpha (+ y_inf) (Kaplan et al. 2020's form), and y = k x^p
+(compute-optimal frontiers, N_opt = k C^a)."""
 from __future__ import annotations
 
 from typing import Callable, Sequence
@@ -51,8 +41,23 @@ def _loglinear(lx: np.ndarray, ly: np.ndarray) -> tuple[float, float, float]:
     return float(slope), float(intercept), float(1 - np.sum(resid ** 2) / ss) if ss > 0 else 1.0
 
 
-def fit_loglinear(x, y, name: str = "", init=None) -> FitResult:
-    """y = k x^p by least squares on log y = log k + p log x. params k, p. (`init` is accepted and unused.)"""
+def fit_loglinear(x, y, name: str = "") -> FitResult:
+    """y = k x^p by ordinary least squares on log y = log k + p log x (Hoffmann et al. 2022 fit their frontiers
+    N_opt = k C^a this way, sec 3.1-3.2).
+
+    Parameters
+    ----------
+    x, y : array_like
+        Positive values, at least 2.
+    name : str
+        Name of the fit (messages, FitResult.name).
+
+    Returns
+    -------
+    FitResult
+        params k, p; predict(x); objective 1 - R^2 and extra["r2"] the R^2 in log space. Flags 2 points (no spare
+        degree of freedom).
+    """
     x, y = as_positive_array(x, "x"), as_positive_array(y, "y")
     check_enough(len(x), 2, f"points for {name or 'fit_loglinear'}")
     p, logk, r2 = _loglinear(np.log(x), np.log(y))
@@ -64,7 +69,29 @@ def fit_loglinear(x, y, name: str = "", init=None) -> FitResult:
 
 
 def fit_power_law(x, y, offset: bool = False, name: str = "", init=None) -> FitResult:
-    """y = (x_c/x)^alpha (+ y_inf), least squares on log y (Kaplan 2020 eq 1.1-1.3 form). See module docstring."""
+    """y = (x_c/x)^alpha (+ y_inf) by least squares on log y: the form of Kaplan et al. 2020, eqs 1.1-1.3.
+
+    Without offset this is the exact log-log linear regression. With offset, starts come from log-log fits of
+    y - y_inf for y_inf in {0, .3, .5, .7, .8, .9, .95, .99} min(y), and the best is refined with
+    scipy.optimize.least_squares (alpha >= 0, y_inf >= 0).
+
+    Parameters
+    ----------
+    x, y : array_like
+        Positive values of one length.
+    offset : bool
+        Add an irreducible y_inf.
+    name : str
+        Name of the fit.
+    init : mapping, optional
+        Start the offset fit from these params (x_c, alpha, y_inf) instead.
+
+    Returns
+    -------
+    FitResult
+        params x_c, alpha (, y_inf); predict(x) (positional or keyword x). Flags alpha or y_inf on a bound,
+        y_inf >= min(y), no convergence, no spare degree of freedom.
+    """
     return power_law(x, y, offset=offset, name=name, init=init)
 
 

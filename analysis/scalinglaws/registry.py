@@ -19,7 +19,7 @@ fail; each reason comes with its fix.
 
 Public API
 - `fit_law(name, table, grid="chinchilla", delta=1e-3, n_boot=0, seed=0, level=0.95, E=0.0, init=None)`
-  (table: canonical columns N, D, loss; see table.load_table). params as named by the law; predict(N, D[, U]);
+  (table: canonical columns N, D, loss; see table.read_table). params as named by the law; predict(N, D[, U]);
   extra: law, theta, theta_samples, noise (noise.Noise), not_identified [(problem, fix)], n_starts.
 - `predict_log(fit, N, D, U=None, samples=False)`: log L_hat at (N, D), per bootstrap draw when samples=True.
 - `predict_run(fit, N, D, level=0.95) -> (low, loss, high)`: the loss one new run at (N, D) will show: the
@@ -157,7 +157,7 @@ def fit_law(name: str, table: pd.DataFrame, grid: str = "chinchilla", delta: flo
     for col in ("N", "D", "loss"):
         if col not in table:
             raise InputError(f"column {col!r}", f"needed by the {name} law; columns are {list(table.columns)}",
-                             "load the table with scalinglaws.table.load_table")
+                             "load the table with scalinglaws.table.read_table")
     if grid not in form.grids:
         raise InputError("grid", f"unknown grid {grid!r}", f"use one of {', '.join(form.grids)}")
     if len(table) < 2:

@@ -1,6 +1,6 @@
 """Which runs of a table feed which fit, when one runs directory holds several sweeps.
 
-A reproduction directory (DESIGN.md section 4) mixes isoFLOP runs (each with the `budget` its sweep plan gave it),
+A reproduction directory (docs/DESIGN.md section 4) mixes isoFLOP runs (each with the `budget` its sweep plan gave it),
 Kaplan L(N) runs (many N at one D), L(D) runs (one N at many D, e.g. WSD cooldowns) and WSD long runs (`role`
 "long": constant LR up to the last branch point, so their final loss is not that of a finished run).
 `assign_roles(table)` splits the rows:

@@ -14,7 +14,6 @@ Public API
 - `LawBacktest` (frozen dataclass): cutoff_C, cutoff_rule, scores (one row per law: law, mape, worst, cv_mape,
   cv_worst, identified, why_not), predictions (held-out runs x laws), winner (law name or None), fits
   (law -> FitResult on the training set), n_fit, n_held.
-- `budget_labels(table)`: the `budget` column when every row has one, else chinchilla.budget_groups(C).
 """
 from __future__ import annotations
 
@@ -23,12 +22,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .chinchilla import budget_groups
 from .errors import InputError
+from .frontier import budget_labels
 from .registry import LAWS, fit_law, repeats_data, unique_tokens
 from .result import FitResult
 
-__all__ = ["LawBacktest", "backtest_laws", "budget_labels", "BACKTEST_FRACTION", "MIN_CV_BUDGETS"]
+__all__ = ["LawBacktest", "backtest_laws", "BACKTEST_FRACTION", "MIN_CV_BUDGETS"]
 
 BACKTEST_FRACTION = 8
 MIN_CV_BUDGETS = 4
@@ -46,13 +45,6 @@ class LawBacktest:
     fits: dict = field(repr=False, default_factory=dict)
     n_fit: int = 0
     n_held: int = 0
-
-
-def budget_labels(table: pd.DataFrame) -> np.ndarray:
-    """Budget label per run: the `budget` column when complete, else C grouped within 0.05 decades."""
-    if "budget" in table and pd.to_numeric(table["budget"], errors="coerce").notna().all():
-        return pd.to_numeric(table["budget"]).to_numpy(float)
-    return budget_groups(table["C"].to_numpy(float))
 
 
 def _cutoff(table, labels, cutoff_C):
@@ -92,7 +84,7 @@ def backtest_laws(table: pd.DataFrame, laws=None, cutoff_C: float | None = None,
     Parameters
     ----------
     table : DataFrame
-        Canonical columns N, D, C, loss (table.load_table); `budget` when the sweep has one.
+        Canonical columns N, D, C, loss (table.read_table); `budget` when the sweep has one.
     laws : sequence of str, optional
         Registry names (default: every law in LAWS).
     cutoff_C : float, optional

@@ -1,27 +1,8 @@
 """Read and validate the table every fit works on: one row per run, canonical columns N, D, C, loss.
 
-Public API
-- `load_table(path_or_df, columns=None, keep_status=("complete",), require=("N", "D", "loss")) -> DataFrame`
-  reads a .csv/.parquet file (or takes a DataFrame) and returns a validated copy with canonical columns
-  N (parameters), D (training tokens), C (training FLOPs) and loss (nats/token); all other columns are kept.
-  `columns` maps canonical name -> column in the table, e.g. {"N": "params", "loss": "val_loss"}.
-  A scalinglab sweep table is recognised without a mapping: N <- n_params, D <- tokens, C <- flops_6nd.
-  If C is absent it is computed as 6 N D (Chinchilla's convention) and `df.attrs["notes"]` says so.
-  Rows whose `status` is not in `keep_status` are dropped; `df.attrs["excluded"]` = {status: count}.
-  Errors (InputError naming the column and row): a missing column (lists the columns there are), NaN/inf,
-  non-numeric or non-positive N/D/C/loss, a duplicate run (same run_id twice; without run_id, the same (N, D)
-  twice unless a `seed` column tells them apart).
-- `check_enough(df_or_count, need, what)` raises InputError when fewer than `need` points/budgets are given;
-  `count_budgets(df)` counts distinct compute budgets; `describe_excluded(df.attrs["excluded"])` says what
-  was left out ("3 runs: 2 diverged, 1 failed").
-- `load_runs_dir(path) -> DataFrame`: the sweep table of a scalinglab runs directory (`<path>/**/<run_id>/
-  summary.parquet`, one row each), read without importing scalinglab; columns only some runs have are kept
-  (NaN elsewhere); a summary with a newer `schema_version` than SCHEMA_VERSION is refused.
-  `load_curves(path) -> DataFrame`: all `<run_id>/metrics.parquet` files stacked, with a
-  `run_id` column. A truncated or corrupt parquet file raises InputError naming the file.
-- `fit_table(fit_fn, df, **kw)` calls a fit function with the table's columns as its array arguments
-  (data arguments only: `L` <- column `loss`, N, D, C, S, B, x, y by name; `budgets` <- column `budget` when present; a first argument
-  named `curves` gets the whole frame). Bootstrap and backtest use it.
+`read_table` validates a table; `load_runs_dir` and `load_curves` read a scalinglab runs directory without
+importing scalinglab; `fit_table` calls a fit with a table's columns; `check_enough`, `count_budgets` and
+`describe_excluded` are the small checks the fits and the command line share.
 """
 from __future__ import annotations
 
@@ -61,9 +42,32 @@ def _row(df: pd.DataFrame, row) -> str:
     return f"row {row}"
 
 
-def load_table(path_or_df, columns: dict | None = None, keep_status=("complete",),
+def read_table(path_or_df, columns: dict | None = None, keep_status=("complete",),
                require=("N", "D", "loss")) -> pd.DataFrame:
-    """Validated runs table with canonical columns N, D, C, loss (see module docstring)."""
+    """A validated runs table with canonical columns N, D, C and loss; all other columns are kept.
+
+    N is parameters, D training tokens, C training FLOPs, loss nats/token. A scalinglab sweep table is recognised
+    without a mapping (N <- n_params, D <- tokens, C <- flops_6nd); without a C column, C = 6 N D (Hoffmann et al.
+    2022's convention) and attrs["notes"] says so.
+
+    Parameters
+    ----------
+    path_or_df : str, Path or DataFrame
+        A .csv/.parquet file, or a DataFrame (copied).
+    columns : dict, optional
+        Canonical name -> column of the table, e.g. {"N": "params", "loss": "val_loss"}.
+    keep_status : tuple of str
+        Rows whose `status` column is not one of these are dropped (attrs["excluded"] = {status: count}).
+    require : tuple of str
+        Canonical columns that must be present.
+
+    Returns
+    -------
+    DataFrame
+        The validated copy. InputError (naming the column and row) for a missing column, NaN/inf, a non-numeric
+        or non-positive N/D/C/loss, a duplicate run (same run_id twice; without run_id, the same (N, D) twice
+        unless a `seed` column tells them apart), or no usable row.
+    """
     df = path_or_df.copy() if isinstance(path_or_df, pd.DataFrame) else _read(Path(path_or_df))
     source = str(path_or_df) if not isinstance(path_or_df, pd.DataFrame) else "table"
     columns = dict(columns or {})
@@ -189,9 +193,18 @@ def _read_parquets(path, name: str) -> list[tuple[Path, pd.DataFrame]]:
 
 
 def load_runs_dir(path) -> pd.DataFrame:
-    """Union of `<path>/**/<run_id>/summary.parquet` rows; columns missing in some runs are kept as NaN.
+    """The sweep table of a scalinglab runs directory: one row per `<path>/**/<run_id>/summary.parquet`.
 
-    A summary written with a newer schema_version than SCHEMA_VERSION raises InputError naming its file.
+    Parameters
+    ----------
+    path : str or Path
+        A runs directory.
+
+    Returns
+    -------
+    DataFrame
+        The union of the summaries; columns only some runs have are NaN elsewhere. InputError for a damaged
+        file, or a summary with a newer schema_version than SCHEMA_VERSION.
     """
     frames = []
     for f, frame in _read_parquets(path, "summary.parquet"):
@@ -208,7 +221,18 @@ def load_runs_dir(path) -> pd.DataFrame:
 
 
 def load_curves(path) -> pd.DataFrame:
-    """All `<run_id>/metrics.parquet` files stacked, with `run_id` (the run directory's name) added."""
+    """Every eval point of every run of a runs directory: the `<run_id>/metrics.parquet` files stacked.
+
+    Parameters
+    ----------
+    path : str or Path
+        A runs directory.
+
+    Returns
+    -------
+    DataFrame
+        The metrics rows with a `run_id` column (the run directory's name).
+    """
     frames = [frame.assign(run_id=f.parent.name) for f, frame in _read_parquets(path, "metrics.parquet")]
     return pd.concat(frames, ignore_index=True, sort=False)
 
@@ -218,7 +242,26 @@ DATA_ARGUMENTS = {"N", "D", "C", "L", "S", "B", "B_crit", "x", "y", "budgets"}
 
 
 def fit_table(fit_fn: Callable, df: pd.DataFrame, **kw):
-    """Call `fit_fn` with the columns of `df` as its array arguments (L <- loss, budgets <- budget, X <- X)."""
+    """Call `fit_fn` with the columns of `df` as its array arguments.
+
+    Data arguments only, by name: L <- column loss, budgets <- column budget (when present), and N, D, C, S, B,
+    B_crit, x, y <- the column of that name; a fit whose first argument is `curves` gets the whole frame.
+    Bootstrap, backtest and the report call fits this way.
+
+    Parameters
+    ----------
+    fit_fn : callable
+        A fit, e.g. `fit_approach3`.
+    df : DataFrame
+        The table.
+    **kw
+        Other arguments of the fit (an argument given here is not taken from the table).
+
+    Returns
+    -------
+    FitResult
+        What `fit_fn` returns. InputError when a required column is missing.
+    """
     params = list(inspect.signature(fit_fn).parameters.values())
     if params and params[0].name == "curves":
         return fit_fn(df, **kw)
@@ -231,5 +274,5 @@ def fit_table(fit_fn: Callable, df: pd.DataFrame, **kw):
             args[p.name] = df[col].to_numpy()
         elif p.default is inspect.Parameter.empty:
             raise InputError(f"column {col!r}", f"needed by {fit_fn.__name__} but missing; columns are "
-                             f"{list(df.columns)}", "add the column or map it in load_table")
+                             f"{list(df.columns)}", "add the column or map it in read_table")
     return fit_fn(**args, **kw)

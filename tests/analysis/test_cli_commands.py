@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scalinglaws import chinchilla, kaplan
+from scalinglaws import chinchilla, frontier, kaplan
 from scalinglaws.cli import main
-from scalinglaws.table import fit_table, load_table
+from scalinglaws.table import fit_table, read_table
 
 TABLE = Path(__file__).resolve().parents[1] / "fixtures" / "analysis" / "sweep.csv"
 
@@ -47,7 +47,7 @@ def test_allocate_bcrit_compare_inference(capsys):
     assert code == 0 and r["N"] < r["chinchilla_N"] and r["D"] > r["chinchilla_D"] and 0 < r["saving"] < 1
 
 
-@pytest.mark.parametrize("approach, fn, kw", [("2", chinchilla.fit_approach2, {}),
+@pytest.mark.parametrize("approach, fn, kw", [("2", frontier.fit_approach2, {}),
                                                ("3", chinchilla.fit_approach3, {"grid": "small"}),
                                                ("kaplan", kaplan.fit_L_ND, {})])
 def test_fit_json_matches_fit_function(capsys, approach, fn, kw):
@@ -55,7 +55,7 @@ def test_fit_json_matches_fit_function(capsys, approach, fn, kw):
     code, out, _ = run(capsys, *argv)
     assert code == 0
     got = json.loads(out)
-    expected = fit_table(fn, load_table(TABLE), **kw)
+    expected = fit_table(fn, read_table(TABLE), **kw)
     assert got["params"] == pytest.approx({k: float(v) for k, v in expected.params.items()}, rel=1e-9)
     assert got["excluded"] == {"diverged": 2, "failed": 1}
     if approach == "2":

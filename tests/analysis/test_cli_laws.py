@@ -7,7 +7,7 @@ import pytest
 
 from scalinglaws.datasets import chinchilla_epoch
 from scalinglaws.registry import LAWS, fit_law
-from scalinglaws.table import load_table
+from scalinglaws.table import read_table
 from test_cli_commands import TABLE, run
 
 
@@ -23,7 +23,7 @@ def test_fit_law_json_equals_fit_law(capsys):
     code, out, _ = run(capsys, "fit", TABLE, "--law", "overtrain", "--grid", "small", "--json")
     assert code == 0
     printed = json.loads(out)
-    fit = fit_law("overtrain", load_table(TABLE), grid="small")
+    fit = fit_law("overtrain", read_table(TABLE), grid="small")
     assert printed["params"] == pytest.approx(dict(fit.params), rel=1e-9)
     assert printed["not_identified"] == [] and "residual scatter" in printed["noise"]
 

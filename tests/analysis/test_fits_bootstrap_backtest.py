@@ -7,8 +7,9 @@ import pytest
 
 from scalinglaws.backtest import backtest
 from scalinglaws.bootstrap import bootstrap
-from scalinglaws.chinchilla import chinchilla_loss, compute_optimal, fit_approach2, fit_approach3
+from scalinglaws.chinchilla import chinchilla_loss, compute_optimal, fit_approach3
 from scalinglaws.errors import InputError
+from scalinglaws.frontier import fit_approach2
 from scalinglaws.kaplan import fit_L_N
 from scalinglaws.result import FitResult
 

@@ -7,11 +7,11 @@ import pytest
 from scipy.optimize import minimize_scalar
 
 from scalinglaws.bootstrap import bootstrap
-from scalinglaws.chinchilla import (chinchilla_loss, compute_optimal, fit_approach1, fit_approach2, fit_approach3,
-                                    huber_lse_objective)
+from scalinglaws.chinchilla import chinchilla_loss, compute_optimal, fit_approach3, huber_lse_objective
 from scalinglaws.errors import InputError
+from scalinglaws.frontier import fit_approach1, fit_approach2
 
-# Hoffmann et al. 2022, Approach 3 fit (DESIGN.md section 3)
+# Hoffmann et al. 2022, Approach 3 fit (docs/DESIGN.md section 3)
 TRUE = dict(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)
 WIDE_BUDGETS = np.geomspace(1e14, 1e26, 13)
 

@@ -16,7 +16,7 @@ def noisy(values, rel=0.01, seed=RNG_SEED):
 
 
 @pytest.mark.parametrize("fit_fn, var, scale, alpha, lo, hi", [
-    (fit_L_N, "N", 8.8e13, 0.076, 1e3, 1e9),  # Kaplan eq 1.1 (DESIGN.md section 3)
+    (fit_L_N, "N", 8.8e13, 0.076, 1e3, 1e9),  # Kaplan eq 1.1 (docs/DESIGN.md section 3)
     (fit_L_D, "D", 5.4e13, 0.095, 1e6, 1e12),  # eq 1.2
     (fit_L_C, "C", 3.1e8, 0.050, 1e-8, 1e0),  # eq 1.3, C_min in PF-days
 ])

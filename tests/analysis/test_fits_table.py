@@ -1,4 +1,4 @@
-"""load_table / load_runs_dir / load_curves: canonical columns, sweep defaults, and clear errors on bad input."""
+"""read_table / load_runs_dir / load_curves: canonical columns, sweep defaults, and clear errors on bad input."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from scalinglaws.errors import InputError
-from scalinglaws.table import check_enough, fit_table, load_curves, load_runs_dir, load_table
+from scalinglaws.table import check_enough, fit_table, load_curves, load_runs_dir, read_table
 
 
 def sweep_table():
@@ -20,7 +20,7 @@ def sweep_table():
 
 
 def test_sweep_columns_are_mapped_and_incomplete_runs_excluded():
-    df = load_table(sweep_table())
+    df = read_table(sweep_table())
     assert list(df["N"]) == [1e6, 2e6, 4e6] and list(df["D"]) == [1e8, 5e7, 2.5e7]
     assert list(df["C"]) == [6e14] * 3 and list(df["loss"]) == [3.1, 3.0, 3.05]
     assert df.attrs["excluded"] == {"diverged": 1}
@@ -31,12 +31,12 @@ def test_sweep_columns_are_mapped_and_incomplete_runs_excluded():
 def test_user_mapping_csv_and_C_computed(tmp_path):
     path = tmp_path / "runs.csv"
     pd.DataFrame({"params": [1e6, 2e6], "toks": [1e8, 1e8], "val_loss": [3.0, 2.9]}).to_csv(path, index=False)
-    df = load_table(path, columns={"N": "params", "D": "toks", "loss": "val_loss"})
+    df = read_table(path, columns={"N": "params", "D": "toks", "loss": "val_loss"})
     np.testing.assert_allclose(df["C"], 6 * df["N"] * df["D"])
     assert any("6 N D" in note for note in df.attrs["notes"])
     parquet = tmp_path / "runs.parquet"
     df.to_parquet(parquet)
-    assert len(load_table(parquet)) == 2
+    assert len(read_table(parquet)) == 2
 
 
 @pytest.mark.parametrize("change, match", [
@@ -50,16 +50,16 @@ def test_user_mapping_csv_and_C_computed(tmp_path):
 ])
 def test_bad_tables_raise_input_error_naming_column_and_row(change, match):
     with pytest.raises(InputError, match=match):
-        load_table(change(sweep_table()))
+        read_table(change(sweep_table()))
 
 
 def test_bad_mapping_and_files(tmp_path):
     with pytest.raises(InputError, match=r"'params'.*mapped to N"):
-        load_table(sweep_table(), columns={"N": "params"})
+        read_table(sweep_table(), columns={"N": "params"})
     with pytest.raises(InputError, match="file not found"):
-        load_table(tmp_path / "missing.csv")
+        read_table(tmp_path / "missing.csv")
     with pytest.raises(InputError, match="no usable rows"):
-        load_table(sweep_table().assign(status="failed"))
+        read_table(sweep_table().assign(status="failed"))
     with pytest.raises(InputError, match=r"points for L\(N\): need at least 3, got 2"):
         check_enough(pd.DataFrame({"N": [1, 2]}), 3, "points for L(N)")
 
@@ -80,7 +80,7 @@ def test_load_runs_dir_keeps_columns_only_some_runs_have(tmp_path):
     assert sorted(table["run_id"]) == ["a1", "b2"]
     assert "bpb" in table.columns
     assert table.set_index("run_id").loc["b2", "bpb"] == 1.2 and np.isnan(table.set_index("run_id").loc["a1", "bpb"])
-    assert list(load_table(table)["C"]) == pytest.approx([6e14, 1.2e15])
+    assert list(read_table(table)["C"]) == pytest.approx([6e14, 1.2e15])
 
 
 def test_load_curves_adds_run_id_and_corrupt_parquet_names_file(tmp_path):

@@ -6,15 +6,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scalinglaws import chinchilla, plots
-from scalinglaws.table import fit_table, load_table
+from scalinglaws import frontier, plots
+from scalinglaws.table import fit_table, read_table
 
 TABLE = Path(__file__).resolve().parents[1] / "fixtures" / "analysis" / "sweep.csv"
 
 
 @pytest.fixture(scope="module")
 def approach2():
-    return fit_table(chinchilla.fit_approach2, load_table(TABLE))
+    return fit_table(frontier.fit_approach2, read_table(TABLE))
 
 
 def test_isoflop_marks_minima_and_draws_refused_budgets_grey_dashed(approach2):
@@ -51,9 +51,9 @@ def test_save_figure_is_atomic_png(tmp_path):
 def test_loss_plot_shades_the_bootstrap_band():
     from scalinglaws import kaplan
     from scalinglaws.bootstrap import bootstrap
-    from scalinglaws.report import _power_law_band
+    from scalinglaws._context import power_law_band as _power_law_band
 
-    df = load_table(TABLE)
+    df = read_table(TABLE)
     env = df.loc[df.groupby("N")["loss"].idxmin()]
     fit = bootstrap(kaplan.fit_L_N, env, n=20, seed=0)
     grid = np.geomspace(env["N"].min(), env["N"].max(), 7)

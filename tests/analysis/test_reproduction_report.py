@@ -10,14 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from scalinglaws import chinchilla, kaplan
+from scalinglaws import chinchilla, frontier, kaplan
+from scalinglaws._format import fmt as _fmt
+from scalinglaws._sections import APPROACH2_WINDOW, BACKTEST_FRACTION, PUBLISHED_EXPONENTS, TARGETS_CAPTION
 from scalinglaws.backtest import backtest
-from scalinglaws.report import APPROACH2_WINDOW, BACKTEST_FRACTION, PUBLISHED_EXPONENTS, _fmt, load_source
 from scalinglaws.roles import assign_roles
+from scalinglaws.source import load_source
 from scalinglaws.table import fit_table
 
 RESULTS = Path(__file__).resolve().parents[2] / "results"
-TARGETS = "Targets (Hoffmann et al. 2022 Table 2 range for a; backtest as in DESIGN.md)"
+TARGETS = TARGETS_CAPTION
 
 
 def _table_rows(md: str, caption: str) -> list[dict]:
@@ -30,7 +32,8 @@ def _table_rows(md: str, caption: str) -> list[dict]:
 @pytest.fixture(scope="module")
 def report():
     md = (RESULTS / "REPORT.md").read_text(encoding="utf-8")
-    table, curves, _ = load_source(RESULTS / "runs")
+    source = load_source(RESULTS / "runs")
+    table, curves = source.table, source.curves
     return md, table, curves, assign_roles(table)
 
 
@@ -53,8 +56,8 @@ def test_fitted_exponents_in_the_report_equal_a_fresh_fit(report):
     curves = curves[curves["run_id"].isin(iso["run_id"])].merge(sizes.rename("N"), left_on="run_id",
                                                                  right_index=True)
     fits = {
-        "Approach 1": chinchilla.fit_approach1(curves),
-        "Approach 2": fit_table(chinchilla.fit_approach2, iso, window=APPROACH2_WINDOW),
+        "Approach 1": frontier.fit_approach1(curves),
+        "Approach 2": fit_table(frontier.fit_approach2, iso, window=APPROACH2_WINDOW),
         "Approach 3": fit_table(chinchilla.fit_approach3, iso, grid="chinchilla"),
         "L(N)": fit_table(kaplan.fit_L_N, roles.L_N),
         "L(D)": fit_table(kaplan.fit_L_D, roles.L_D),
@@ -81,7 +84,7 @@ def test_backtest_figure_in_the_report_equals_a_fresh_backtest(report):
     iso = roles.chinchilla
     bt = backtest(chinchilla.fit_approach3, iso, cutoff_C=iso["C"].max() / BACKTEST_FRACTION, grid="chinchilla")
     assert f"MAPE {bt.mape:.2f}% on the held-out runs" in md
-    groups = chinchilla.budget_groups(iso["C"].to_numpy())
+    groups = frontier.budget_groups(iso["C"].to_numpy())
     largest = bt.table.loc[bt.table.index.isin(iso.index[groups == groups.max()])]
     mape = float((100 * (largest["predicted"] - largest["loss"]).abs() / largest["loss"]).mean())
     targets = {row["check"]: row["measured"] for row in _table_rows(md, TARGETS)}
