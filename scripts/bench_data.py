@@ -31,6 +31,7 @@ def main() -> None:
     import numpy as np
 
     from scalinglab.corpus import builtin_documents
+    from scalinglab.config import TrainConfig
     from scalinglab.data import TokenDataModule
     from scalinglab.tokenizer import encode_documents, train_bpe
 
@@ -56,7 +57,8 @@ def main() -> None:
         cache = Path(scratch)
         shutil.copytree(downloads, cache / "downloads")
         settings = dict(source={"kind": "builtin"}, vocab_size=args.vocab_size, val_tokens=250_000, n_ctx=256,
-                        batch_size=32, tokens=2_000_000, seed=0, cache_dir=str(cache), progress=False)
+                        train=TrainConfig(batch_size=32, tokens=2_000_000, seed=0), cache_dir=str(cache),
+                        progress=False)
         start = time.perf_counter()
         manifest = TokenDataModule(**settings).prepare()
         build_seconds = time.perf_counter() - start

@@ -17,6 +17,7 @@ import time
 import lightning as L
 import torch
 
+from scalinglab.config import TrainConfig
 from scalinglab.flops import flops_chinchilla
 from scalinglab.model import GPT, GPTConfig
 from scalinglab.module import LanguageModel
@@ -24,8 +25,9 @@ from scalinglab.recorder import RunRecorder
 
 SHAPES = [(2, 64, 2), (4, 128, 4), (6, 256, 4)]
 N_CTX, VOCAB, BATCH = 256, 4096, 32
-TRAIN = dict(weight_decay=0.1, beta1=0.9, beta2=0.95, eps=1e-8, schedule="cosine", warmup_frac=0.02,
-             min_lr_ratio=0.1, cooldown_frac=0.2, diverge_factor=10.0, eval_points=1)
+TRAIN = TrainConfig(weight_decay=0.1, beta1=0.9, beta2=0.95, eps=1e-8, schedule="cosine", warmup_frac=0.02,
+                    min_lr_ratio=0.1, cooldown_frac=0.2, diverge_factor=10.0, eval_points=1,
+                    checkpoint_minutes=1e9, early_stopping=False, patience=1)
 
 
 def matmul_peak(n: int = 2048, seconds: float = 2.0) -> float:
@@ -78,7 +80,7 @@ class _Timer(L.Callback):
 def lightning_path(cfg: GPTConfig, data, warmup: int, compile: bool) -> float:
     torch.manual_seed(0)
     steps = len(data)
-    module = LanguageModel(cfg, {**TRAIN}, steps, {"flops_6nd": 0.0}, 1e-3, 1.0, steps * BATCH * N_CTX)
+    module = LanguageModel(cfg, TRAIN, steps, {"flops_6nd": 0.0}, 1e-3, 1.0, steps * BATCH * N_CTX)
     module.eval_at = set()  # time training steps only, as the bare loop does
     if compile:
         module.model = torch.compile(module.model)
@@ -87,8 +89,7 @@ def lightning_path(cfg: GPTConfig, data, warmup: int, compile: bool) -> float:
         trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=steps, max_epochs=1, logger=False,
                             gradient_clip_val=1.0, enable_checkpointing=False, enable_progress_bar=False,
                             enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
-                            callbacks=[RunRecorder(tmp, checkpoint_minutes=1e9, early_stopping=False, patience=1),
-                                       timer])
+                            callbacks=[RunRecorder(tmp, TRAIN), timer])
         trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader(data, batch_size=None))
     return (steps - warmup) * BATCH * N_CTX / (timer.t1 - timer.t0)
 

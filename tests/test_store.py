@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from scalinglab.errors import ConfigError
-from scalinglab.store import atomic_write, read_metrics, read_summary, read_sweep, run_dir, run_id, run_status, \
-    write_parquet
+from scalinglab.runs import run_id
+from scalinglab.store import atomic_write, read_metrics, read_summary, read_sweep, run_dir, run_status, write_parquet
 
 
 def test_atomic_write_leaves_old_file_when_writer_dies(tmp_path):

@@ -6,8 +6,8 @@ import pytest
 from scalinglab.errors import ConfigError
 from scalinglab.store import is_locked, run_lock
 from scalinglab.sweep import threads_per_run
-from scalinglab.sweep_plan import (ModelFacts, consumed_tokens, cooldown_start, estimate, expand, format_table,
-                                   parse_sizes, tokens_for_budget)
+from scalinglab.runs import consumed_tokens, cooldown_start
+from scalinglab.sweep_plan import ModelFacts, estimate, expand, format_table, parse_sizes, tokens_for_budget
 
 # A fake model zoo: N per size label, 6N FLOPs per token, batch 4 x n_ctx 64 = 256 tokens per step.
 N = {"a": 10_000, "b": 40_000, "c": 160_000}

@@ -8,15 +8,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-from scalinglab.data import TokenDataModule, cache_key
+from scalinglab.config import TrainConfig
+from scalinglab.data import TokenDataModule
+from scalinglab.token_cache import cache_key
 
 CORPUS = Path(__file__).parent / "data" / "corpus"
 SLICE = {"kind": "text_files", "paths": [str(CORPUS / "*.txt")], "text_column": "text"}
 
 
 def make(cache_dir: Path) -> TokenDataModule:
-    return TokenDataModule(source=SLICE, vocab_size=400, val_tokens=4000, n_ctx=32, batch_size=4, tokens=4096,
-                           seed=0, cache_dir=str(cache_dir), progress=False)
+    return TokenDataModule(source=SLICE, vocab_size=400, val_tokens=4000, n_ctx=32,
+                           train=TrainConfig(batch_size=4, tokens=4096, seed=0), cache_dir=str(cache_dir),
+                           progress=False)
 
 
 def dead_pid() -> int:

@@ -136,9 +136,9 @@ def test_cli_user_mistakes_exit_nonzero_with_one_clear_line(tmp_path):
 def test_a_run_locked_by_another_process_is_skipped(tmp_path):
     from scalinglab.store import run_lock
     cfg = config(tmp_path, "train.tokens=20000")
-    from scalinglab.train import identity
-    from scalinglab.store import run_dir, run_id
-    rdir = run_dir(cfg.paths.runs, "single", run_id(identity(cfg)))
+    from scalinglab.runs import run_id, run_identity
+    from scalinglab.store import run_dir
+    rdir = run_dir(cfg.paths.runs, "single", run_id(run_identity(cfg)))
     with run_lock(rdir) as mine:
         assert mine
         assert run(cfg)["status"] == "running"

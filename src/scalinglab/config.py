@@ -3,6 +3,10 @@
 Hydra composes plain dictionaries; these classes give them types, defaults and one place where each setting is
 checked (``__post_init__``), so planning a sweep or validating a setting never imports torch.
 
+- `GPTConfig`: the model (configs/model/*.yaml instantiate it).
+- `TrainConfig`: every `train.*` setting (configs/train/default.yaml); `TrainConfig.from_dict(cfg.train)` refuses
+  an unknown key. Each field carries its rule (`Number`, `UnitInterval`, `OneOf`, ...) in its metadata.
+
 Model families (`GPTConfig.family`):
 - gpt2: learned positions, LayerNorm, GELU MLP (d_ff = 4 d_model), biases (Radford et al. 2019).
 - llama: rotary positions (Su et al. 2021, arXiv:2104.09864; no learned positions), RMSNorm, SwiGLU MLP (Shazeer
@@ -17,11 +21,16 @@ from __future__ import annotations
 
 import difflib
 import math
-from dataclasses import asdict, dataclass, fields
+import numbers
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Callable, ClassVar, Mapping
 
 from scalinglab.errors import ConfigError
 from scalinglab.presets import PRESETS
 
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the repository (editable install): configs/, sweeps/, globs
+CONFIG_DIR = str(PROJECT_ROOT / "configs")
 FAMILIES = ("gpt2", "llama")
 
 
@@ -176,3 +185,158 @@ def param_counts(c: GPTConfig) -> dict[str, int]:
     nonembed = c.n_layer * per_layer + norm
     embed = c.vocab_size * d * (1 if c.tie_embeddings else 2) + (c.n_ctx * d if c.family == "gpt2" else 0)
     return {"n_params": nonembed + embed, "n_params_nonembed": nonembed, "n_params_embed": embed}
+
+# ---------------------------------------------------------------------------------------------------------
+# Field rules: each `train.*` field carries its rule and an example value in its metadata, so the checks are
+# data (one loop in `check_fields`) and a later pass can add a rule by adding it to a field.
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass(frozen=True)
+class Number:
+    """A finite number > 0 (>= 0 with `allow_zero`); `integer`: a whole one, stored as int (2e6 -> 2000000)."""
+    integer: bool = False
+    allow_zero: bool = False
+
+    def __call__(self, value, name: str, example: str):
+        ok = _is_number(value) and (value >= 0 if self.allow_zero else value > 0)
+        if not ok or (self.integer and not float(value).is_integer()):
+            kind = "a whole number" if self.integer else "a number"
+            bound = ">= 0" if self.allow_zero else "> 0"
+            raise ConfigError(name, f"must be {kind} {bound}, got {value!r}",
+                              f"set {name} to {kind} {bound}, e.g. {name}={example}")
+        return int(value) if self.integer else float(value)
+
+
+@dataclass(frozen=True)
+class UnitInterval:
+    """A number in [0, 1]."""
+
+    def __call__(self, value, name: str, example: str) -> float:
+        if not _is_number(value) or not 0 <= value <= 1:
+            raise ConfigError(name, f"must be a number in [0, 1], got {value!r}",
+                              f"set {name} between 0 and 1, e.g. {name}={example}")
+        return float(value)
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """One of `choices`; `noun` names the kind of thing in the message ("unknown schedule 'linear'")."""
+    choices: tuple[str, ...]
+    noun: str
+
+    def __call__(self, value, name: str, example: str) -> str:
+        if value not in self.choices:
+            raise ConfigError(name, f"unknown {self.noun} {value!r}", f"use one of {', '.join(self.choices)}")
+        return value
+
+
+@dataclass(frozen=True)
+class Flag:
+    """true or false."""
+
+    def __call__(self, value, name: str, example: str) -> bool:
+        if not isinstance(value, bool):
+            raise ConfigError(name, f"must be true or false, got {value!r}", f"set {name}={example}")
+        return value
+
+
+@dataclass(frozen=True)
+class Steps:
+    """A list of optimizer steps > 0, stored as a sorted tuple."""
+
+    def __call__(self, value, name: str, example: str) -> tuple[int, ...]:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(name, f"must be a list of steps, got {value!r}", f"set e.g. {name}={example}")
+        return tuple(sorted(Number(integer=True)(step, f"{name}[{i}]", "100") for i, step in enumerate(value)))
+
+
+@dataclass(frozen=True)
+class Nullable:
+    """null, or a value that passes `rule`."""
+    rule: Callable
+
+    def __call__(self, value, name: str, example: str):
+        return None if value is None else self.rule(value, name, example)
+
+
+def setting(default, rule: Callable | None = None, example: str | None = None):
+    """A config field with its rule and the example value its error message suggests (default: the default)."""
+    return field(default=default, metadata={"rule": rule, "example": str(default) if example is None else example})
+
+
+def check_fields(config) -> None:
+    """Apply every field's rule to a frozen config dataclass, storing the normalised value (call in __post_init__)."""
+    for f in fields(config):
+        rule = f.metadata.get("rule")
+        if rule is not None:
+            value = rule(getattr(config, f.name), f"{config.GROUP}.{f.name}", f.metadata["example"])
+            object.__setattr__(config, f.name, value)
+
+
+def from_mapping(cls, values):
+    """`cls(**values)`, refusing a key that is no field of `cls` and naming the closest one."""
+    from omegaconf import OmegaConf
+
+    if OmegaConf.is_config(values):  # a composed config's node: plain values, interpolations resolved
+        values = OmegaConf.to_container(values, resolve=True)
+    known = [f.name for f in fields(cls)]
+    for key in values:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f"did you mean {cls.GROUP}.{close[0]}?" if close else f"use one of {', '.join(known)}"
+            raise ConfigError(f"{cls.GROUP}.{key}", f"is not a setting of {cls.GROUP}", hint)
+    return cls(**values)
+
+
+SCHEDULES = ("cosine", "wsd", "constant")
+LR_RULES = ("constant", "kaplan", "width")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every `train.*` setting (configs/train/default.yaml), typed and checked on construction.
+
+    Build it from a composed config with `TrainConfig.from_dict(cfg.train)`. The derived quantities (steps,
+    consumed tokens, the WSD cooldown start, ...) live in scalinglab.runs.
+    """
+    GROUP: ClassVar[str] = "train"
+
+    tokens: int = setting(2_000_000, Number(integer=True), "2e6")  # D: rounded to whole batches (runs.py)
+    batch_size: int = setting(32, Number(integer=True))  # sequences per optimizer step, summed over devices
+    seed: int = setting(0, Number(integer=True, allow_zero=True))
+    lr: float = setting(3.0e-3, Number(), "3e-3")  # peak LR (lr_rule constant; the base of lr_rule width)
+    lr_rule: str = setting("constant", OneOf(LR_RULES, "rule"))  # see schedule.peak_lr
+    lr_base_width: int = setting(128, Number(integer=True))  # lr_rule width: lr * lr_base_width / d_model
+    schedule: str = setting("cosine", OneOf(SCHEDULES, "schedule"))  # see schedule.lr_multiplier
+    warmup_frac: float = setting(0.02, UnitInterval())
+    min_lr_ratio: float = setting(0.1, UnitInterval())
+    cooldown_frac: float = setting(0.2, UnitInterval())  # wsd: the last fraction of steps decays linearly
+    weight_decay: float = setting(0.1, Number(allow_zero=True))  # AdamW, decoupled, on matrices only
+    beta1: float = setting(0.9, UnitInterval())
+    beta2: float = setting(0.95, UnitInterval())
+    eps: float = setting(1.0e-8, Number(allow_zero=True), "1e-8")
+    grad_clip: float = setting(1.0, Number(allow_zero=True))  # 0: no clipping
+    eval_points: int = setting(12, Number(integer=True))  # log-spaced evaluations (module.eval_steps)
+    early_stopping: bool = setting(False, Flag(), "false")
+    patience: int = setting(3, Number(integer=True))
+    diverge_factor: float = setting(1.5, Number())  # diverged: loss non-finite or > diverge_factor ln(vocab)
+    checkpoint_minutes: float = setting(2.0, Number(), "2")
+    threads: int | None = setting(None, Nullable(Number(integer=True)), "4")  # torch threads (null: default)
+    compile: bool = setting(False, Flag(), "false")
+    save_at_steps: tuple[int, ...] = setting((), Steps(), "[100,200]")  # keep checkpoints/step-<b>.ckpt
+    branch_from: str | None = setting(None)  # run id whose step-<branch_step> checkpoint this run starts from
+    branch_step: int | None = setting(None)  # checked against the run's steps by train.branch_checkpoint
+
+    def __post_init__(self):
+        check_fields(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping) -> TrainConfig:
+        """The TrainConfig of a `train:` mapping (a dict or an OmegaConf node); an unknown key is refused."""
+        return from_mapping(cls, values)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "save_at_steps": list(self.save_at_steps)}

@@ -1,19 +1,18 @@
-"""Corpus -> tokenizer -> token cache -> train/val windows, wrapped in a LightningDataModule.
+"""Token windows of a cached, tokenized corpus, wrapped in a LightningDataModule (the cache: token_cache.py).
 
 Contract with train.py (configs/data/*.yaml; every yaml has `_target_: scalinglab.data.TokenDataModule`):
 
-    dm = hydra.utils.instantiate(cfg.data, n_ctx=cfg.model.n_ctx, batch_size=cfg.train.batch_size,
-                                 tokens=cfg.train.tokens, seed=cfg.train.seed, cache_dir=cfg.paths.cache,
-                                 _convert_="all")
+    dm = scalinglab.build.build_datamodule(cfg)  # data.* settings, model.n_ctx, TrainConfig, paths.cache
     dm.prepare()            # builds or reuses the token cache (idempotent; also run by prepare_data()/setup())
 
 After prepare():
 - `manifest`: the cache's manifest (tokens/bytes/documents per split, hashes, versions) plus `seconds` (this call)
   and `reused`;
 - `vocab_size` (= data.vocab_size, the model's embedding size), `tokenizer`, `tokenizer_path`;
-- `tokens_per_step` = batch_size * n_ctx; `steps` = max(1, round(tokens / tokens_per_step));
-  `tokens_total` = steps * tokens_per_step (the exact budget consumed);
-- `epochs` = steps * batch_size / train_windows (passes over the training split; warned about when > 1);
+- `tokens_per_step` = batch_size * n_ctx; `steps` and `tokens_total` (the exact budget consumed) by the rules of
+  runs.py: steps = max(1, round(tokens / tokens_per_step)), tokens_total = steps * tokens_per_step;
+- `tokens_per_epoch` = train_windows * n_ctx and `epochs` = tokens_total / tokens_per_epoch (passes over the
+  training split; warned about when > 1);
 - `batch(step) -> (x, y)`: int64 tensors (batch_size, n_ctx), a pure function of (seed, step). The training split
   is cut into train_windows = tokens_train // (n_ctx + 1) non-overlapping windows of n_ctx + 1 tokens; window
   number g = step * batch_size + b is window perm_e[g mod train_windows] of epoch e = g // train_windows, where
@@ -31,293 +30,28 @@ manifest as one JSON line last.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
 import os
-import shutil
 import sys
 import time
 import warnings
-from contextlib import contextmanager
+from functools import cached_property
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
 
-from scalinglab.corpus import iter_documents, source_fingerprint, check_source, sha256_file
-from scalinglab.errors import ConfigError
-from scalinglab.tokenizer import (check_vocab_size, encode_documents, end_of_text_id, load_tokenizer,
-                                  token_byte_lengths, train_bpe)
+from scalinglab.config import CONFIG_DIR, Number, TrainConfig
+from scalinglab.corpus import check_source
+from scalinglab.errors import ConfigError, report_user_error
+from scalinglab.runs import consumed_tokens, steps_for_tokens, tokens_per_epoch, train_windows
+from scalinglab import token_cache
+from scalinglab.tokenizer import check_vocab_size, load_tokenizer
 
 log = logging.getLogger(__name__)
-
-CACHE_FORMAT = 1  # bump when the cache layout or the split rule changes
-PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the repository (editable install); used to resolve globs
-ENCODE_CHUNK_BYTES = 4 << 20  # text per encode_batch call (progress granularity)
-MAX_SPLIT_ATTEMPTS = 4
-
-
-def token_dtype(vocab_size: int) -> np.dtype:
-    """uint16 when every id fits (vocab < 65536), else uint32."""
-    return np.dtype(np.uint16) if vocab_size <= 2**16 else np.dtype(np.uint32)
-
-
-def bits_per_byte(loss_nats: float, bytes_per_token: float) -> float:
-    """bpb = loss / (ln 2 * bytes_per_token) = loss * tokens / (bytes * ln 2) (DESIGN.md section 2)."""
-    return loss_nats / (math.log(2) * bytes_per_token)
-
-
-def _hash(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _versions() -> dict:
-    import tokenizers
-
-    from scalinglab import __version__
-
-    return {"scalinglab": __version__, "tokenizers": tokenizers.__version__, "numpy": np.__version__,
-            "python": sys.version.split()[0], "cache_format": CACHE_FORMAT}
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The validation split: whole documents, chosen in a fixed hash order until enough bytes are held out.
-
-def split_by_document(doc_ids: list[str], doc_bytes: list[int], val_bytes: int) -> np.ndarray:
-    """Boolean mask of validation documents: documents in order of sha256(doc_id), taken while the held-out bytes
-    are below `val_bytes`; at least one document goes to each split. Fixed for a given corpus (no seed)."""
-    order = sorted(range(len(doc_ids)), key=lambda i: hashlib.sha256(doc_ids[i].encode()).digest())
-    is_val = np.zeros(len(doc_ids), dtype=bool)
-    held = 0
-    for i in order[:-1]:  # never the last: the training split keeps at least one document
-        if held >= val_bytes and is_val.any():
-            break
-        is_val[i] = True
-        held += doc_bytes[i]
-    return is_val
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Building the cache.
-
-@contextmanager
-def _exclusive(lock_path: Path):
-    """Hold an exclusive lock on `lock_path` (POSIX flock) so parallel runs build a cache once."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "w") as handle:
-        try:
-            import fcntl
-
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        except ImportError:  # no flock (Windows): two builders may race; the rename below keeps that safe
-            pass
-        yield
-
-
-def remove_stale_builds(final_dir: Path) -> list[Path]:
-    """Delete the `<key>.tmp-<pid>` folders killed builds of this cache left beside it; the caller holds the build
-    lock of `final_dir`, so no live build of this cache is using any of them."""
-    stale = [p for p in final_dir.parent.glob(f"{final_dir.name}.tmp-*") if p.is_dir()]
-    for folder in stale:
-        shutil.rmtree(folder, ignore_errors=True)
-    return stale
-
-
-def _pid_alive(pid: str) -> bool:
-    """Whether the process a `.tmp-<pid>` name points to still runs (True when it cannot be told)."""
-    if not pid.isdigit():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # alive, but someone else's
-        return True
-    return True
-
-
-def _progress(total: int, description: str, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=description, unit="B", unit_scale=True, disable=not enabled or None,
-                file=sys.stderr, leave=False)
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True))
-    os.replace(tmp, path)
-
-
-def _train_or_load_tokenizer(train_texts: list[str], vocab_size: int, tokenizer_file, cache_dir: Path,
-                             split_key: str, progress: bool):
-    """The user's tokenizer.json, or a BPE trained on the training split, cached by (split, settings)."""
-    if tokenizer_file is not None:
-        return load_tokenizer(tokenizer_file)
-    path = cache_dir / "tokenizers" / f"bpe-{_hash([split_key, vocab_size, 'bytelevel-bpe-v1'])}.json"
-    if path.exists():
-        return load_tokenizer(path, field=str(path), fix=f"delete {path} (a cached tokenizer) and run again to "
-                              "retrain it")
-    tokenizer = train_bpe(train_texts, vocab_size, length=len(train_texts), show_progress=progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for tmp in path.parent.glob(f"{path.name}.tmp-*"):  # left by a killed build (another live one keeps its own)
-        if not _pid_alive(tmp.name.rpartition(".tmp-")[2]):
-            tmp.unlink(missing_ok=True)
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    tokenizer.save(str(tmp))
-    os.replace(tmp, path)
-    return tokenizer
-
-
-def _encode_to_file(tokenizer, texts: list[str], eot_id: int, dtype: np.dtype, path: Path, progress_bar) -> int:
-    """Encode documents chunk by chunk, appending to `path`; return the number of tokens written."""
-    written = 0
-    with open(path, "wb") as f:
-        chunk, chunk_bytes = [], 0
-        for i, text in enumerate(texts):
-            chunk.append(text)
-            chunk_bytes += len(text)
-            if chunk_bytes >= ENCODE_CHUNK_BYTES or i == len(texts) - 1:
-                ids = encode_documents(tokenizer, chunk, eot_id, dtype)
-                ids.tofile(f)
-                written += ids.size
-                progress_bar.update(chunk_bytes)
-                chunk, chunk_bytes = [], 0
-    return written
-
-
-def build_token_cache(source: dict, vocab_size: int, val_tokens: int, tokenizer_file, cache_dir: Path,
-                      final_dir: Path, progress: bool = True) -> dict:
-    """Read the corpus, split it by document, train/load the tokenizer, write both splits; return the manifest.
-
-    Everything is written under a temporary directory that is renamed to `final_dir` at the end, so an
-    interrupted build never leaves a cache that looks complete.
-    """
-    start = time.perf_counter()
-    ids, texts = [], []
-    for doc_id, text in iter_documents(source, cache_dir, PROJECT_ROOT):
-        if text and text.strip():
-            ids.append(doc_id)
-            texts.append(text)
-    if not texts:
-        where = {"text_files": f"the files {source.get('paths')}", "hf": f"the dataset {source.get('name')!r}"}
-        raise ConfigError("data.source", f"{where.get(source.get('kind'), 'the corpus')} hold no non-empty document "
-                          "(every one is empty or whitespace)", "point data.source at files or a dataset that contain text")
-    if len(texts) < 2:
-        raise ConfigError("data.source", f"the corpus has 1 document ({ids[0]}); the validation split is made of "
-                          "whole documents", "give at least 2 documents (e.g. split the file into several .txt files)")
-    doc_bytes = [len(t.encode("utf-8")) for t in texts]
-    log.info("corpus: %d documents, %.1f MB", len(texts), sum(doc_bytes) / 1e6)
-
-    # The split is chosen by bytes, before the tokenizer exists (it is trained on the training split only);
-    # if the held-out documents encode to fewer than val_tokens tokens, hold out more and retrain.
-    bytes_per_token_guess = 4.0 if vocab_size <= 8192 else 4.8
-    for attempt in range(MAX_SPLIT_ATTEMPTS):
-        is_val = split_by_document(ids, doc_bytes, int(val_tokens * bytes_per_token_guess))
-        train_texts = [t for t, v in zip(texts, is_val) if not v]
-        val_texts = [t for t, v in zip(texts, is_val) if v]
-        split_key = _hash([source_fingerprint(source, PROJECT_ROOT), sorted(np.array(ids)[is_val].tolist())])
-        tokenizer = _train_or_load_tokenizer(train_texts, vocab_size, tokenizer_file, cache_dir, split_key, progress)
-        eot = end_of_text_id(tokenizer)
-        val_ids = encode_documents(tokenizer, val_texts, eot, token_dtype(vocab_size))
-        if val_ids.size >= val_tokens:
-            break
-        if is_val.sum() == len(ids) - 1:  # every document but one is held out already
-            raise ConfigError("data.val_tokens", f"is {val_tokens}, but all documents but one hold only "
-                              f"{val_ids.size} tokens ({sum(doc_bytes)} bytes in the whole corpus)",
-                              "lower data.val_tokens (or give more text)")
-        bytes_per_token_guess *= 1.1 * val_tokens / max(val_ids.size, 1)
-    else:
-        raise ConfigError("data.val_tokens", f"could not hold out {val_tokens} tokens in {MAX_SPLIT_ATTEMPTS} tries",
-                          "lower data.val_tokens")
-    if tokenizer.get_vocab_size() > vocab_size:
-        raise ConfigError("data.vocab_size", f"is {vocab_size} but the tokenizer {tokenizer_file} has "
-                          f"{tokenizer.get_vocab_size()} tokens", f"set data.vocab_size={tokenizer.get_vocab_size()}")
-
-    dtype = token_dtype(vocab_size)
-    final_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = final_dir.with_name(final_dir.name + f".tmp-{os.getpid()}")
-    shutil.rmtree(tmp_dir, ignore_errors=True)
-    tmp_dir.mkdir()
-    try:
-        val_ids.tofile(tmp_dir / "val.bin")
-        bytes_train = sum(b for b, v in zip(doc_bytes, is_val) if not v)
-        with _progress(bytes_train, "tokenizing", progress) as bar:
-            tokens_train = _encode_to_file(tokenizer, train_texts, eot, dtype, tmp_dir / "train.bin", bar)
-        tokenizer.save(str(tmp_dir / "tokenizer.json"))
-        np.save(tmp_dir / "token_bytes.npy", token_byte_lengths(tokenizer))
-        manifest = {
-            "tokens_train": int(tokens_train), "tokens_val": int(val_ids.size),
-            "bytes_train": int(bytes_train), "bytes_val": int(sum(b for b, v in zip(doc_bytes, is_val) if v)),
-            "documents": len(texts), "documents_train": int((~is_val).sum()), "documents_val": int(is_val.sum()),
-            "vocab_size": int(vocab_size), "tokenizer_vocab_size": int(tokenizer.get_vocab_size()),
-            "val_tokens_requested": int(val_tokens), "dtype": dtype.name, "eot_id": int(eot),
-            "source": source, "corpus_fingerprint": source_fingerprint(source, PROJECT_ROOT), "split_key": split_key,
-            "sha256": {name: sha256_file(tmp_dir / name) for name in ("train.bin", "val.bin", "tokenizer.json")},
-            "versions": _versions(), "build_seconds": round(time.perf_counter() - start, 3),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
-        _write_json(tmp_dir / "manifest.json", manifest)  # written last: its presence marks a complete cache
-        try:
-            os.replace(tmp_dir, final_dir)
-        except OSError:  # another process finished the same cache first; keep theirs
-            shutil.rmtree(tmp_dir, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        raise
-    return json.loads((final_dir / "manifest.json").read_text())
-
-
-def cache_key(source: dict, vocab_size: int, val_tokens: int, tokenizer_file) -> str:
-    """Key of a token cache: (corpus fingerprint, split and tokenizer settings); cheap, reads no text."""
-    tokenizer_hash = None if tokenizer_file is None else sha256_file(tokenizer_file)
-    return _hash([CACHE_FORMAT, source_fingerprint(source, PROJECT_ROOT), vocab_size, val_tokens, tokenizer_hash])
-
-
-MANIFEST_KEYS = ("tokens_train", "tokens_val", "dtype", "sha256")
-
-
-def _corrupt(cache_path: Path, file: str, problem: str) -> ConfigError:
-    return ConfigError(str(cache_path / file), f"the token cache is damaged: {problem}",
-                       f"delete {cache_path} and run again to rebuild it (nothing else is lost)")
-
-
-def read_manifest(cache_path: Path) -> dict:
-    """The manifest of a complete token cache, after cheap checks that its files match it.
-
-    Checked: the manifest parses and has its keys; train.bin and val.bin have exactly the bytes the manifest's token
-    counts need; tokenizer.json has its recorded SHA-256; token_bytes.npy exists. A damaged file raises ConfigError
-    naming it (a truncated or garbled cache would otherwise fail mid-run or train on garbage).
-    """
-    cache_path = Path(cache_path)
-    try:
-        manifest = json.loads((cache_path / "manifest.json").read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise _corrupt(cache_path, "manifest.json", f"cannot read it ({error})") from None
-    missing = [key for key in MANIFEST_KEYS if not isinstance(manifest, dict) or key not in manifest]
-    if missing:
-        raise _corrupt(cache_path, "manifest.json", f"it lacks {missing}")
-    try:
-        itemsize = np.dtype(manifest["dtype"]).itemsize
-    except TypeError:
-        raise _corrupt(cache_path, "manifest.json", f"unknown dtype {manifest['dtype']!r}") from None
-    for name, tokens in (("train.bin", manifest["tokens_train"]), ("val.bin", manifest["tokens_val"])):
-        path = cache_path / name
-        size = path.stat().st_size if path.exists() else None
-        if size != int(tokens) * itemsize:
-            raise _corrupt(cache_path, name, f"{'missing' if size is None else f'{size} bytes'}, the manifest says "
-                           f"{tokens} tokens x {itemsize} bytes = {int(tokens) * itemsize} bytes")
-    tokenizer = cache_path / "tokenizer.json"
-    expected = manifest["sha256"].get("tokenizer.json") if isinstance(manifest["sha256"], dict) else None
-    if not tokenizer.exists() or (expected is not None and sha256_file(tokenizer) != expected):
-        raise _corrupt(cache_path, "tokenizer.json", "missing" if not tokenizer.exists() else
-                       "its SHA-256 differs from the manifest's")
-    if not (cache_path / "token_bytes.npy").exists():
-        raise _corrupt(cache_path, "token_bytes.npy", "missing")
-    return manifest
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -345,7 +79,7 @@ class TrainWindows(torch.utils.data.Dataset):
                  first_step: int = 0, last_step: int = 0):
         self.memmap = _Memmap(path, dtype)
         self.n_ctx, self.batch_size, self.seed = n_ctx, batch_size, seed
-        self.n_windows = n_tokens // (n_ctx + 1)
+        self.n_windows = train_windows(n_tokens, n_ctx)
         self.first_step, self.last_step = first_step, last_step
         self.rank, self.world_size = 0, 1
         self._permutations: dict[int, np.ndarray] = {}
@@ -415,23 +149,16 @@ class ValWindows(torch.utils.data.Dataset):
         return tokens[:, :-1], tokens[:, 1:]
 
 
-# ---------------------------------------------------------------------------------------------------------
-
-def _positive_int(value, field: str, example: str) -> int:
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ConfigError(field, f"must be a positive integer, got {value!r}", f"set e.g. {field}={example}")
-    return int(value)
-
-
 class TokenDataModule(L.LightningDataModule):
     """Token windows of a cached, tokenized corpus for one training run (see the module docstring)."""
 
     def __init__(self, source: dict, vocab_size: int = 4096, val_tokens: int = 250_000, tokenizer_file=None,
-                 num_workers: int = 0, n_ctx: int = 256, batch_size: int = 32, tokens: int = 2_000_000,
-                 seed: int = 0, cache_dir: str = ".cache/scalinglab", progress: bool = True):
+                 num_workers: int = 0, n_ctx: int = 256, train: TrainConfig | None = None,
+                 cache_dir: str = ".cache/scalinglab", progress: bool = True):
+        """`train` gives train.tokens, batch_size and seed (default: TrainConfig()); the data.* settings and n_ctx
+        are checked here, before anything is read."""
         super().__init__()
+        train = TrainConfig() if train is None else train
         if not isinstance(source, dict):  # a DictConfig when instantiated without _convert_="all"
             from omegaconf import OmegaConf
 
@@ -439,21 +166,18 @@ class TokenDataModule(L.LightningDataModule):
         check_source(source)
         self.source = dict(source)
         self.vocab_size = check_vocab_size(vocab_size)
-        self.val_tokens = _positive_int(val_tokens, "data.val_tokens", "250000")
-        self.n_ctx = _positive_int(n_ctx, "model.n_ctx", "256")
-        self.batch_size = _positive_int(batch_size, "train.batch_size", "32")
-        self.tokens = _positive_int(round(tokens) if isinstance(tokens, float) else tokens, "train.tokens", "2e6")
-        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-            raise ConfigError("data.num_workers", f"must be an integer >= 0, got {num_workers!r}", "set e.g. 0 or 2")
-        self.num_workers, self.seed, self.progress = num_workers, int(seed), progress
+        self.val_tokens = Number(integer=True)(val_tokens, "data.val_tokens", "250000")
+        self.n_ctx = Number(integer=True)(n_ctx, "model.n_ctx", "256")
+        self.num_workers = Number(integer=True, allow_zero=True)(num_workers, "data.num_workers", "2")
+        self.batch_size, self.seed, self.progress = train.batch_size, train.seed, progress
         if tokenizer_file is not None and not os.path.isfile(tokenizer_file):
             raise ConfigError("data.tokenizer_file", f"{tokenizer_file} does not exist",
                               "give an existing tokenizer.json, or null to train a BPE tokenizer")
         self.tokenizer_file = tokenizer_file
         self.cache_dir = Path(cache_dir)
         self.tokens_per_step = self.batch_size * self.n_ctx
-        self.steps = max(1, round(self.tokens / self.tokens_per_step))
-        self.tokens_total = self.steps * self.tokens_per_step
+        self.steps = steps_for_tokens(train.tokens, self.tokens_per_step)
+        self.tokens_total = consumed_tokens(train.tokens, self.tokens_per_step)
         self.manifest: dict | None = None
 
     # -- building / loading ---------------------------------------------------------------------------
@@ -463,23 +187,20 @@ class TokenDataModule(L.LightningDataModule):
         if self.manifest is not None:
             return self.manifest
         start = time.perf_counter()
-        key = cache_key(self.source, self.vocab_size, self.val_tokens, self.tokenizer_file)
-        self.cache_path = self.cache_dir / "tokens" / key
-        reused = (self.cache_path / "manifest.json").exists()
-        if not reused:
-            with _exclusive(self.cache_dir / "tokens" / f"{key}.lock"):
-                remove_stale_builds(self.cache_path)
-                if not (self.cache_path / "manifest.json").exists():
-                    build_token_cache(self.source, self.vocab_size, self.val_tokens, self.tokenizer_file,
-                                      self.cache_dir, self.cache_path, self.progress)
-                else:
-                    reused = True
-        manifest = read_manifest(self.cache_path)
+        reused = token_cache.ensure_token_cache(self.cache_path, self.source, self.vocab_size, self.val_tokens,
+                                                self.tokenizer_file, self.cache_dir, self.progress)
+        manifest = token_cache.read_manifest(self.cache_path)
         self._load(manifest)
         manifest.update(seconds=round(time.perf_counter() - start, 3), reused=reused)
         self.manifest = manifest
         log.info("token cache %s: %s", "reused" if reused else "built", self.cache_path)
         return manifest
+
+    @cached_property
+    def cache_path(self) -> Path:
+        """The token cache of these data settings (built or not; see token_cache.py)."""
+        return token_cache.cache_path(self.cache_dir, self.source, self.vocab_size, self.val_tokens,
+                                      self.tokenizer_file)
 
     def _load(self, manifest: dict) -> None:
         self.tokenizer_path = self.cache_path / "tokenizer.json"
@@ -487,7 +208,7 @@ class TokenDataModule(L.LightningDataModule):
         try:
             token_bytes = np.load(self.cache_path / "token_bytes.npy")
         except (OSError, ValueError) as error:
-            raise _corrupt(self.cache_path, "token_bytes.npy", f"cannot read it ({error})") from None
+            raise token_cache.corrupt(self.cache_path, "token_bytes.npy", f"cannot read it ({error})") from None
         n_val = manifest["tokens_val"]
         val_windows = min(self.val_tokens, n_val - 1) // self.n_ctx
         if val_windows < 1:
@@ -506,10 +227,11 @@ class TokenDataModule(L.LightningDataModule):
         val = np.memmap(self.cache_path / "val.bin", dtype=manifest["dtype"], mode="r")
         targets = val[1: 1 + self.val_tokens_evaluated]
         self.val_bytes_per_token = float(token_bytes[targets].sum()) / targets.size
-        self.epochs = self.steps * self.batch_size / self.train_windows.n_windows
+        self.tokens_per_epoch = tokens_per_epoch(manifest["tokens_train"], self.n_ctx)
+        self.epochs = self.tokens_total / self.tokens_per_epoch
         if self.epochs > 1:
             message = (f"train.tokens={self.tokens_total} needs {self.epochs:.2f} epochs of the training split "
-                       f"({self.train_windows.n_windows * self.n_ctx} tokens): data repeats")
+                       f"({self.tokens_per_epoch} tokens): data repeats")
             warnings.warn(message, stacklevel=3)
             log.warning(message)
 
@@ -577,27 +299,18 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     from hydra import compose, initialize_config_dir
-    from hydra.utils import instantiate
+
+    from scalinglab.build import build_datamodule
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    config_dir = Path(os.environ.get("SCALINGLAB_CONFIG_DIR", PROJECT_ROOT / "configs")).resolve()
-    from scalinglab.validate import hydra_error
-
+    config_dir = Path(os.environ.get("SCALINGLAB_CONFIG_DIR", CONFIG_DIR)).resolve()
     try:
         with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
             cfg = compose("config", overrides=argv[1:])
-        dm = instantiate(cfg.data, n_ctx=cfg.model.n_ctx, batch_size=cfg.train.batch_size, tokens=cfg.train.tokens,
-                         seed=cfg.train.seed, cache_dir=cfg.paths.cache, _convert_="all")
+        dm = build_datamodule(cfg)
         manifest = dm.prepare()
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except Exception as error:  # Hydra's composition errors; instantiate wraps a ConfigError raised in __init__
-        cause = error.__cause__ if isinstance(error.__cause__, ConfigError) else hydra_error(error)
-        if cause is None:
-            raise
-        print(f"error: {cause}", file=sys.stderr)
-        return 2
+    except Exception as exc:  # a user mistake: one line and status 2 (anything else is re-raised)
+        return report_user_error(exc)
     print(json.dumps({**manifest, "steps": dm.steps, "epochs": round(dm.epochs, 4)}), flush=True)
     return 0
 

@@ -34,8 +34,6 @@ from scalinglab.config import GPTConfig, param_counts
 if TYPE_CHECKING:
     from scalinglab.model import GPT
 
-CONVENTIONS = ("6nd", "kaplan", "chinchilla")
-
 
 def flops_6nd(n_params: int) -> float:
     """C/D = 6 N with N every parameter (Hoffmann et al. 2022, C = 6ND)."""

@@ -13,7 +13,9 @@ import lightning as L
 import numpy as np
 import torch
 
-from scalinglab.model import GPT, GPTConfig
+from scalinglab.config import GPTConfig, TrainConfig
+from scalinglab.model import GPT
+from scalinglab.runs import bits_per_byte
 from scalinglab.schedule import lr_multiplier
 
 
@@ -32,7 +34,7 @@ def eval_steps(total_steps: int, points: int) -> list[int]:
 
 
 class LanguageModel(L.LightningModule):
-    def __init__(self, config: GPTConfig, train: dict, total_steps: int, flops_per_token: dict[str, float],
+    def __init__(self, config: GPTConfig, train: TrainConfig, total_steps: int, flops_per_token: dict[str, float],
                  peak_lr: float, val_bytes_per_token: float, tokens_per_epoch: int):
         super().__init__()
         self.config, self.train_cfg = config, train
@@ -41,8 +43,8 @@ class LanguageModel(L.LightningModule):
         self.flops_per_token = flops_per_token
         self.val_bytes_per_token = val_bytes_per_token
         self.tokens_per_epoch = tokens_per_epoch
-        self.diverge_above = train["diverge_factor"] * math.log(config.vocab_size)
-        self.eval_at = set(eval_steps(total_steps, train["eval_points"]))
+        self.diverge_above = train.diverge_factor * math.log(config.vocab_size)
+        self.eval_at = set(eval_steps(total_steps, train.eval_points))
         # State that survives a resume (see on_save_checkpoint).
         self.tokens_seen = 0
         self.wall_time = 0.0
@@ -58,10 +60,9 @@ class LanguageModel(L.LightningModule):
         no_decay = [p for p in self.model.parameters() if p.dim() < 2]
         t = self.train_cfg
         optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": t["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=self.peak_lr, betas=(t["beta1"], t["beta2"]), eps=t["eps"])
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_multiplier(
-            step, self.total_steps, t["schedule"], t["warmup_frac"], t["min_lr_ratio"], t["cooldown_frac"]))
+            [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=self.peak_lr, betas=(t.beta1, t.beta2), eps=t.eps)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_multiplier(step, self.total_steps, t))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def on_train_start(self):
@@ -113,7 +114,7 @@ class LanguageModel(L.LightningModule):
             **{name: self.tokens_seen * per_token for name, per_token in self.flops_per_token.items()},
             "train_loss": self._loss_sum / max(self._loss_count, 1),
             "val_loss": val_loss,
-            "bpb": val_loss / (math.log(2) * self.val_bytes_per_token),
+            "bpb": bits_per_byte(val_loss, self.val_bytes_per_token),
             "lr": self.lr_at(self.global_step - 1),  # the LR of the last update
             "epochs": self.tokens_seen / self.tokens_per_epoch,
             "wall_time": self.wall_time,
@@ -128,9 +129,7 @@ class LanguageModel(L.LightningModule):
         return row
 
     def lr_at(self, step: int) -> float:
-        t = self.train_cfg
-        return self.peak_lr * lr_multiplier(max(step, 0), self.total_steps, t["schedule"], t["warmup_frac"],
-                                            t["min_lr_ratio"], t["cooldown_frac"])
+        return self.peak_lr * lr_multiplier(max(step, 0), self.total_steps, self.train_cfg)
 
     # -- resume -------------------------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint):

@@ -3,12 +3,7 @@ from __future__ import annotations
 
 from lightning.pytorch.callbacks import RichProgressBar
 
-
-def _short(n: float) -> str:
-    for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(n) >= size:
-            return f"{n / size:.2f}{unit}"
-    return f"{n:.0f}"
+from scalinglab.units import si
 
 
 class TokenProgressBar(RichProgressBar):
@@ -19,7 +14,7 @@ class TokenProgressBar(RichProgressBar):
     def get_metrics(self, trainer, pl_module):
         metrics = super().get_metrics(trainer, pl_module)
         metrics.pop("v_num", None)
-        metrics["tokens"] = f"{_short(pl_module.tokens_seen)}/{_short(self.total_tokens)}"
+        metrics["tokens"] = f"{si(pl_module.tokens_seen)}/{si(self.total_tokens)}"
         if "tok/s" in metrics:
-            metrics["tok/s"] = _short(float(metrics["tok/s"]))
+            metrics["tok/s"] = si(float(metrics["tok/s"]))
         return metrics

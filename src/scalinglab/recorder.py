@@ -12,16 +12,16 @@ from pathlib import Path
 
 import lightning as L
 
+from scalinglab.config import TrainConfig
 from scalinglab.store import CHECKPOINT, METRICS, TMP_PREFIX, fault_point, storage_error, write_parquet
 
 
 class RunRecorder(L.Callback):
-    def __init__(self, run_dir: Path, checkpoint_minutes: float, early_stopping: bool, patience: int,
-                 save_at_steps: list[int] = ()):
+    def __init__(self, run_dir: Path, train: TrainConfig):
         self.run_dir = Path(run_dir)
-        self.save_at_steps = set(save_at_steps)
-        self.checkpoint_seconds = 60.0 * checkpoint_minutes
-        self.early_stopping, self.patience = early_stopping, patience
+        self.save_at_steps = set(train.save_at_steps)
+        self.checkpoint_seconds = 60.0 * train.checkpoint_minutes
+        self.early_stopping, self.patience = train.early_stopping, train.patience
         self._t_batch = None
         self._t_checkpoint = time.monotonic()
 

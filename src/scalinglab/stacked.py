@@ -27,9 +27,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from scalinglab.errors import ConfigError
 from scalinglab.module import Diverged, LanguageModel
+from scalinglab.runs import resolve_device_kind, resolve_precision
 from scalinglab.stacked_step import OptimizerSettings, Stack
-from scalinglab.store import CHECKPOINT, METRICS, StoreError, atomic_write, remove_temporaries, run_lock, \
-    write_parquet
+from scalinglab.store import (CHECKPOINT, METRICS, StoreError, atomic_write, remove_temporaries, run_lock,
+                              write_parquet)
 
 __all__ = ["stack_key", "train_group", "train_members", "is_member_checkpoint", "build_stack", "stack_groups",
            "write_group_file", "train_group_file", "STACK_ENV", "SYNC_EVERY"]
@@ -42,16 +43,12 @@ SHARED = ("batch_size", "beta1", "beta2", "eps", "weight_decay", "grad_clip", "t
 
 
 def _device(cfg: DictConfig) -> torch.device:
-    accelerator = str(cfg.trainer.accelerator)
-    cuda = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-    return torch.device("cuda" if cuda else "cpu")
+    """The device a single run of `cfg` would train on (runs.resolve_device_kind; cpu unless that is cuda)."""
+    return torch.device("cuda" if resolve_device_kind(str(cfg.trainer.accelerator)) == "cuda" else "cpu")
 
 
 def _autocast(cfg: DictConfig) -> torch.dtype | None:
-    precision = cfg.trainer.precision
-    if precision == "auto":
-        precision = "bf16-mixed" if _device(cfg).type == "cuda" else "32-true"
-    return PRECISIONS[precision]
+    return PRECISIONS[resolve_precision(cfg.trainer.precision, _device(cfg).type)]
 
 
 def stack_key(cfg: DictConfig) -> tuple | None:
@@ -193,8 +190,8 @@ def train_members(items: list[tuple]) -> list[dict]:
     runs = [_Run(*item, device=device) for item in items]
     for run in runs:
         _resume(run)
-    train = OmegaConf.to_container(items[0][0].train, resolve=True)
-    stack = Stack([run.module.model for run in runs], OptimizerSettings.of(train), _autocast(items[0][0]))
+    stack = Stack([run.module.model for run in runs], OptimizerSettings.of(runs[0].module.train_cfg),
+                  _autocast(items[0][0]))
     for k, run in enumerate(runs):
         if run.optimizer is not None:
             stack.load_optimizer_state(k, run.optimizer)
@@ -279,7 +276,7 @@ def _after_step(run: _Run, stack: Stack, k: int) -> None:
         stack.store_weights(k, m.model)
         m.record()
         write_parquet(run.rdir / METRICS, m.rows)
-        if m.train_cfg["early_stopping"] and m.evals_without_improvement >= m.train_cfg["patience"]:
+        if m.train_cfg.early_stopping and m.evals_without_improvement >= m.train_cfg.patience:
             run.stopped = True
         if m.step < m.total_steps and not run.stopped:
             _save(run, stack, k)

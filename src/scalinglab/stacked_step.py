@@ -36,8 +36,9 @@ class OptimizerSettings:
         self.weight_decay, self.grad_clip = float(weight_decay), float(grad_clip or 0.0)
 
     @classmethod
-    def of(cls, train: dict) -> "OptimizerSettings":
-        return cls(train["beta1"], train["beta2"], train["eps"], train["weight_decay"], train["grad_clip"])
+    def of(cls, train) -> "OptimizerSettings":
+        """The settings of a config.TrainConfig."""
+        return cls(train.beta1, train.beta2, train.eps, train.weight_decay, train.grad_clip)
 
 
 class Stack:

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
-import json
 import os
 import re
 import signal
@@ -35,7 +33,6 @@ import pyarrow.parquet as pq
 from scalinglab.errors import ConfigError
 
 SCHEMA_VERSION = 1
-STATUSES = ("complete", "diverged", "failed")
 SUMMARY = "summary.parquet"
 METRICS = "metrics.parquet"
 CONFIG = "config.yaml"
@@ -133,12 +130,6 @@ def check_name(value: str, field: str) -> str:
     return value
 
 
-def run_id(identity: dict) -> str:
-    """A stable 12-hex-digit hash of the config fields that change a run's result."""
-    blob = json.dumps(identity, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
-
-
 def sweep_dir(runs_root: Path | str, sweep: str) -> Path:
     """<runs>/<sweep>, refusing any sweep name that would land outside the runs directory."""
     root = Path(runs_root).resolve()
@@ -158,20 +149,21 @@ def run_dir(runs_root: Path | str, sweep: str, rid: str) -> Path:
 
 
 @contextmanager
-def run_lock(path: Path | str):
-    """Hold an exclusive lock on a run directory; yields False if another process holds it.
+def file_lock(path: Path | str, wait: bool = True):
+    """Hold an exclusive lock on the file `path` (created if missing); yields True, or False at once when `wait` is
+    False and another process holds it.
 
     flock is released by the kernel when its process dies (even by SIGKILL), so no stale lock survives a crash.
     """
     path = Path(path)
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        handle = open(path / LOCK, "a")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a")
     except OSError as exc:
-        raise storage_error(_existing_parent(path), exc) from None
+        raise storage_error(_existing_parent(path.parent), exc) from None
     with handle:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             yield False
             return
@@ -179,6 +171,11 @@ def run_lock(path: Path | str):
             yield True
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def run_lock(path: Path | str):
+    """Hold the exclusive lock of a run directory; yields False if another process holds it (see file_lock)."""
+    return file_lock(Path(path) / LOCK, wait=False)
 
 
 def is_locked(path: Path | str) -> bool:

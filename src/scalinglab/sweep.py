@@ -24,12 +24,12 @@ from typing import Callable
 
 import pandas as pd
 
-from scalinglab.errors import ConfigError
+from scalinglab.config import CONFIG_DIR, PROJECT_ROOT, TrainConfig
+from scalinglab.errors import ConfigError, report_user_error
+from scalinglab.runs import run_id, run_identity, tokens_per_epoch
 from scalinglab.store import CONFIG, LOCK, SUMMARY, is_locked, read_summary, run_status, write_parquet
-from scalinglab.sweep_plan import (DEFAULT_FLOPS_PER_SECOND, DEFAULT_STARTUP_SECONDS, ModelFacts, Plan, estimate,
-                                   expand, format_table)
+from scalinglab.sweep_plan import DEFAULT_FLOPS_PER_SECOND, DEFAULT_STARTUP_SECONDS, ModelFacts, Plan, estimate, expand
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SWEEPS_DIR = PROJECT_ROOT / "sweeps"
 PLAN_FILE = "plan.parquet"
 STATES = ("complete", "running", "interrupted", "failed", "diverged", "pending")
@@ -54,45 +54,40 @@ def cli_combinations(arguments: list[str]) -> list[list[str]]:
 
 
 def _epoch_tokens(cfg, prepare: bool) -> int | None:
-    """Tokens one epoch holds: train_windows * n_ctx, train_windows = tokens_train // (n_ctx + 1) (data.py)."""
-    import json
+    """Tokens one epoch of the run's corpus holds (runs.tokens_per_epoch); None if the cache is not built and
+    `prepare` is False."""
+    from scalinglab.build import build_datamodule
+    from scalinglab.token_cache import read_manifest
 
-    from scalinglab.train import instantiate
-
-    dm = instantiate(cfg.data, n_ctx=cfg.model.n_ctx, batch_size=int(cfg.train.batch_size),
-                                 tokens=int(cfg.train.tokens), seed=int(cfg.train.seed), cache_dir=cfg.paths.cache,
-                                 progress=False, _convert_="all")
+    dm = build_datamodule(cfg, progress=False)
     if prepare:
         manifest = dm.prepare()
+    elif (dm.cache_path / "manifest.json").exists():
+        manifest = read_manifest(dm.cache_path)
     else:
-        from scalinglab.data import cache_key
-        file = Path(cfg.paths.cache) / "tokens" / cache_key(dm.source, dm.vocab_size, dm.val_tokens,
-                                                            dm.tokenizer_file) / "manifest.json"
-        if not file.exists():
-            return None
-        manifest = json.loads(file.read_text())
-    n_ctx = int(cfg.model.n_ctx)
-    return int(manifest["tokens_train"]) // (n_ctx + 1) * n_ctx
+        return None
+    return tokens_per_epoch(int(manifest["tokens_train"]), dm.n_ctx)
 
 
 def model_facts(cfg, prepare_data: bool, _epochs: dict | None = None) -> ModelFacts:
     """Parameter counts (scalinglab.config.param_counts: no torch), FLOPs per token and sizes of `cfg`."""
     from omegaconf import OmegaConf
 
+    from scalinglab.build import instantiate
     from scalinglab.config import param_counts
     from scalinglab.flops import flops_per_token
-    from scalinglab.train import instantiate
 
     model_cfg = instantiate(cfg.model)
+    train = TrainConfig.from_dict(cfg.train)
     counts = param_counts(model_cfg)
     per_token = flops_per_token(model_cfg, counts)
-    key = (OmegaConf.to_yaml(cfg.data, resolve=True), int(cfg.model.n_ctx), str(cfg.paths.cache))
+    key = (OmegaConf.to_yaml(cfg.data, resolve=True), model_cfg.n_ctx, str(cfg.paths.cache))
     epochs = {} if _epochs is None else _epochs
     if key not in epochs:
         epochs[key] = _epoch_tokens(cfg, prepare_data)
     return ModelFacts(n_params=counts["n_params"], n_params_nonembed=counts["n_params_nonembed"],
                       flops_per_token={k.removeprefix("flops_"): v for k, v in per_token.items()},
-                      tokens_per_step=int(cfg.train.batch_size) * int(cfg.model.n_ctx), tokens=int(cfg.train.tokens),
+                      tokens_per_step=train.batch_size * model_cfg.n_ctx, tokens=train.tokens,
                       epoch_tokens=epochs[key])
 
 
@@ -106,8 +101,7 @@ def build_plan(config, arguments: list[str], compose: Callable[[list[str]], obje
     """
     from omegaconf import OmegaConf
 
-    from scalinglab.store import run_id
-    from scalinglab.train import identity, instantiate
+    from scalinglab.build import instantiate
     from scalinglab.validate import validate
 
     if OmegaConf.select(config, "plan") is None:
@@ -136,15 +130,16 @@ def build_plan(config, arguments: list[str], compose: Callable[[list[str]], obje
         if run.branch_of is not None:
             run.overrides += [f"++train.branch_from={total.runs[run.branch_of].run_id}",
                               f"++train.branch_step={run.branch_step}"]
-        run.run_id = run_id(identity(compose(run.overrides)))
+        run.run_id = run_id(run_identity(compose(run.overrides)))  # the device kind as train.py resolves it
     return estimate(total, flops_per_second, startup_seconds)
 
 
-def batches(plan: Plan) -> list[list[int]]:
-    """Launch order: every run that branches from nothing first, then the cooldowns (they need the long runs)."""
+def launch_waves(plan: Plan) -> list[list[int]]:
+    """Run indices in launch waves, each launched once the one before it has finished: every run that branches
+    from nothing first, then the cooldowns (they start from the long runs' checkpoints)."""
     first = [i for i, r in enumerate(plan.runs) if r.branch_of is None]
     second = [i for i, r in enumerate(plan.runs) if r.branch_of is not None]
-    return [b for b in (first, second) if b]
+    return [wave for wave in (first, second) if wave]
 
 
 def threads_per_run(launcher_target: str, n_jobs: int | None, n_runs: int, cores: int | None = None) -> int | None:
@@ -235,18 +230,12 @@ def _sweep_file(name: str) -> tuple[Path, str]:
 def check_sweep_overrides(config_dir: Path, config_name: str, overrides: list[str]) -> None:
     """Refuse overrides Hydra would reject with exit 1 (unknown keys or group options, bad syntax): one combination
     of them must compose with the sweep file. Flags (--cfg, ...) are left to Hydra."""
-    from scalinglab.validate import check_overrides, hydra_error
+    from scalinglab.validate import check_overrides
 
     if any(arg.startswith("-") for arg in overrides):
         return
-    try:
-        first = cli_combinations(overrides)[0]
-    except Exception as exc:  # an override that does not parse
-        error = hydra_error(exc)
-        if error is None:
-            raise
-        raise error from None
-    check_overrides(first, config_dir, config_name, search_dirs=(PROJECT_ROOT / "configs",))
+    first = cli_combinations(overrides)[0]  # an override that does not parse raises Hydra's error (a user error)
+    check_overrides(first, config_dir, config_name, search_dirs=(CONFIG_DIR,))
 
 
 def _env_with_plugin() -> dict:
@@ -285,9 +274,8 @@ def main(argv: list[str] | None = None) -> int:
                 "--config-name", config_name, *rest]
         if command == "plan":
             args.append("hydra.sweeper.dry_run=true")
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except Exception as exc:  # a user mistake: one line and status 2 (anything else is re-raised)
+        return report_user_error(exc)
     sys.stdout.flush()
     os.execve(sys.executable, args, _env_with_plugin())  # Hydra owns the command line from here (multirun, launchers, overrides)
 

@@ -27,6 +27,8 @@ from typing import Callable
 
 from scalinglab.config import positive_number
 from scalinglab.errors import ConfigError
+from scalinglab.runs import consumed_tokens, cooldown_start, steps_for_tokens
+from scalinglab.units import duration, si
 
 KINDS = ("grid", "isoflop", "kaplan_n", "kaplan_d", "wsd_budgets")
 CONVENTIONS = ("6nd", "kaplan", "chinchilla")
@@ -60,7 +62,7 @@ class Run:
     size: str
     n_params: int
     n_params_nonembed: int
-    tokens: int  # D consumed: whole batches (steps = round(train.tokens / tokens_per_step), data.py)
+    tokens: int  # D consumed: whole batches (runs.consumed_tokens)
     flops: float  # C = flops_per_token * D under the plan's convention
     flops_6nd: float = 0.0  # 6 N D, what the time estimate's throughput is measured in
     budget: float | None = None  # isoflop: the target C
@@ -93,21 +95,6 @@ class Plan:
 def tokens_for_budget(budget: float, flops_per_token: float) -> float:
     """D = C / (FLOPs per token): C = 6ND gives D = C / 6N (Hoffmann et al. 2022, section 3.2)."""
     return budget / flops_per_token
-
-
-def steps_for_tokens(tokens: float, tokens_per_step: int) -> int:
-    """Optimizer steps a run of `tokens` takes: max(1, round(D / (batch_size * n_ctx))) (data.py)."""
-    return max(1, round(tokens / tokens_per_step))
-
-
-def consumed_tokens(tokens: float, tokens_per_step: int) -> int:
-    """Tokens a run of budget `tokens` really consumes: whole batches."""
-    return steps_for_tokens(tokens, tokens_per_step) * tokens_per_step
-
-
-def cooldown_start(total_steps: int, cooldown_frac: float) -> int:
-    """First step of a WSD cooldown: total - max(1, round(cooldown_frac * total)) (schedule.lr_multiplier)."""
-    return total_steps - max(1, round(cooldown_frac * total_steps))
 
 
 def skip_reason(tokens: float, facts: ModelFacts, min_tokens: float | None, allow_repeat: bool) -> str | None:
@@ -339,33 +326,18 @@ def estimate(plan: Plan, flops_per_second: float = DEFAULT_FLOPS_PER_SECOND,
     return plan
 
 
-def _si(x: float) -> str:
-    for unit, scale in (("E", 1e18), ("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(x) >= scale:
-            return f"{x / scale:.3g}{unit}"
-    return f"{x:.3g}"
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f}m"
-    return f"{seconds / 3600:.1f}h"
-
-
 def format_table(plan: Plan, convention: str = "6nd") -> str:
     """The plan as a text table: one line per run (N, D, C, estimated time), then the skipped sizes and why."""
     head = ["#", "size", "role", "N", "N_nonembed", "D", f"C ({convention})", "budget", "est", "run_id"]
     rows = [[str(i), r.size or "-", r.role + (f"<-#{r.branch_of}@{r.branch_step}" if r.branch_of is not None else ""),
-             _si(r.n_params), _si(r.n_params_nonembed), _si(r.tokens), f"{r.flops:.3g}",
-             "-" if r.budget is None else f"{r.budget:.3g}", _duration(r.seconds), r.run_id or "-"]
+             si(r.n_params), si(r.n_params_nonembed), si(r.tokens), f"{r.flops:.3g}",
+             "-" if r.budget is None else f"{r.budget:.3g}", duration(r.seconds), r.run_id or "-"]
             for i, r in enumerate(plan.runs)]
     widths = [max(len(x) for x in col) for col in zip(head, *rows)]
     lines = ["  ".join(x.rjust(w) for x, w in zip(line, widths)) for line in [head, *rows]]
     total = sum(r.seconds for r in plan.runs)
     lines.append(f"{len(plan.runs)} runs, C total {sum(r.flops for r in plan.runs):.3g} FLOPs, "
-                 f"estimated {_duration(total)} run one after another")
+                 f"estimated {duration(total)} run one after another")
     lines += [f"note: {n}" for n in plan.notes]
     for s in plan.skipped:
         budget = "" if s.budget is None else f" at C={s.budget:.3g}"

@@ -22,62 +22,20 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from scalinglab.errors import ConfigError
-from scalinglab.store import CHECKPOINT, CONFIG, SCHEMA_VERSION, SUMMARY, StoreError, check_name, read_summary, \
-    remove_temporaries, run_dir, run_id, run_lock, write_parquet, write_text
+from scalinglab.build import build_datamodule, instantiate
+from scalinglab.config import CONFIG_DIR, GPTConfig, TrainConfig
+from scalinglab.errors import ConfigError, exit_on_user_error
+from scalinglab.runs import resolve_device_kind, resolve_precision, run_id, run_identity
+from scalinglab.store import (CHECKPOINT, CONFIG, SCHEMA_VERSION, SUMMARY, StoreError, check_name, read_summary,
+                              remove_temporaries, run_dir, run_lock, write_parquet, write_text)
 from scalinglab.validate import check_overrides, validate
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
 log = logging.getLogger("scalinglab.train")
 
-# Settings that do not change a run's result, left out of its identity (model.name only labels the preset the
-# fields were read from: model=nano and the same fields given one by one are one run).
-NOT_IDENTITY = {"data": {"num_workers", "cache_dir"}, "train": {"threads", "checkpoint_minutes", "save_at_steps"},
-                "model": {"name"}}
 
-
-def identity(cfg: DictConfig) -> dict:
-    """The resolved config fields that change a run's result (model, data, train, seed, precision)."""
-    out = {}
-    for group in ("model", "data", "train"):
-        values = OmegaConf.to_container(cfg[group], resolve=True)
-        out[group] = {k: v for k, v in values.items() if k not in NOT_IDENTITY.get(group, set())}
-    out["precision"] = cfg.trainer.precision
-    out["devices"] = cfg.trainer.devices
-    return out
-
-
-# The only code a config may name (`_target_`): a config value is never a way to import and call anything else.
-TARGET_PREFIX = "scalinglab."
-
-
-def check_targets(node, where: str) -> None:
-    """Refuse any `_target_` (at any depth: Hydra instantiates nested ones too) outside scalinglab."""
-    container = OmegaConf.to_container(node, resolve=False) if isinstance(node, DictConfig) else node
-    for key, value in (container.items() if isinstance(container, dict) else enumerate(container)):
-        field = f"{where}.{key}"
-        if key == "_target_" and not (isinstance(value, str) and value.startswith(TARGET_PREFIX)):
-            raise ConfigError(field, f"names {value!r}; only scalinglab components can be built from a config",
-                              f"leave {field} as the config group sets it (e.g. {TARGET_PREFIX}config.GPTConfig)")
-        if isinstance(value, (dict, list)):
-            check_targets(value, field)
-
-
-def instantiate(node: DictConfig, **kwargs):
-    """hydra.utils.instantiate of a scalinglab component, re-raising its ConfigError as itself (Hydra wraps it)."""
-    from hydra.errors import InstantiationException
-    check_targets(node, str(node._key() or "config"))
-    try:
-        return hydra.utils.instantiate(node, **kwargs)
-    except InstantiationException as exc:
-        if isinstance(exc.__cause__, ConfigError):
-            raise exc.__cause__ from None
-        raise
-
-
-def branch_checkpoint(cfg: DictConfig, rdir: Path, steps: int) -> str | None:
+def branch_checkpoint(train: TrainConfig, rdir: Path, steps: int) -> str | None:
     """The checkpoint a WSD cooldown starts from: <sweep>/<branch_from>/checkpoints/step-<branch_step>.ckpt."""
-    source, step = cfg.train.branch_from, cfg.train.branch_step
+    source, step = train.branch_from, train.branch_step
     if source is None:
         return None
     if not isinstance(step, int) or not 0 < step < steps:
@@ -123,14 +81,13 @@ def _is_multirun() -> bool:
 
 def open_run(cfg: DictConfig) -> tuple:
     """Validate every cheap setting (a refused setting never imports torch), build the model config and the data
-    module, and name the run: (model_cfg, dm, run_id, run_dir)."""
-    validate(cfg)
+    module, and name the run: (model_cfg, dm, run_id, run_dir). The run id hashes the device kind and precision
+    the run will train on (runs.run_identity)."""
+    train = validate(cfg)
     _quiet_lightning()
     model_cfg = instantiate(cfg.model)  # a scalinglab.config.GPTConfig
-    dm = instantiate(cfg.data, n_ctx=cfg.model.n_ctx, batch_size=int(cfg.train.batch_size),
-                     tokens=int(cfg.train.tokens), seed=int(cfg.train.seed), cache_dir=cfg.paths.cache,
-                     _convert_="all")
-    rid = run_id(identity(cfg))
+    dm = build_datamodule(cfg, train)
+    rid = run_id(run_identity(cfg))
     return model_cfg, dm, rid, run_dir(cfg.paths.runs, str(cfg.sweep), rid)
 
 
@@ -180,22 +137,21 @@ def run_facts(cfg: DictConfig, model_cfg, dm, rdir: Path) -> tuple:
     import torch
 
     from scalinglab.flops import flops_measured, flops_per_token
-    from scalinglab.model import GPT, GPTConfig
+    from scalinglab.model import GPT
     from scalinglab.schedule import peak_lr
 
+    train = TrainConfig.from_dict(cfg.train)
     if model_cfg.vocab_size != dm.vocab_size:
         model_cfg = GPTConfig(**{**model_cfg.to_dict(), "vocab_size": dm.vocab_size})
-    if cfg.train.threads:
-        torch.set_num_threads(int(cfg.train.threads))
+    if train.threads:
+        torch.set_num_threads(train.threads)
     if _launcher_rank_zero():
         write_text(rdir / CONFIG, OmegaConf.to_yaml(cfg, resolve=True))
     probe = GPT(model_cfg)
     counts = probe.param_counts()
     per_token = {**flops_per_token(model_cfg, counts), "flops_measured": flops_measured(probe)}
-    lr = peak_lr(cfg.train.lr_rule, float(cfg.train.lr), counts["n_params_nonembed"], model_cfg.d_model,
-                 int(cfg.train.lr_base_width))
-    tokens_per_epoch = dm.train_windows.n_windows * model_cfg.n_ctx  # as tokens_seen counts them
-    return model_cfg, counts, per_token, lr, tokens_per_epoch
+    lr = peak_lr(train, counts["n_params_nonembed"], model_cfg.d_model)
+    return model_cfg, counts, per_token, lr, dm.tokens_per_epoch
 
 
 def build_module(cfg: DictConfig, model_cfg, dm, per_token: dict, lr: float, tokens_per_epoch: int, cls=None):
@@ -205,8 +161,8 @@ def build_module(cfg: DictConfig, model_cfg, dm, per_token: dict, lr: float, tok
 
     from scalinglab.module import LanguageModel
 
-    L.seed_everything(int(cfg.train.seed), workers=True, verbose=False)
-    train = OmegaConf.to_container(cfg.train, resolve=True)
+    train = TrainConfig.from_dict(cfg.train)
+    L.seed_everything(train.seed, workers=True, verbose=False)
     return (cls or LanguageModel)(model_cfg, train, dm.steps, per_token, lr, dm.val_bytes_per_token,
                                   tokens_per_epoch)
 
@@ -221,9 +177,9 @@ def _train(cfg: DictConfig, model_cfg, dm, rid: str, rdir: Path) -> dict:
 
     # 3. Run directory and objects.
     model_cfg, counts, per_token, lr, tokens_per_epoch = run_facts(cfg, model_cfg, dm, rdir)
-    train = OmegaConf.to_container(cfg.train, resolve=True)
     module = build_module(cfg, model_cfg, dm, per_token, lr, tokens_per_epoch)
-    if cfg.train.compile:
+    train = module.train_cfg
+    if train.compile:
         module.model = torch.compile(module.model)
     loggers = []
     if cfg.logger.wandb:
@@ -232,24 +188,21 @@ def _train(cfg: DictConfig, model_cfg, dm, rid: str, rdir: Path) -> dict:
         loggers.append(WandbLogger(project=w.project, entity=w.entity, group=w.group, name=f"{cfg.sweep}/{rid}",
                                    id=rid, mode=w.mode, save_dir=str(rdir), resume="allow",
                                    config=OmegaConf.to_container(cfg, resolve=True)))
-    precision = cfg.trainer.precision
-    if precision == "auto":
-        precision = "bf16-mixed" if torch.cuda.is_available() else "32-true"
-    callbacks = [RunRecorder(rdir, float(cfg.train.checkpoint_minutes), bool(cfg.train.early_stopping),
-                             int(cfg.train.patience), save_at_steps=list(cfg.train.save_at_steps))]
+    device_kind = resolve_device_kind(cfg.trainer.accelerator)  # as open_run hashed it into the run id
+    callbacks = [RunRecorder(rdir, train)]
     if cfg.trainer.progress_bar:
         from scalinglab.progress import TokenProgressBar
         callbacks.append(TokenProgressBar(total_tokens=dm.tokens_total))
-    trainer = L.Trainer(accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices,
-                        num_nodes=cfg.trainer.num_nodes, strategy=cfg.trainer.strategy, precision=precision,
-                        max_steps=dm.steps, max_epochs=1, gradient_clip_val=train["grad_clip"] or None,
+    trainer = L.Trainer(accelerator=device_kind, devices=cfg.trainer.devices, num_nodes=cfg.trainer.num_nodes,
+                        strategy=cfg.trainer.strategy, precision=resolve_precision(cfg.trainer.precision, device_kind),
+                        max_steps=dm.steps, max_epochs=1, gradient_clip_val=train.grad_clip or None,
                         logger=loggers or False, callbacks=callbacks, enable_checkpointing=False,
                         enable_progress_bar=bool(cfg.trainer.progress_bar), enable_model_summary=False,
                         num_sanity_val_steps=0, limit_val_batches=0, default_root_dir=str(rdir),
                         use_distributed_sampler=False,  # the data module splits each step's batch itself
                         log_every_n_steps=1)
     ckpt = rdir / CHECKPOINT
-    resume = str(ckpt) if ckpt.exists() else branch_checkpoint(cfg, rdir, dm.steps)
+    resume = str(ckpt) if ckpt.exists() else branch_checkpoint(train, rdir, dm.steps)
     if resume:
         print(f"resuming {cfg.sweep}/{rid} from {resume}")
 
@@ -283,18 +236,18 @@ def _train(cfg: DictConfig, model_cfg, dm, rid: str, rdir: Path) -> dict:
 def summary_row(cfg: DictConfig, model_cfg, counts: dict, per_token: dict, module, steps: int, status: str,
                 error: str | None, started: float) -> dict:
     """The one row of summary.parquet, from the run's config and its LanguageModel's state after `steps` steps."""
-    rows = module.rows
+    rows, train = module.rows, module.train_cfg
     final = rows[-1] if rows and status == "complete" else {}
     return {
-        "run_id": run_id(identity(cfg)), "sweep": str(cfg.sweep), "status": status, "error": error,
+        "run_id": run_id(run_identity(cfg)), "sweep": str(cfg.sweep), "status": status, "error": error,
         "family": model_cfg.family, "n_layer": model_cfg.n_layer, "d_model": model_cfg.d_model,
         "n_head": model_cfg.n_head, "n_kv_head": model_cfg.kv_heads,
         "n_ctx": model_cfg.n_ctx, "d_ff": model_cfg.ff, "vocab_size": model_cfg.vocab_size,
         **counts,
-        "tokens_budget": int(cfg.train.tokens), "tokens": module.tokens_seen, "steps": steps,
-        "batch_size": int(cfg.train.batch_size), "lr": module.peak_lr, "lr_rule": cfg.train.lr_rule,
-        "schedule": cfg.train.schedule, "seed": int(cfg.train.seed),
-        "branch_from": cfg.train.branch_from, "branch_step": cfg.train.branch_step,
+        "tokens_budget": train.tokens, "tokens": module.tokens_seen, "steps": steps,
+        "batch_size": train.batch_size, "lr": module.peak_lr, "lr_rule": train.lr_rule,
+        "schedule": train.schedule, "seed": train.seed,
+        "branch_from": train.branch_from, "branch_step": train.branch_step,
         "epochs": module.tokens_seen / module.tokens_per_epoch,
         **{name: module.tokens_seen * per_token[name] for name in per_token},
         "flops_per_token_measured": per_token["flops_measured"],
@@ -346,34 +299,35 @@ def check_runs_writable(argv: list[str]) -> None:
                           f"make it writable (e.g. chmod u+w {existing}) or set paths.runs to a writable directory")
 
 
+def train_job(cfg: DictConfig) -> dict:
+    """One Hydra job: the stack a sweep grouped into it (stacked.STACK_ENV), or the run `cfg` describes."""
+    group = os.environ.get("SCALINGLAB_STACK_GROUP")
+    if group:
+        from scalinglab.stacked import train_group_file
+        return train_group_file(group)[0]
+    return run(cfg)
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    try:
-        group = os.environ.get("SCALINGLAB_STACK_GROUP")  # a sweep job that trains a stack (stacked.STACK_ENV)
-        if group:
-            from scalinglab.stacked import train_group_file
-            summary = train_group_file(group)[0]
-        else:
-            summary = run(cfg)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    return summary.get("loss")
+    # Not decorated itself: Hydra names the job after the task function's file.
+    return exit_on_user_error(train_job)(cfg).get("loss")
+
+
+@exit_on_user_error
+def _check_command_line(argv: list[str]) -> None:
+    sweep = _override(argv, "sweep")
+    if sweep is not None:
+        check_name(sweep.strip("'\""), "sweep")
+    check_overrides(argv, CONFIG_DIR)
+    check_runs_writable(argv)
 
 
 def entry() -> None:
     """`python -m scalinglab.train`: check the sweep name (first: it is where a path or code would be smuggled in),
     that the overrides compose (Hydra would exit 1 with its own message) and the runs folder Hydra writes its output
     folder under (`<paths.runs>/<sweep>/.hydra`, made before main runs), then Hydra."""
-    try:
-        sweep = _override(sys.argv[1:], "sweep")
-        if sweep is not None:
-            check_name(sweep.strip("'\""), "sweep")
-        check_overrides(sys.argv[1:], CONFIG_DIR)
-        check_runs_writable(sys.argv[1:])
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    _check_command_line(sys.argv[1:])
     main()
 
 

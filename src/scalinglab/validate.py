@@ -1,55 +1,28 @@
-"""Cheap checks of a run's settings, before any data is read or any compute starts.
+"""Cheap checks of a run's settings that no config dataclass can see, before any data is read or compute starts.
 
 - `validate(cfg)` raises ConfigError(field, problem, fix) for the first bad setting of a composed run config
-  (train.*, trainer.*, unresolvable interpolations); model.* and data.* are checked by their constructors.
+  (unresolvable interpolations, train.* through config.TrainConfig, trainer.*, the sweep name) and returns the
+  run's TrainConfig; model.* and data.* are checked by their constructors.
 - `check_overrides(argv, config_dir)` composes a plain run's command line the way Hydra will and turns an unknown
   key, an unknown group option or an override that does not parse into a ConfigError (Hydra itself would exit 1
   with its own message); `hydra_error(exc)` does that translation for any caller that composes configs.
 """
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from scalinglab import resolvers  # noqa: F401  (registers ${preset:...}, which configs/model/*.yaml use)
-from scalinglab.config import did_you_mean
+from scalinglab.config import Number, TrainConfig, did_you_mean
 from scalinglab.errors import ConfigError
 from scalinglab.store import check_name
 
-# An example value for each checked field, shown in the fix (the defaults of configs/train/default.yaml).
-EXAMPLES = {"train.tokens": "2e6", "train.batch_size": "32", "train.eval_points": "12", "train.patience": "3",
-            "train.lr": "3e-3", "train.diverge_factor": "1.5", "train.checkpoint_minutes": "2",
-            "train.weight_decay": "0.1", "train.grad_clip": "1.0", "train.warmup_frac": "0.02", "train.eps": "1e-8",
-            "train.min_lr_ratio": "0.1", "train.cooldown_frac": "0.2", "train.beta1": "0.9", "train.beta2": "0.95",
-            "train.lr_base_width": "128", "train.threads": "4", "trainer.num_nodes": "1"}
 # What lightning.Trainer accepts (kept here so that checking them does not import Lightning).
 PRECISIONS = ("auto", "64-true", "32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed", "transformer-engine",
               "transformer-engine-float16", "64", "32", "16", "bf16", 64, 32, 16)
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _positive(cfg: DictConfig, field: str, integer: bool = False, allow_zero: bool = False) -> None:
-    value = OmegaConf.select(cfg, field)
-    ok = _is_number(value) and (value >= 0 if allow_zero else value > 0) and (not integer or float(value).is_integer())
-    if not ok:
-        kind = "a whole number" if integer else "a number"
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ConfigError(field, f"must be {kind} {bound}, got {value!r}",
-                          f"set {field} to {kind} {bound}, e.g. {field}={EXAMPLES.get(field, '1')}")
-
-
-def _unit_interval(cfg: DictConfig, field: str) -> None:
-    value = OmegaConf.select(cfg, field)
-    if not _is_number(value) or not 0 <= value <= 1:
-        raise ConfigError(field, f"must be a number in [0, 1], got {value!r}",
-                          f"set {field} between 0 and 1, e.g. {field}={EXAMPLES.get(field, '0.1')}")
 
 
 def _check_resolvable(cfg: DictConfig) -> None:
@@ -84,32 +57,16 @@ def _check_trainer(cfg: DictConfig) -> None:
     if not ok:
         raise ConfigError("trainer.devices", f"must be a number of devices > 0, -1, auto or a list of ids, got {devices!r}",
                           "set e.g. trainer.devices=1")
-    _positive(cfg, "trainer.num_nodes", integer=True)
+    Number(integer=True)(OmegaConf.select(cfg, "trainer.num_nodes"), "trainer.num_nodes", "1")
 
 
-def validate(cfg: DictConfig) -> None:
-    """Check the train and trainer settings that no component constructor checks."""
+def validate(cfg: DictConfig) -> TrainConfig:
+    """Check the settings no component constructor checks; return the run's TrainConfig."""
     _check_resolvable(cfg)
-    for field in ("train.tokens", "train.batch_size", "train.eval_points", "train.patience", "train.lr_base_width"):
-        _positive(cfg, field, integer=True)
-    for field in ("train.lr", "train.diverge_factor", "train.checkpoint_minutes"):
-        _positive(cfg, field)
-    for field in ("train.weight_decay", "train.grad_clip", "train.warmup_frac", "train.eps"):
-        _positive(cfg, field, allow_zero=True)
-    for field in ("train.warmup_frac", "train.min_lr_ratio", "train.cooldown_frac", "train.beta1", "train.beta2"):
-        _unit_interval(cfg, field)
-    seed = OmegaConf.select(cfg, "train.seed")
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ConfigError("train.seed", f"must be a whole number >= 0, got {seed!r}", "set e.g. train.seed=0")
-    if OmegaConf.select(cfg, "train.threads") is not None:
-        _positive(cfg, "train.threads", integer=True)
-    from scalinglab.schedule import LR_RULES, SCHEDULES
-    if cfg.train.schedule not in SCHEDULES:
-        raise ConfigError("train.schedule", f"unknown schedule {cfg.train.schedule!r}", f"use one of {SCHEDULES}")
-    if cfg.train.lr_rule not in LR_RULES:
-        raise ConfigError("train.lr_rule", f"unknown rule {cfg.train.lr_rule!r}", f"use one of {LR_RULES}")
+    train = TrainConfig.from_dict(cfg.train)
     _check_trainer(cfg)
     check_name(str(cfg.sweep), "sweep")
+    return train
 
 
 # ---------------------------------------------------------------------------------------------------------

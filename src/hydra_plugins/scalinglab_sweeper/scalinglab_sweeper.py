@@ -9,7 +9,6 @@ submitit_slurm.
 # No `from __future__ import annotations` here: Hydra loads plugin modules without registering them in sys.modules,
 # and dataclasses cannot resolve string annotations of such a module.
 import logging
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, List, Optional
@@ -37,21 +36,6 @@ ConfigStore.instance().store(group="hydra/sweeper", name="scalinglab", node=Scal
                              provider="scalinglab")
 
 
-def _config_error(exc: BaseException):
-    """The user's mistake behind `exc` as a ConfigError: itself, the ConfigError a component constructor raised
-    (Hydra's instantiate wraps it), or Hydra's composition error translated; None for anything else (a bug)."""
-    from hydra.errors import InstantiationException
-
-    from scalinglab.errors import ConfigError
-    from scalinglab.validate import hydra_error
-
-    if isinstance(exc, ConfigError):
-        return exc
-    if isinstance(exc, InstantiationException) and isinstance(exc.__cause__, ConfigError):
-        return exc.__cause__
-    return hydra_error(exc)
-
-
 class ScalinglabSweeper(Sweeper):
     def __init__(self, dry_run: bool = False, prepare_data: Optional[bool] = None, flops_per_second: float = 1.0e10,
                  startup_seconds: float = 8.0, stack: int = 1) -> None:
@@ -72,40 +56,42 @@ class ScalinglabSweeper(Sweeper):
             del cfg["hydra"]
         return cfg
 
-    def sweep(self, arguments: List[str]) -> Any:
+    def _plan(self, arguments: List[str]):
+        """Expand, print and (unless a dry run) write the plan; None when there is nothing to launch."""
         from scalinglab.store import check_name, sweep_dir, write_text
-        from scalinglab.sweep import batches, build_plan, threads_per_run, write_plan
+        from scalinglab.sweep import build_plan, write_plan
         from scalinglab.sweep_plan import format_table
 
         cfg = self.config
-        try:
-            sweep = check_name(str(cfg.sweep), "sweep")
-            if isinstance(self.stack, bool) or not isinstance(self.stack, int) or self.stack < 1:
-                from scalinglab.errors import ConfigError
-                raise ConfigError("hydra.sweeper.stack", f"must be a whole number >= 1, got {self.stack!r}",
-                                  "set hydra.sweeper.stack=1 (off) or e.g. 8 on a GPU")
-            prepare = (not self.dry_run) if self.prepare_data is None else bool(self.prepare_data)
-            plan = build_plan(cfg, arguments, self._compose, prepare, self.flops_per_second, self.startup_seconds)
-            convention = OmegaConf.select(cfg, "plan.flops", default="6nd")
-            print(f"sweep {sweep} ({OmegaConf.select(cfg, 'plan.kind')}):\n{format_table(plan, convention)}",
-                  flush=True)
-            if self.dry_run or not plan.runs:
-                return []
-            write_plan(plan, sweep_dir(cfg.paths.runs, sweep), sweep)
-            write_text(Path(cfg.hydra.sweep.dir) / "multirun.yaml", OmegaConf.to_yaml(cfg))
-        except Exception as exc:
-            error = _config_error(exc)
-            if error is None:
-                raise
-            print(f"error: {error}", file=sys.stderr)
-            sys.exit(2)
+        sweep = check_name(str(cfg.sweep), "sweep")
+        if isinstance(self.stack, bool) or not isinstance(self.stack, int) or self.stack < 1:
+            from scalinglab.errors import ConfigError
+            raise ConfigError("hydra.sweeper.stack", f"must be a whole number >= 1, got {self.stack!r}",
+                              "set hydra.sweeper.stack=1 (off) or e.g. 8 on a GPU")
+        prepare = (not self.dry_run) if self.prepare_data is None else bool(self.prepare_data)
+        plan = build_plan(cfg, arguments, self._compose, prepare, self.flops_per_second, self.startup_seconds)
+        convention = OmegaConf.select(cfg, "plan.flops", default="6nd")
+        print(f"sweep {sweep} ({OmegaConf.select(cfg, 'plan.kind')}):\n{format_table(plan, convention)}", flush=True)
+        if self.dry_run or not plan.runs:
+            return None
+        write_plan(plan, sweep_dir(cfg.paths.runs, sweep), sweep)
+        write_text(Path(cfg.hydra.sweep.dir) / "multirun.yaml", OmegaConf.to_yaml(cfg))
+        return plan
 
+    def sweep(self, arguments: List[str]) -> Any:
+        from scalinglab.errors import exit_on_user_error
+        from scalinglab.sweep import launch_waves, threads_per_run
+
+        plan = exit_on_user_error(self._plan)(arguments)  # a user mistake: one line, exit status 2
+        if plan is None:
+            return []
+        cfg = self.config
         launcher_target = str(OmegaConf.select(cfg, "hydra.launcher._target_", default=""))
         user_threads = OmegaConf.select(cfg, "train.threads") is not None or any(
             a.lstrip("+").startswith("train.threads=") for a in arguments)
         returns, job_idx = [], 0
-        for batch in batches(plan):
-            groups = self._stack_groups(plan, batch)
+        for wave in launch_waves(plan):
+            groups = self._stack_groups(plan, wave)
             threads = None if user_threads else threads_per_run(
                 launcher_target, OmegaConf.select(cfg, "hydra.launcher.n_jobs"), len(groups))
             extra = [f"train.threads={threads}"] if threads else []
@@ -115,20 +101,20 @@ class ScalinglabSweeper(Sweeper):
             returns.append(results)
         return returns
 
-    def _stack_groups(self, plan, batch: List[int]) -> List[List[int]]:
-        """The runs of `batch` as jobs: one run each, or (hydra.sweeper.stack=K > 1) up to K runs that can
+    def _stack_groups(self, plan, wave: List[int]) -> List[List[int]]:
+        """The runs of launch wave `wave` as jobs: one run each, or (hydra.sweeper.stack=K > 1) up to K runs that can
         train stacked (same scalinglab.stacked.stack_key); complete runs stay single (their job only skips)."""
         if self.stack == 1:
-            return [[i] for i in batch]
+            return [[i] for i in wave]
         from scalinglab.stacked import stack_groups, stack_key
         from scalinglab.store import run_dir, run_status
 
         cfg = self.config
         keys = []
-        for i in batch:
+        for i in wave:
             done = run_status(run_dir(cfg.paths.runs, str(cfg.sweep), plan.runs[i].run_id)) == "complete"
             keys.append(None if done else stack_key(self._compose(plan.runs[i].overrides)))
-        return [[batch[j] for j in group] for group in stack_groups(keys, self.stack)]
+        return [[wave[j] for j in group] for group in stack_groups(keys, self.stack)]
 
     def _job(self, plan, group: List[int], extra: List[str]) -> List[str]:
         """One job's overrides; a stacked group's job gets its members' configs through a group file."""

@@ -1,0 +1,107 @@
+"""The rules derived from a run's settings, one home each (torch-free; docs/DESIGN.md).
+
+- steps = max(1, round(D / (batch_size * n_ctx))); the run consumes steps * batch_size * n_ctx tokens exactly.
+- a WSD cooldown starts at step total - max(1, round(cooldown_frac * total)) (Hagele et al. 2024).
+- the training split of T tokens holds T // (n_ctx + 1) windows of n_ctx + 1 tokens; one epoch is
+  windows * n_ctx tokens (the tokens a run counts as seen).
+- bits per byte = loss / (ln 2 * bytes per token).
+- the run identity: every resolved setting that changes a run's result; its hash is the run id, the run's
+  directory name (`<runs>/<sweep>/<run_id>`). Precision and device kind enter it resolved, so a CPU fp32 run
+  and a CUDA bf16 run of one config are two runs.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+
+# ------------------------------------------------------------------------------------------------ budgets
+
+
+def steps_for_tokens(tokens: float, tokens_per_step: int) -> int:
+    """Optimizer steps a run of `tokens` takes: max(1, round(D / (batch_size * n_ctx)))."""
+    return max(1, round(tokens / tokens_per_step))
+
+
+def consumed_tokens(tokens: float, tokens_per_step: int) -> int:
+    """Tokens a run of budget `tokens` really consumes: whole batches."""
+    return steps_for_tokens(tokens, tokens_per_step) * tokens_per_step
+
+
+def cooldown_start(total_steps: int, cooldown_frac: float) -> int:
+    """First step of a WSD cooldown: total - max(1, round(cooldown_frac * total)) (Hagele et al. 2024)."""
+    return total_steps - max(1, round(cooldown_frac * total_steps))
+
+
+def train_windows(tokens_train: int, n_ctx: int) -> int:
+    """Non-overlapping training windows of n_ctx + 1 tokens (inputs and shifted targets) in the split."""
+    return tokens_train // (n_ctx + 1)
+
+
+def tokens_per_epoch(tokens_train: int, n_ctx: int) -> int:
+    """Tokens one pass over the training split feeds the model: windows * n_ctx."""
+    return train_windows(tokens_train, n_ctx) * n_ctx
+
+
+def bits_per_byte(loss_nats: float, bytes_per_token: float) -> float:
+    """bpb = loss / (ln 2 * bytes_per_token) = loss * tokens / (bytes * ln 2) (docs/DESIGN.md)."""
+    return loss_nats / (math.log(2) * bytes_per_token)
+
+
+# ------------------------------------------------------------------------------------------------ identity
+
+# Settings that do not change a run's result, left out of its identity (model.name only labels the preset the
+# fields were read from: model=nano and the same fields given one by one are one run).
+NOT_IDENTITY = {"data": {"num_workers", "cache_dir"}, "train": {"threads", "checkpoint_minutes", "save_at_steps"},
+                "model": {"name"}}
+# Lightning's short precision names and the ones they stand for (lightning.fabric's precision connector).
+PRECISION_ALIASES = {"64": "64-true", 64: "64-true", "32": "32-true", 32: "32-true", "16": "16-mixed",
+                     16: "16-mixed", "bf16": "bf16-mixed"}
+
+
+def resolve_device_kind(accelerator: str) -> str:
+    """The device kind Lightning runs `trainer.accelerator` on: cpu, cuda, mps or tpu (auto: cuda, else mps, else
+    cpu; gpu: cuda, else mps). Imports torch only to answer auto or gpu."""
+    if accelerator not in ("auto", "gpu"):
+        return accelerator
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if torch.backends.mps.is_available():
+        return "mps"
+    return "cpu" if accelerator == "auto" else "cuda"
+
+
+def resolve_precision(precision: str | int, device_kind: str) -> str:
+    """The precision a run trains in: auto is bf16-mixed on CUDA and 32-true elsewhere; short names spelled out."""
+    if precision == "auto":
+        return "bf16-mixed" if device_kind == "cuda" else "32-true"
+    return PRECISION_ALIASES.get(precision, str(precision))
+
+
+def run_identity(cfg, device_kind: str | None = None) -> dict:
+    """The resolved settings of a composed run config that change its result: model, data, train (normalised by
+    TrainConfig), the resolved precision, the device kind and the devices. `device_kind` defaults to
+    resolve_device_kind(trainer.accelerator)."""
+    from omegaconf import OmegaConf
+
+    from scalinglab import resolvers  # noqa: F401  (registers ${preset:...}, which configs/model/*.yaml use)
+    from scalinglab.config import TrainConfig
+
+    groups = {"model": OmegaConf.to_container(cfg.model, resolve=True),
+              "data": OmegaConf.to_container(cfg.data, resolve=True),
+              "train": TrainConfig.from_dict(cfg.train).to_dict()}
+    out = {group: {k: v for k, v in values.items() if k not in NOT_IDENTITY.get(group, set())}
+           for group, values in groups.items()}
+    kind = resolve_device_kind(cfg.trainer.accelerator) if device_kind is None else device_kind
+    out["precision"] = resolve_precision(cfg.trainer.precision, kind)
+    out["device"] = kind
+    out["devices"] = OmegaConf.to_container(cfg.trainer, resolve=True)["devices"]
+    return out
+
+
+def run_id(identity: dict) -> str:
+    """A stable 12-hex-digit hash of a run identity (sha256 of its sorted JSON)."""
+    blob = json.dumps(identity, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]

@@ -1,0 +1,294 @@
+"""The token cache: a corpus tokenized once per (corpus, split, tokenizer settings), shared by every run.
+
+    <cache>/tokens/<key>/train.bin, val.bin   token ids (uint16 below 65536 ids, else uint32), end-of-text between
+                                              documents
+                         tokenizer.json       the tokenizer (the user's, or a byte-level BPE trained on train.bin's
+                                              documents: <cache>/tokenizers/bpe-<split>.json)
+                         token_bytes.npy      UTF-8 bytes of each token id (for bits per byte)
+                         manifest.json        counts, hashes and versions; written last, so its presence marks a
+                                              complete cache
+
+The validation split is whole documents, in a fixed hash order (`split_by_document`). `cache_key` reads no text.
+A build happens under a lock per key (store.file_lock), in a `<key>.tmp-<pid>` folder renamed into place at the
+end; a killed build's folders are removed by the next build of that key.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from scalinglab.config import PROJECT_ROOT
+from scalinglab.corpus import iter_documents, sha256_file, source_fingerprint
+from scalinglab.errors import ConfigError
+from scalinglab.store import file_lock, write_text
+from scalinglab.tokenizer import encode_documents, end_of_text_id, load_tokenizer, token_byte_lengths, train_bpe
+
+log = logging.getLogger(__name__)
+
+CACHE_FORMAT = 1  # bump when the cache layout or the split rule changes
+ENCODE_CHUNK_BYTES = 4 << 20  # text per encode_batch call (progress granularity)
+MAX_SPLIT_ATTEMPTS = 4
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    """uint16 when every id fits (vocab < 65536), else uint32."""
+    return np.dtype(np.uint16) if vocab_size <= 2**16 else np.dtype(np.uint32)
+
+
+def _hash(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _versions() -> dict:
+    import tokenizers
+
+    from scalinglab import __version__
+
+    return {"scalinglab": __version__, "tokenizers": tokenizers.__version__, "numpy": np.__version__,
+            "python": sys.version.split()[0], "cache_format": CACHE_FORMAT}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The validation split: whole documents, chosen in a fixed hash order until enough bytes are held out.
+
+def split_by_document(doc_ids: list[str], doc_bytes: list[int], val_bytes: int) -> np.ndarray:
+    """Boolean mask of validation documents: documents in order of sha256(doc_id), taken while the held-out bytes
+    are below `val_bytes`; at least one document goes to each split. Fixed for a given corpus (no seed)."""
+    order = sorted(range(len(doc_ids)), key=lambda i: hashlib.sha256(doc_ids[i].encode()).digest())
+    is_val = np.zeros(len(doc_ids), dtype=bool)
+    held = 0
+    for i in order[:-1]:  # never the last: the training split keeps at least one document
+        if held >= val_bytes and is_val.any():
+            break
+        is_val[i] = True
+        held += doc_bytes[i]
+    return is_val
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Building the cache.
+
+def remove_stale_builds(final_dir: Path) -> list[Path]:
+    """Delete the `<key>.tmp-<pid>` folders killed builds of this cache left beside it; the caller holds the build
+    lock of `final_dir`, so no live build of this cache is using any of them."""
+    stale = [p for p in final_dir.parent.glob(f"{final_dir.name}.tmp-*") if p.is_dir()]
+    for folder in stale:
+        shutil.rmtree(folder, ignore_errors=True)
+    return stale
+
+
+def _pid_alive(pid: str) -> bool:
+    """Whether the process a `.tmp-<pid>` name points to still runs (True when it cannot be told)."""
+    if not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # alive, but someone else's
+        return True
+    return True
+
+
+def _progress(total: int, description: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=description, unit="B", unit_scale=True, disable=not enabled or None,
+                file=sys.stderr, leave=False)
+
+
+def _train_or_load_tokenizer(train_texts: list[str], vocab_size: int, tokenizer_file, cache_dir: Path,
+                             split_key: str, progress: bool):
+    """The user's tokenizer.json, or a BPE trained on the training split, cached by (split, settings)."""
+    if tokenizer_file is not None:
+        return load_tokenizer(tokenizer_file)
+    path = cache_dir / "tokenizers" / f"bpe-{_hash([split_key, vocab_size, 'bytelevel-bpe-v1'])}.json"
+    if path.exists():
+        return load_tokenizer(path, field=str(path), fix=f"delete {path} (a cached tokenizer) and run again to "
+                              "retrain it")
+    tokenizer = train_bpe(train_texts, vocab_size, length=len(train_texts), show_progress=progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for tmp in path.parent.glob(f"{path.name}.tmp-*"):  # left by a killed build (another live one keeps its own)
+        if not _pid_alive(tmp.name.rpartition(".tmp-")[2]):
+            tmp.unlink(missing_ok=True)
+    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
+    tokenizer.save(str(tmp))
+    os.replace(tmp, path)
+    return tokenizer
+
+
+def _encode_to_file(tokenizer, texts: list[str], eot_id: int, dtype: np.dtype, path: Path, progress_bar) -> int:
+    """Encode documents chunk by chunk, appending to `path`; return the number of tokens written."""
+    written = 0
+    with open(path, "wb") as f:
+        chunk, chunk_bytes = [], 0
+        for i, text in enumerate(texts):
+            chunk.append(text)
+            chunk_bytes += len(text)
+            if chunk_bytes >= ENCODE_CHUNK_BYTES or i == len(texts) - 1:
+                ids = encode_documents(tokenizer, chunk, eot_id, dtype)
+                ids.tofile(f)
+                written += ids.size
+                progress_bar.update(chunk_bytes)
+                chunk, chunk_bytes = [], 0
+    return written
+
+
+def build_token_cache(source: dict, vocab_size: int, val_tokens: int, tokenizer_file, cache_dir: Path,
+                      final_dir: Path, progress: bool = True) -> dict:
+    """Read the corpus, split it by document, train/load the tokenizer, write both splits; return the manifest.
+
+    Everything is written under a temporary directory that is renamed to `final_dir` at the end, so an
+    interrupted build never leaves a cache that looks complete.
+    """
+    start = time.perf_counter()
+    ids, texts = [], []
+    for doc_id, text in iter_documents(source, cache_dir, PROJECT_ROOT):
+        if text and text.strip():
+            ids.append(doc_id)
+            texts.append(text)
+    if not texts:
+        where = {"text_files": f"the files {source.get('paths')}", "hf": f"the dataset {source.get('name')!r}"}
+        raise ConfigError("data.source", f"{where.get(source.get('kind'), 'the corpus')} hold no non-empty document "
+                          "(every one is empty or whitespace)", "point data.source at files or a dataset that contain text")
+    if len(texts) < 2:
+        raise ConfigError("data.source", f"the corpus has 1 document ({ids[0]}); the validation split is made of "
+                          "whole documents", "give at least 2 documents (e.g. split the file into several .txt files)")
+    doc_bytes = [len(t.encode("utf-8")) for t in texts]
+    log.info("corpus: %d documents, %.1f MB", len(texts), sum(doc_bytes) / 1e6)
+
+    # The split is chosen by bytes, before the tokenizer exists (it is trained on the training split only);
+    # if the held-out documents encode to fewer than val_tokens tokens, hold out more and retrain.
+    bytes_per_token_guess = 4.0 if vocab_size <= 8192 else 4.8
+    for attempt in range(MAX_SPLIT_ATTEMPTS):
+        is_val = split_by_document(ids, doc_bytes, int(val_tokens * bytes_per_token_guess))
+        train_texts = [t for t, v in zip(texts, is_val) if not v]
+        val_texts = [t for t, v in zip(texts, is_val) if v]
+        split_key = _hash([source_fingerprint(source, PROJECT_ROOT), sorted(np.array(ids)[is_val].tolist())])
+        tokenizer = _train_or_load_tokenizer(train_texts, vocab_size, tokenizer_file, cache_dir, split_key, progress)
+        eot = end_of_text_id(tokenizer)
+        val_ids = encode_documents(tokenizer, val_texts, eot, token_dtype(vocab_size))
+        if val_ids.size >= val_tokens:
+            break
+        if is_val.sum() == len(ids) - 1:  # every document but one is held out already
+            raise ConfigError("data.val_tokens", f"is {val_tokens}, but all documents but one hold only "
+                              f"{val_ids.size} tokens ({sum(doc_bytes)} bytes in the whole corpus)",
+                              "lower data.val_tokens (or give more text)")
+        bytes_per_token_guess *= 1.1 * val_tokens / max(val_ids.size, 1)
+    else:
+        raise ConfigError("data.val_tokens", f"could not hold out {val_tokens} tokens in {MAX_SPLIT_ATTEMPTS} tries",
+                          "lower data.val_tokens")
+    if tokenizer.get_vocab_size() > vocab_size:
+        raise ConfigError("data.vocab_size", f"is {vocab_size} but the tokenizer {tokenizer_file} has "
+                          f"{tokenizer.get_vocab_size()} tokens", f"set data.vocab_size={tokenizer.get_vocab_size()}")
+
+    dtype = token_dtype(vocab_size)
+    final_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = final_dir.with_name(final_dir.name + f".tmp-{os.getpid()}")
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+    tmp_dir.mkdir()
+    try:
+        val_ids.tofile(tmp_dir / "val.bin")
+        bytes_train = sum(b for b, v in zip(doc_bytes, is_val) if not v)
+        with _progress(bytes_train, "tokenizing", progress) as bar:
+            tokens_train = _encode_to_file(tokenizer, train_texts, eot, dtype, tmp_dir / "train.bin", bar)
+        tokenizer.save(str(tmp_dir / "tokenizer.json"))
+        np.save(tmp_dir / "token_bytes.npy", token_byte_lengths(tokenizer))
+        manifest = {
+            "tokens_train": int(tokens_train), "tokens_val": int(val_ids.size),
+            "bytes_train": int(bytes_train), "bytes_val": int(sum(b for b, v in zip(doc_bytes, is_val) if v)),
+            "documents": len(texts), "documents_train": int((~is_val).sum()), "documents_val": int(is_val.sum()),
+            "vocab_size": int(vocab_size), "tokenizer_vocab_size": int(tokenizer.get_vocab_size()),
+            "val_tokens_requested": int(val_tokens), "dtype": dtype.name, "eot_id": int(eot),
+            "source": source, "corpus_fingerprint": source_fingerprint(source, PROJECT_ROOT), "split_key": split_key,
+            "sha256": {name: sha256_file(tmp_dir / name) for name in ("train.bin", "val.bin", "tokenizer.json")},
+            "versions": _versions(), "build_seconds": round(time.perf_counter() - start, 3),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        write_text(tmp_dir / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True))  # written last: its presence marks a complete cache
+        try:
+            os.replace(tmp_dir, final_dir)
+        except OSError:  # another process finished the same cache first; keep theirs
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
+    return json.loads((final_dir / "manifest.json").read_text())
+
+
+def cache_key(source: dict, vocab_size: int, val_tokens: int, tokenizer_file) -> str:
+    """Key of a token cache: (corpus fingerprint, split and tokenizer settings); cheap, reads no text."""
+    tokenizer_hash = None if tokenizer_file is None else sha256_file(tokenizer_file)
+    return _hash([CACHE_FORMAT, source_fingerprint(source, PROJECT_ROOT), vocab_size, val_tokens, tokenizer_hash])
+
+
+MANIFEST_KEYS = ("tokens_train", "tokens_val", "dtype", "sha256")
+
+
+def corrupt(cache_path: Path, file: str, problem: str) -> ConfigError:
+    return ConfigError(str(cache_path / file), f"the token cache is damaged: {problem}",
+                       f"delete {cache_path} and run again to rebuild it (nothing else is lost)")
+
+
+def read_manifest(cache_path: Path) -> dict:
+    """The manifest of a complete token cache, after cheap checks that its files match it.
+
+    Checked: the manifest parses and has its keys; train.bin and val.bin have exactly the bytes the manifest's token
+    counts need; tokenizer.json has its recorded SHA-256; token_bytes.npy exists. A damaged file raises ConfigError
+    naming it (a truncated or garbled cache would otherwise fail mid-run or train on garbage).
+    """
+    cache_path = Path(cache_path)
+    try:
+        manifest = json.loads((cache_path / "manifest.json").read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise corrupt(cache_path, "manifest.json", f"cannot read it ({error})") from None
+    missing = [key for key in MANIFEST_KEYS if not isinstance(manifest, dict) or key not in manifest]
+    if missing:
+        raise corrupt(cache_path, "manifest.json", f"it lacks {missing}")
+    try:
+        itemsize = np.dtype(manifest["dtype"]).itemsize
+    except TypeError:
+        raise corrupt(cache_path, "manifest.json", f"unknown dtype {manifest['dtype']!r}") from None
+    for name, tokens in (("train.bin", manifest["tokens_train"]), ("val.bin", manifest["tokens_val"])):
+        path = cache_path / name
+        size = path.stat().st_size if path.exists() else None
+        if size != int(tokens) * itemsize:
+            raise corrupt(cache_path, name, f"{'missing' if size is None else f'{size} bytes'}, the manifest says "
+                           f"{tokens} tokens x {itemsize} bytes = {int(tokens) * itemsize} bytes")
+    tokenizer = cache_path / "tokenizer.json"
+    expected = manifest["sha256"].get("tokenizer.json") if isinstance(manifest["sha256"], dict) else None
+    if not tokenizer.exists() or (expected is not None and sha256_file(tokenizer) != expected):
+        raise corrupt(cache_path, "tokenizer.json", "missing" if not tokenizer.exists() else
+                       "its SHA-256 differs from the manifest's")
+    if not (cache_path / "token_bytes.npy").exists():
+        raise corrupt(cache_path, "token_bytes.npy", "missing")
+    return manifest
+
+
+def cache_path(cache_dir: Path | str, source: dict, vocab_size: int, val_tokens: int, tokenizer_file) -> Path:
+    """<cache_dir>/tokens/<cache_key>: where the cache of these settings lives (built or not)."""
+    return Path(cache_dir) / "tokens" / cache_key(source, vocab_size, val_tokens, tokenizer_file)
+
+
+def ensure_token_cache(path: Path, source: dict, vocab_size: int, val_tokens: int, tokenizer_file,
+                       cache_dir: Path, progress: bool = True) -> bool:
+    """Build the cache at `path` (= cache_path(...)) unless it is complete; True if it was reused.
+
+    Parallel runs wait on one lock per key, so the cache is built once; the builder first removes what killed
+    builds of this key left."""
+    if (path / "manifest.json").exists():
+        return True
+    with file_lock(path.with_name(f"{path.name}.lock")):
+        remove_stale_builds(path)
+        if (path / "manifest.json").exists():  # another process built it while we waited
+            return True
+        build_token_cache(source, vocab_size, val_tokens, tokenizer_file, cache_dir, path, progress)
+    return False
