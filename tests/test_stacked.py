@@ -6,6 +6,7 @@ compare their metrics.parquet and summary.parquet (fp32, max |loss difference| <
 """
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -146,12 +147,19 @@ def test_runs_that_must_train_alone_have_no_stack_key(tmp_path):
         assert key(alone_only) is None, alone_only
 
 
-def test_stack_step_matches_k_separate_adamw_runs():
-    """One Stack step of K models equals torch.optim.AdamW + clip_grad_norm_ on each model alone."""
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_stack_step_matches_k_separate_adamw_runs(family):
+    """Three Stack steps of K models equal torch.optim.AdamW + clip_grad_norm_ on each model alone, for every
+    model family (the stack only calls the module)."""
+    import dataclasses
+
     from scalinglab.config import GPTConfig
     from scalinglab.model import GPT
 
-    cfg = GPTConfig(n_layer=1, d_model=16, n_head=2, n_ctx=16, vocab_size=64)
+    family_field = {"family": family} if family != "gpt2" else {}
+    if family_field and "family" not in {f.name for f in dataclasses.fields(GPTConfig)}:
+        pytest.skip(f"no {family} family in scalinglab.model yet")
+    cfg = GPTConfig(n_layer=1, d_model=16, n_head=2, n_ctx=16, vocab_size=64, **family_field)
     stack, _ = build_stack(cfg, 3, batch_size=2)
     data = torch.randint(0, 64, (3, 2, 17), generator=torch.Generator().manual_seed(0))
     for member in range(3):
@@ -178,5 +186,22 @@ def test_stack_step_matches_k_separate_adamw_runs():
         x, y = data[member, :, :-1].flip(0), data[member, :, 1:].flip(0)
         with torch.no_grad():
             assert abs(model(x, y)[1].item() - stacked(x, y)[1].item()) < 1e-5
-        for name in ("blocks.0.mlp.up.weight", "blocks.0.mlp.down.weight", "wte.weight"):
+        for name in ("blocks.0.mlp.down.weight", "wte.weight"):
             assert torch.allclose(model.get_parameter(name), stacked.get_parameter(name), atol=1e-6), name
+        moved = (model.get_parameter("wte.weight") - GPT(cfg).get_parameter("wte.weight")).abs().max()
+        assert moved > 1e-4  # the comparison is not of untrained weights
+
+
+def test_a_member_with_a_damaged_checkpoint_fails_alone(tmp_path):
+    cache = tmp_path / "cache"
+    cfgs = [config(tmp_path, cache, "train.tokens=5120", f"train.seed={seed}") for seed in (0, 1)]
+    from scalinglab.store import run_dir, run_id
+    from scalinglab.train import identity
+    damaged = run_dir(cfgs[1].paths.runs, "single", run_id(identity(cfgs[1]))) / "checkpoints" / "last.ckpt"
+    damaged.parent.mkdir(parents=True)
+    damaged.write_bytes(b"not a checkpoint")
+    with pytest.raises(RuntimeError, match="failed"):
+        train_group(cfgs)
+    table = read_sweep(tmp_path / "single").set_index("seed")
+    assert table.loc[0, "status"] == "complete" and table.loc[1, "status"] == "failed"
+    assert table.loc[1, "error"] and math.isnan(table.loc[1, "loss"])

@@ -68,8 +68,10 @@ def stack_key(cfg: DictConfig) -> tuple | None:
 
 def is_member_checkpoint(path: Path | str) -> bool:
     """True when `path` is a resume point a stacked member wrote (train.py resumes such a run stacked)."""
-    path = Path(path)
-    return path.exists() and FORMAT in torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    try:
+        return FORMAT in torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # none, or unreadable: the single-run path reports a damaged one (status failed)
+        return False
 
 
 class Member(LanguageModel):
@@ -189,7 +191,10 @@ def train_members(items: list[tuple]) -> list[dict]:
     device = _device(items[0][0])
     runs = [_Run(*item, device=device) for item in items]
     for run in runs:
-        _resume(run)
+        try:
+            _resume(run)
+        except Exception as exc:  # a damaged checkpoint: this member failed (as a single run would), not the rest
+            run.status, run.error = "failed", f"{type(exc).__name__}: {exc}"
     stack = Stack([run.module.model for run in runs], OptimizerSettings.of(runs[0].module.train_cfg),
                   _autocast(items[0][0]))
     for k, run in enumerate(runs):

@@ -122,14 +122,15 @@ class Stack:
     def _adamw(self, grad: torch.Tensor, lrs: list[float]) -> None:
         s = self.settings
         self.steps = [t + 1 for t in self.steps]
-        column = lambda values: torch.tensor(values, dtype=self.weights.dtype).to(self.weights.device)[:, None]
-        lr = column(lrs)
+        per_member = [lrs, [lr / (1.0 - s.beta1 ** t) for lr, t in zip(lrs, self.steps)],
+                      [math.sqrt(1.0 - s.beta2 ** t) for t in self.steps]]
+        # One host-to-device copy per step: (3, K, 1) = LR, step size, sqrt of the second bias correction.
+        lr, step_size, bias2_sqrt = torch.tensor(per_member, dtype=self.weights.dtype)[..., None].to(
+            self.weights.device, non_blocking=True)
         if s.weight_decay:
             self.weights.mul_(1.0 - lr * s.weight_decay * self.decay)
         self.exp_avg.lerp_(grad, 1.0 - s.beta1)
         self.exp_avg_sq.mul_(s.beta2).addcmul_(grad, grad, value=1.0 - s.beta2)
-        step_size = column([lr_k / (1.0 - s.beta1 ** t) for lr_k, t in zip(lrs, self.steps)])
-        bias2_sqrt = column([math.sqrt(1.0 - s.beta2 ** t) for t in self.steps])
         denom = (self.exp_avg_sq.sqrt() / bias2_sqrt).add_(s.eps)
         self.weights.addcdiv_(self.exp_avg * step_size, denom, value=-1.0)
 
