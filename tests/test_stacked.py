@@ -205,3 +205,22 @@ def test_a_member_with_a_damaged_checkpoint_fails_alone(tmp_path):
     table = read_sweep(tmp_path / "single").set_index("seed")
     assert table.loc[0, "status"] == "complete" and table.loc[1, "status"] == "failed"
     assert table.loc[1, "error"] and math.isnan(table.loc[1, "loss"])
+
+
+def test_an_early_stopped_member_ends_where_it_would_alone_and_the_others_go_on(tmp_path, monkeypatch):
+    from scalinglab.module import LanguageModel, eval_steps
+
+    # A member with early stopping sees losses that never improve after its first eval: with patience 2 it stops
+    # at its third eval point. The other member evaluates for real and trains its whole budget.
+    real = LanguageModel.evaluate
+    monkeypatch.setattr(LanguageModel, "evaluate", lambda self: 5.0 + 0.1 * len(self.rows)
+                        if self.train_cfg["early_stopping"] else real(self))
+    cache = tmp_path / "cache"
+    variants = [["train.early_stopping=true", "train.patience=2"], ["train.seed=1"]]
+    cfgs = [config(tmp_path / "stacked", cache, "train.tokens=20480", "train.eval_points=8", *v) for v in variants]
+    stopped, full = train_group(cfgs)
+    points = eval_steps(40, 8)
+    assert stopped["status"] == full["status"] == "complete"
+    assert stopped["steps"] == points[2] < full["steps"] == 40 and stopped["tokens"] == points[2] * 512
+    alone = run(config(tmp_path / "alone", cache, "train.tokens=20480", "train.eval_points=8", *variants[0]))
+    assert alone["steps"] == stopped["steps"] and alone["run_id"] == stopped["run_id"]

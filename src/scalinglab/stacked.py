@@ -241,6 +241,8 @@ def _loop(stack: Stack, runs: list[_Run], device: torch.device) -> None:
             if not active:
                 return
             stack.keep(keep)
+        if not pending:  # a window of steps starts: its wall time is every active member's
+            t_window = time.perf_counter()
         batches = [run.dm.batch(run.issued) for run in active]
         x = torch.stack([b[0] for b in batches]).to(device, non_blocking=True)
         y = torch.stack([b[1] for b in batches]).to(device, non_blocking=True)
@@ -255,7 +257,6 @@ def _loop(stack: Stack, runs: list[_Run], device: torch.device) -> None:
             _account(run, [row[k] for row in losses], elapsed)
             if run.status == "running":
                 _after_step(run, stack, k)
-        t_window = time.perf_counter()
 
 
 def _account(run: _Run, losses: list[float], elapsed: float) -> None:
