@@ -195,9 +195,9 @@ def test_stack_step_matches_k_separate_adamw_runs(family):
 def test_a_member_with_a_damaged_checkpoint_fails_alone(tmp_path):
     cache = tmp_path / "cache"
     cfgs = [config(tmp_path, cache, "train.tokens=5120", f"train.seed={seed}") for seed in (0, 1)]
-    from scalinglab.store import run_dir, run_id
-    from scalinglab.train import identity
-    damaged = run_dir(cfgs[1].paths.runs, "single", run_id(identity(cfgs[1]))) / "checkpoints" / "last.ckpt"
+    from scalinglab.runs import run_id, run_identity
+    from scalinglab.store import run_dir
+    damaged = run_dir(cfgs[1].paths.runs, "single", run_id(run_identity(cfgs[1]))) / "checkpoints" / "last.ckpt"
     damaged.parent.mkdir(parents=True)
     damaged.write_bytes(b"not a checkpoint")
     with pytest.raises(RuntimeError, match="failed"):
@@ -214,7 +214,7 @@ def test_an_early_stopped_member_ends_where_it_would_alone_and_the_others_go_on(
     # at its third eval point. The other member evaluates for real and trains its whole budget.
     real = LanguageModel.evaluate
     monkeypatch.setattr(LanguageModel, "evaluate", lambda self: 5.0 + 0.1 * len(self.rows)
-                        if self.train_cfg["early_stopping"] else real(self))
+                        if self.train_cfg.early_stopping else real(self))
     cache = tmp_path / "cache"
     variants = [["train.early_stopping=true", "train.patience=2"], ["train.seed=1"]]
     cfgs = [config(tmp_path / "stacked", cache, "train.tokens=20480", "train.eval_points=8", *v) for v in variants]
