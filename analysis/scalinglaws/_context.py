@@ -18,6 +18,7 @@ from . import plots
 from ._format import fmt
 from .bootstrap import bootstrap
 from .errors import InputError
+from .identify import not_identified
 from .result import FitResult
 from .roles import Roles
 from .source import Source
@@ -118,6 +119,21 @@ def params_table(fit: FitResult, names=None) -> pd.DataFrame:
         rows.append({"parameter": n, "estimate": fit.params[n],
                      f"{fit.level:.0%} interval": f"[{fmt(iv[0])}, {fmt(iv[1])}]" if iv else "-"})
     return pd.DataFrame(rows)
+
+
+NOT_IDENTIFIED_TITLE = "Not identified, and why"
+
+
+def holds(ctx: Context, s: Section, key: str) -> bool:
+    """True when ctx.fits[key] is identified; else a pointer to the not-identified section goes into `s`."""
+    fit = ctx.fits.get(key)
+    if fit is None:
+        return False
+    problems = not_identified(fit)
+    if problems:
+        s.text.append(f"{key}: not identified by these data ({problems[0][0]}); its parameters are not printed "
+                      f"as a result (see '{NOT_IDENTIFIED_TITLE}').")
+    return not problems
 
 
 def flags_text(fit: FitResult) -> list[str]:

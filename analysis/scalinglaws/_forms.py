@@ -12,6 +12,8 @@ from typing import Callable
 
 import numpy as np
 
+from .chinchilla import approach3_params
+
 LOG6 = float(np.log(6.0))
 CHINCHILLA_GRID = {"a": np.arange(0, 25.1, 5), "b": np.arange(0, 25.1, 5), "e": np.arange(-1, 1.01, 0.5),
                    "alpha": np.arange(0, 2.01, 0.5), "beta": np.arange(0, 2.01, 0.5)}  # Hoffmann 2022 App. D.2
@@ -51,15 +53,6 @@ def _cols(theta):
     return [theta[:, i:i + 1] for i in range(theta.shape[1])]
 
 
-def _chinchilla_params(a, b, e, alpha, beta) -> dict:
-    """E, A, B, alpha, beta and the frontier's a = beta/(alpha+beta), b = alpha/(alpha+beta), G (Hoffmann eq 4)."""
-    E, A, B, s = float(np.exp(e)), float(np.exp(a)), float(np.exp(b)), alpha + beta
-    ok = alpha > 0 and beta > 0
-    return {"E": E, "A": A, "B": B, "alpha": float(alpha), "beta": float(beta),
-            "a": float(beta / s) if s else float("nan"), "b": float(alpha / s) if s else float("nan"),
-            "G": float((alpha * A / (beta * B)) ** (1 / s)) if ok else float("nan")}
-
-
 # ---------------------------------------------------------------- Chinchilla (Hoffmann et al. 2022, eq 2)
 
 
@@ -74,7 +67,7 @@ CHINCHILLA = Form(
     name="chinchilla", title="Chinchilla", formula="L = E + A / N^alpha + B / D^beta",
     source="Hoffmann et al. 2022 (arXiv:2203.15556), eq 2; fitted as in their Approach 3 (eq 3)",
     theta=("a", "b", "e", "alpha", "beta"), grids={"chinchilla": CHINCHILLA_GRID, "small": SMALL_GRID},
-    log_model=_chinchilla, params=lambda t: _chinchilla_params(*t), exponents=("alpha", "beta"))
+    log_model=_chinchilla, params=approach3_params, exponents=("alpha", "beta"))
 
 
 # ---------------------------------------------------------------- Kaplan et al. 2020, eq 1.5
@@ -158,7 +151,7 @@ DATA_CONSTRAINED = Form(
     # R_D* starts at their fitted 15.4 only: the other five coordinates already span Chinchilla's grid.
     grids={"chinchilla": _with_lR(CHINCHILLA_GRID, [15.4]), "small": _with_lR(SMALL_GRID, [15.4])},
     log_model=_data_constrained, exponents=("alpha", "beta"), inputs=("lN", "lD", "lU"),
-    params=lambda t: {**{k: v for k, v in _chinchilla_params(*t[:5]).items() if k not in ("a", "b", "G")},
+    params=lambda t: {**{k: v for k, v in approach3_params(t[:5]).items() if k not in ("a", "b", "G")},
                       "R_D_star": float(np.exp(t[5]))})
 
 
@@ -179,8 +172,7 @@ def pinned(E: float = 0.0) -> Form:
         return v, np.stack([p[0], p[1], -lN * p[0], -lD * p[1]], axis=-1)
 
     def params(t):
-        out = _chinchilla_params(t[0], t[1], log_E if log_E is not None else -np.inf, t[2], t[3])
-        return out
+        return approach3_params([t[0], t[1], log_E if log_E is not None else -np.inf, t[2], t[3]])
 
     grid = {k: v for k, v in CHINCHILLA_GRID.items() if k != "e"}
     small = {k: v for k, v in SMALL_GRID.items() if k != "e"}

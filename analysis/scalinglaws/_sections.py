@@ -9,10 +9,12 @@ from pathlib import Path
 import pandas as pd
 
 from . import chinchilla, frontier, kaplan, plots
-from ._context import Context, NotApplicable, Section, flags_text, mape, params_table, power_law_band
+from ._context import Context, NotApplicable, Section, flags_text, holds, mape, params_table, power_law_band
 from ._format import fmt
 from .backtest import backtest
 from .errors import InputError
+from .identify import not_identified
+from .selection import BACKTEST_FRACTION, default_cutoff
 from .table import fit_table
 
 # Published exponents: (label, fit key, parameter, value, source); Approach 3's a = 0.46 is Hoffmann et al. 2022
@@ -30,7 +32,6 @@ PUBLISHED_EXPONENTS = [
     ("Approach 3: alpha", "Approach 3", "alpha", 0.34, "Hoffmann 2022 sec 3.3"),
     ("Approach 3: beta", "Approach 3", "beta", 0.28, "Hoffmann 2022 sec 3.3"),
 ]
-BACKTEST_FRACTION = 8  # fit on budgets <= C_max / 8, predict the rest
 APPROACH2_WINDOW = 5  # each isoFLOP parabola is fitted to the 5 sizes around its budget's lowest loss
 TARGETS_CAPTION = "Targets (Hoffmann et al. 2022 Table 2 range for a; backtest as in docs/DESIGN.md)"
 
@@ -86,40 +87,19 @@ def approach1(ctx: Context, s: Section) -> None:
     ctx.figure(s, plots.training_curves(curves, x=x), "training_curves.png",
                "Validation loss along training, coloured by model size (log scale).")
     fit = ctx.fit("Approach 1", frontier.fit_approach1, curves)
-    s.text.append(f"Envelope of {curves['run_id'].nunique()} training curves: N_opt ~ C^{fit.params['a']:.3f}, "
-                  f"D_opt ~ C^{fit.params['b']:.3f}.")
-    s.text += flags_text(fit)
-    s.tables.append(("Parameters", params_table(fit, ["a", "b", "k_N", "k_D"])))
-
-
-def approach2(ctx: Context, s: Section) -> None:
-    """Approach 2 with each parabola fitted near its minimum (APPROACH2_WINDOW sizes), and with every size."""
-    fit = ctx.fit("Approach 2", frontier.fit_approach2, ctx.isoflop, window=APPROACH2_WINDOW)
-    s.text.append(f"IsoFLOP parabolas: N_opt ~ C^{fit.params['a']:.3f}, D_opt ~ C^{fit.params['b']:.3f} "
-                  f"over {len(fit.extra['minima'])} budgets.")
-    s.text.append(f"Each parabola (in log N) is fitted to the {APPROACH2_WINDOW} sizes nearest its budget's "
-                  "lowest loss: over a wider ladder the profile is not a parabola and far sizes pull the vertex.")
-    try:
-        every = fit_table(frontier.fit_approach2, ctx.isoflop)
-        s.text.append(f"With every size in each parabola: a = {every.params['a']:.3f} over "
-                      f"{len(every.extra['minima'])} budgets ({len(every.extra['refused'])} refused).")
-    except InputError as e:
-        s.text.append(f"With every size in each parabola: not fitted ({e}).")
-    refused = fit.extra.get("refused", {})
-    if refused:
-        s.tables.append(("Budgets refused", pd.DataFrame({"budget (FLOPs)": list(refused),
-                                                          "reason": list(refused.values())})))
-    s.text += flags_text(fit)
-    s.tables.append(("Parameters", params_table(fit, ["a", "b", "k_N", "k_D"])))
-    s.tables.append(("Minimum of each budget", fit.extra["minima"]))
-    ctx.figure(s, plots.isoflop_curves(fit), "isoflop.png",
-               "Loss vs N per budget; stars mark parabola minima; refused budgets grey and dashed.")
+    if holds(ctx, s, "Approach 1"):
+        s.text.append(f"Envelope of {curves['run_id'].nunique()} training curves: N_opt ~ C^{fit.params['a']:.3f}, "
+                      f"D_opt ~ C^{fit.params['b']:.3f}.")
+        s.text += flags_text(fit)
+        s.tables.append(("Parameters", params_table(fit, ["a", "b", "k_N", "k_D"])))
 
 
 def approach3(ctx: Context, s: Section) -> None:
     """Approach 3 from the chosen grid of starts, with its in-sample error."""
     df = ctx.isoflop
     fit = ctx.fit("Approach 3", chinchilla.fit_approach3, df, grid=ctx.grid)
+    if not holds(ctx, s, "Approach 3"):
+        return
     s.text.append(f"L(N, D) = E + A/N^alpha + B/D^beta fitted with the Huber loss (delta 1e-3) from the "
                   f"'{ctx.grid}' grid of starts; frontier exponent a = beta/(alpha+beta) = {fit.params['a']:.3f}.")
     s.text += flags_text(fit)
@@ -132,9 +112,10 @@ def approach3(ctx: Context, s: Section) -> None:
 
 def frontier_lines(ctx: Context, s: Section) -> None:
     """N_opt(C) of every Chinchilla approach fitted above, against Kaplan's and Chinchilla's slopes."""
-    fits = {k: ctx.fits[k] for k in ("Approach 1", "Approach 2", "Approach 3") if k in ctx.fits}
+    fits = {k: ctx.fits[k] for k in ("Approach 1", "Approach 2", "Approach 3")
+            if k in ctx.fits and not not_identified(ctx.fits[k])}
     if not fits:
-        raise InputError("frontier", "no Chinchilla approach could be fitted", "see the sections above")
+        raise InputError("frontier", "no Chinchilla approach is fitted and identified", "see the sections above")
     s.text.append("Fitted N_opt(C) lines; Kaplan's N ~ C^0.73 and Chinchilla's N ~ C^0.50 are drawn for their "
                   "slopes only, through the middle of the first fitted line.")
     ctx.figure(s, plots.frontier(fits, C_range=ctx.isoflop["C"]), "frontier.png",
@@ -166,6 +147,8 @@ def kaplan_laws(ctx: Context, s: Section) -> None:
         except InputError as e:
             s.text.append(f"{key} not fitted: {e}")
             continue
+        if not holds(ctx, s, key):
+            continue
         grid = plots.log_grid(env[x])
         band = power_law_band(fit, grid, x_c, alpha)
         ctx.figure(s, plots.loss_vs(iso if x == "C" else df, x, {key: fit}, {key: band} if band else None,
@@ -178,23 +161,25 @@ def kaplan_laws(ctx: Context, s: Section) -> None:
                      "flags": "; ".join(fit.flags) or "-"})
     try:
         fit = ctx.fit("L(N, D)", kaplan.fit_L_ND, df)
-        rows.append({"law": "L(N, D) eq 1.5",
-                     "scale": f"N_c = {fmt(fit.params['N_c'])}, D_c = {fmt(fit.params['D_c'])}",
-                     "exponent": f"alpha_N = {fit.params['alpha_N']:.4f}, alpha_D = {fit.params['alpha_D']:.4f}",
-                     f"{ctx.level:.0%} interval": "; ".join(f"{k} [{lo:.4g}, {hi:.4g}]" for k, (lo, hi)
-                                                              in fit.intervals.items()) or "-",
-                     "flags": "; ".join(fit.flags) or "-"})
+        if holds(ctx, s, "L(N, D)"):
+            rows.append({"law": "L(N, D) eq 1.5",
+                         "scale": f"N_c = {fmt(fit.params['N_c'])}, D_c = {fmt(fit.params['D_c'])}",
+                         "exponent": f"alpha_N = {fit.params['alpha_N']:.4f}, alpha_D = {fit.params['alpha_D']:.4f}",
+                         f"{ctx.level:.0%} interval": "; ".join(f"{k} [{lo:.4g}, {hi:.4g}]" for k, (lo, hi)
+                                                                  in fit.intervals.items()) or "-",
+                         "flags": "; ".join(fit.flags) or "-"})
     except InputError as e:
         s.text.append(f"L(N, D) not fitted: {e}")
-    if not rows:
+    if rows:
+        s.tables.append(("Kaplan fits", pd.DataFrame(rows)))
+    elif not any(k in ctx.fits for k in ("L(N)", "L(D)", "L(C)", "L(N, D)")):
         raise InputError("Kaplan fits", "none could be fitted", "see the messages above")
-    s.tables.append(("Kaplan fits", pd.DataFrame(rows)))
 
 
 def backtest_largest(ctx: Context, s: Section) -> None:
     """Approach 3 fitted on the small budgets predicts the large ones (the reproduction's extrapolation check)."""
     df = ctx.isoflop
-    cutoff = df["C"].max() / BACKTEST_FRACTION
+    cutoff, rule = default_cutoff(df)
     ctx.progress.step("backtest (Approach 3 on small budgets)")
     bt = backtest(chinchilla.fit_approach3, df, cutoff_C=cutoff, grid=ctx.grid)
     runs = bt.table
@@ -204,8 +189,8 @@ def backtest_largest(ctx: Context, s: Section) -> None:
     largest = pd.Series(groups == groups.max(), index=df.index)  # the largest budget's runs
     ctx.backtest_mape = mape(runs.loc[runs.index.isin(df.index[largest]), "loss"],
                              runs.loc[runs.index.isin(df.index[largest]), "predicted"])
-    s.text.append(f"Approach 3 fitted on the {int((df['C'] <= cutoff).sum())} runs with C <= C_max/"
-                  f"{BACKTEST_FRACTION} = {fmt(cutoff)} FLOPs, then used to predict the "
+    s.text.append(f"Approach 3 fitted on the {int((df['C'] <= cutoff).sum())} runs with {rule}, then used to "
+                  "predict the "
                   f"{int((df['C'] > cutoff).sum())} larger runs: MAPE {bt.mape:.2f}% on the held-out runs.")
     s.text.append(f"On the largest budget alone ({int(largest.sum())} runs, C ~ {fmt(df['C'].max())}): MAPE "
                   f"{ctx.backtest_mape:.2f}%.")
@@ -221,8 +206,10 @@ def comparison(ctx: Context, s: Section) -> None:
         fit = ctx.fits.get(key) if key else None
         value = fit.params.get(param) if fit is not None else None
         iv = fit.intervals.get(param) if fit is not None else None
-        rows.append({"quantity": label, "published": published, "source": source,
-                     "fitted": fmt(float(value)) if value is not None else "not fitted",
+        shown = "not fitted" if value is None else fmt(float(value))
+        if fit is not None and not_identified(fit):
+            shown, iv = "not identified", None
+        rows.append({"quantity": label, "published": published, "source": source, "fitted": shown,
                      f"{ctx.level:.0%} interval": f"[{iv[0]:.3f}, {iv[1]:.3f}]" if iv else "-"})
     s.tables.append(("Exponents", pd.DataFrame(rows)))
     s.text.append("Kaplan's 0.73 has no fitted counterpart here: it came from L(N, S_min) with early stopping, "
@@ -272,12 +259,12 @@ def targets(ctx: Context, s: Section) -> None:
     a2 = ctx.fits.get("Approach 2")
     if a2 is not None:
         budgets = len(a2.extra["minima"]) + len(a2.extra.get("refused", {}))
-        interior = len(a2.extra["minima"])
+        interior = int(a2.extra["minima"]["vertex_position"].between(0, 1, inclusive="neither").sum())
         rows.append({"check": "isoFLOP budgets with an interior minimum", "target": ">= 4",
                      "measured": f"{interior} of {budgets}", "met": "yes" if interior >= 4 else "no"})
     for key in ("Approach 2", "Approach 3"):
         fit = ctx.fits.get(key)
-        if fit is None:
+        if fit is None or not_identified(fit):
             continue
         a = float(fit.params["a"])
         off = 0.0 if 0.4 <= a <= 0.65 else (0.4 - a if a < 0.4 else a - 0.65)

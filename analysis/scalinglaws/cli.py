@@ -143,6 +143,8 @@ def cmd_fit(args, console):
 
     if args.law:
         return _fit_law(args, console)
+    if args.dataset or not args.source:
+        raise InputError("source", "--approach needs a table or runs directory", "pass one, or use --law with --dataset")
     if args.save and args.approach == "2":
         raise InputError("--save", "Approach 2 gives a frontier, not a law L(N, D)",
                          "use --approach 3 or --approach kaplan to save a law")

@@ -28,6 +28,11 @@ def chinchilla_epoch(drop_highest_loss: int = 0) -> pd.DataFrame:
     ----------
     drop_highest_loss : int
         Leave out this many points of highest loss (Besiroglu et al. drop 5, keeping 240).
+
+    Returns
+    -------
+    DataFrame
+        Columns N, D, C, loss, validated by table.read_table.
     """
     if int(drop_highest_loss) != drop_highest_loss or not 0 <= drop_highest_loss < 245:
         raise InputError("drop_highest_loss", f"{drop_highest_loss!r} is not an integer in [0, 245)", "pass e.g. 5")

@@ -1,11 +1,12 @@
 """Is a fit identified by its data? The rules a report applies before printing a fit as a result.
 
 A fit is *not identified* when any of these holds (each reason comes with its fix):
-- an exponent (alpha, beta, alpha_N, alpha_D, alpha_C, eta, a, b) is <= 0: the term does not fall with scale;
+- an exponent (alpha, beta, alpha_N, alpha_D, alpha_C, eta, a, b) is <= 0, or its bootstrap interval reaches 0:
+  the term does not (demonstrably) fall with scale;
 - a parameter ended outside its grid of starts (the fit's own flag says so);
 - the data hold fewer distinct inputs than the law has parameters;
 - more than 10% of bootstrap refits failed (registry.MAX_FAILED_FRACTION).
-Registry fits carry their own reasons (extra["not_identified"], registry.fit_law), which are returned as they are.
+Registry fits carry their own reasons (extra["not_identified"], registry.fit_law); the interval rule is added.
 
 Public API
 - `not_identified(fit) -> list[(problem, fix)]` (empty: the fit holds).
@@ -25,10 +26,26 @@ FREE = {"Chinchilla Approach 1": ("a", "k_N"), "Chinchilla Approach 2": ("a", "k
 
 
 def not_identified(fit: FitResult) -> list[tuple[str, str]]:
-    """Reasons `fit` is not identified by its data, each with a fix (module docstring)."""
-    if "not_identified" in fit.extra:
-        return list(fit.extra["not_identified"])
+    """Reasons `fit` is not identified by its data, each with a fix (rules in the module docstring).
+
+    Parameters
+    ----------
+    fit : FitResult
+        Any fit of the package (a registry fit carries its own reasons).
+
+    Returns
+    -------
+    list of (str, str)
+        (problem, fix) pairs; empty when the fit holds.
+    """
     out = []
+    for name in EXPONENTS:  # at the fit's own level, the exponent may be <= 0
+        lo = fit.intervals.get(name, (1.0, 1.0))[0]
+        if float(fit.params.get(name, 1.0)) > 0 and not lo > 0:
+            out.append((f"the {fit.level:.0%} interval of {name} reaches {lo:.3g} <= 0: the data do not show that "
+                        "the term falls with scale", "add runs over a wider range of that input, or more seeds"))
+    if "not_identified" in fit.extra:
+        return list(fit.extra["not_identified"]) + out
     for name in EXPONENTS:
         value = fit.params.get(name)
         if value is not None and not float(value) > 0:

@@ -30,8 +30,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .errors import InputError
 from .frontier import budget_groups
+from .errors import InputError
 from .noise import Noise, estimate_noise
 from .powerlaw import as_positive_array, predictor
 from .result import FitResult
@@ -78,7 +78,27 @@ def _wls_line(x, y, w):
 
 def fit_approach2_robust(N, D, C, L, budgets=None, window: int | None = 5, n_resamples: int = 400, seed: int = 0,
                          level: float = 0.95) -> FitResult:
-    """Approach 2 with per-budget minima uncertainties and a weighted frontier fit (see module docstring)."""
+    """Approach 2 with per-budget minima uncertainties and a weighted frontier fit (Hoffmann et al. 2022,
+    Approach 2; uncertainties in the spirit of Porian et al. 2024): log N_opt = a log C + log k_N, weights 1/sigma_b^2.
+
+    Parameters
+    ----------
+    N, D, C, L : array_like
+        Parameters, tokens, FLOPs and loss of each run.
+    budgets : array_like, optional
+        Budget label per run (default: C grouped within 0.05 decades).
+    window : int or None
+        Fit each parabola to this many sizes nearest the budget's lowest loss (None: all).
+    n_resamples, seed : int
+        Parametric resamples per budget for the minima's uncertainty, and their seed.
+    level : float
+        Coverage of the intervals of a and b.
+
+    Returns
+    -------
+    FitResult
+        params a, b, k_N, k_D; intervals a, b; extra minima, refused, noise, chi2_dof, a_draws, frontier.
+    """
     N, D = as_positive_array(N, "N"), as_positive_array(D, "D")
     C, L = as_positive_array(C, "C"), as_positive_array(L, "loss")
     if window is not None and (int(window) != window or window < 3):

@@ -49,7 +49,22 @@ def seed_groups(table: pd.DataFrame) -> np.ndarray:
 
 
 def estimate_noise(table: pd.DataFrame, residuals=None, n_params: int = 0) -> Noise:
-    """Std of log loss of one run: pooled over repeated seeds, else the residual scatter (module docstring)."""
+    """Std of log loss of one run: pooled over repeated seeds, else the fit's residual scatter.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Runs with N, D, C, loss; rows with equal (N, D) are seeds of one config.
+    residuals : array_like, optional
+        The fit's residuals in log loss, used when no config repeats.
+    n_params : int
+        The fit's number of parameters (degrees of freedom of the residual scatter: n - n_params).
+
+    Returns
+    -------
+    Noise
+        sigma, source ("seeds" or "residuals"), dof, per_budget.
+    """
     groups = seed_groups(table)
     logL = np.log(table["loss"].to_numpy(float))
     frame = pd.DataFrame({"g": groups, "l": logL, "budget": budget_groups(table["C"].to_numpy(float))})
@@ -71,7 +86,24 @@ def estimate_noise(table: pd.DataFrame, residuals=None, n_params: int = 0) -> No
 
 
 def prediction_interval(log_predictions, noise: Noise, level: float = 0.95, seed: int = 0):
-    """(low, point, high) loss of one new run: parameter draws + Normal(0, sigma^2) noise in log loss."""
+    """(low, point, high) loss of one new run: parameter draws + Normal(0, sigma^2) noise in log loss.
+
+    Parameters
+    ----------
+    log_predictions : array_like
+        log L_hat at the new run for each bootstrap draw of the parameters (one value: no parameter uncertainty).
+    noise : Noise
+        The run-to-run noise (estimate_noise).
+    level : float
+        Coverage.
+    seed : int
+        Seed of the noise draws.
+
+    Returns
+    -------
+    tuple of float
+        (low, point, high); point = exp(median of log_predictions).
+    """
     lp = np.asarray(log_predictions, float).ravel()
     lp = lp[np.isfinite(lp)]
     rng = np.random.default_rng(seed)

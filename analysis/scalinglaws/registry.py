@@ -47,11 +47,22 @@ LAWS = FORMS
 MAX_FAILED_FRACTION = 0.10
 
 
-def describe_laws() -> pd.DataFrame:
-    """One row per law: name, title, formula, parameters, source."""
+def describe_laws(names=None) -> pd.DataFrame:
+    """The registry's laws.
+
+    Parameters
+    ----------
+    names : sequence of str, optional
+        Laws to describe (default: all of LAWS).
+
+    Returns
+    -------
+    DataFrame
+        One row per law: law, title, formula, parameters, source.
+    """
     rows = [{"law": f.name, "title": f.title, "formula": f.formula,
              "parameters": ", ".join(f.params(np.zeros(len(f.theta)) + 0.5)), "source": f.source}
-            for f in LAWS.values()]
+            for f in (LAWS[n] for n in (names or LAWS))]
     return pd.DataFrame(rows)
 
 
@@ -157,7 +168,7 @@ def fit_law(name: str, table: pd.DataFrame, grid: str = "chinchilla", delta: flo
     for col in ("N", "D", "loss"):
         if col not in table:
             raise InputError(f"column {col!r}", f"needed by the {name} law; columns are {list(table.columns)}",
-                             "load the table with scalinglaws.table.read_table")
+                             "load the table with scalinglaws.read_table")
     if grid not in form.grids:
         raise InputError("grid", f"unknown grid {grid!r}", f"use one of {', '.join(form.grids)}")
     if len(table) < 2:
@@ -218,14 +229,42 @@ def predict_log(fit: FitResult, N, D, U=None, samples: bool = False) -> np.ndarr
 
 
 def predict_run(fit: FitResult, N: float, D: float, level: float = 0.95) -> tuple[float, float, float]:
-    """(low, loss, high) for one new run at (N, D): parameter draws + run-to-run noise (module docstring)."""
+    """The loss one new run at (N, D) will show: bootstrap draws of the law + run-to-run noise.
+
+    Parameters
+    ----------
+    fit : FitResult
+        A fit_law result (with n_boot > 0 for parameter uncertainty).
+    N, D : float
+        The new run.
+    level : float
+        Coverage of the interval.
+
+    Returns
+    -------
+    tuple of float
+        (low, loss, high): the point prediction and its prediction interval (noise.prediction_interval).
+    """
     log_pred = predict_log(fit, N, D, samples=True)[:, 0]
     low, _, high = prediction_interval(log_pred, fit.extra["noise"], level=level)
     return low, float(np.exp(predict_log(fit, N, D)[0])), high
 
 
 def optimal_N(fit: FitResult, C: float) -> float:
-    """argmin over N of the law's loss at D = C / (6 N) (module docstring)."""
+    """The N of least predicted loss at fixed compute, D = C / (6 N), for any law of the registry.
+
+    Parameters
+    ----------
+    fit : FitResult
+        A fit_law result.
+    C : float
+        Training FLOPs (6 N D).
+
+    Returns
+    -------
+    float
+        N_opt: grid of 2001 log-spaced N around sqrt(C / 120), refined by a parabola through the best three.
+    """
     lN = np.log(np.sqrt(C / 120.0)) + np.linspace(np.log(1e-4), np.log(1e4), 2001)
     N = np.exp(lN)
     logL = predict_log(fit, N, C / (6 * N))

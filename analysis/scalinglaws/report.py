@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import _sections
-from ._context import Context, NotApplicable, Progress, Section
+from . import _sections, _sections_laws
+from ._context import NOT_IDENTIFIED_TITLE, Context, NotApplicable, Progress, Section
 from ._files import write_text
 from ._format import fmt
 from .errors import InputError
@@ -25,12 +25,14 @@ WSD_TITLE = "WSD: many token budgets from one run"  # only when the input has WS
 SECTIONS = [
     ("Data", _sections.data),
     ("Chinchilla Approach 1: envelope of training curves", _sections.approach1),
-    ("Chinchilla Approach 2: isoFLOP profiles", _sections.approach2),
+    ("Chinchilla Approach 2: isoFLOP profiles", _sections_laws.robust_approach2),
     ("Chinchilla Approach 3: parametric fit", _sections.approach3),
     ("Compute-optimal frontier", _sections.frontier_lines),
     ("Kaplan laws", _sections.kaplan_laws),
     ("Backtest: predicting the largest budget", _sections.backtest_largest),
+    ("Laws by held-out error", _sections_laws.law_selection),
     ("Fitted vs published exponents", _sections.comparison),
+    (NOT_IDENTIFIED_TITLE, _sections_laws.not_identified),
     ("Counting conventions: parameters and FLOPs", _sections.counting_conventions),
     (WSD_TITLE, _sections.wsd_savings),
     ("Targets", _sections.targets),

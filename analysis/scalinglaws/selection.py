@@ -14,6 +14,7 @@ Public API
 - `LawBacktest` (frozen dataclass): cutoff_C, cutoff_rule, scores (one row per law: law, mape, worst, cv_mape,
   cv_worst, identified, why_not), predictions (held-out runs x laws), winner (law name or None), fits
   (law -> FitResult on the training set), n_fit, n_held.
+- `default_cutoff(table) -> (cutoff_C, rule)`: the cutoff rule above, for other backtests (the report's).
 """
 from __future__ import annotations
 
@@ -22,12 +23,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .errors import InputError
 from .frontier import budget_labels
+from .errors import InputError
 from .registry import LAWS, fit_law, repeats_data, unique_tokens
 from .result import FitResult
 
-__all__ = ["LawBacktest", "backtest_laws", "BACKTEST_FRACTION", "MIN_CV_BUDGETS"]
+__all__ = ["LawBacktest", "backtest_laws", "default_cutoff", "BACKTEST_FRACTION", "MIN_CV_BUDGETS"]
 
 BACKTEST_FRACTION = 8
 MIN_CV_BUDGETS = 4
@@ -47,7 +48,7 @@ class LawBacktest:
     n_held: int = 0
 
 
-def _cutoff(table, labels, cutoff_C):
+def _cutoff(table, labels, cutoff_C=None):
     C = table["C"].to_numpy(float)
     budgets = np.unique(labels)
     if len(budgets) < 2:
@@ -63,6 +64,11 @@ def _cutoff(table, labels, cutoff_C):
     return cutoff, (f"only {len(np.unique(labels[C <= C.max() / BACKTEST_FRACTION]))} budget(s) below C_max / "
                     f"{BACKTEST_FRACTION}, so the largest budget alone is held out (C <= {cutoff:.3g} FLOPs); "
                     f"add a budget >= {BACKTEST_FRACTION}x the second largest to backtest over a wider gap")
+
+
+def default_cutoff(table: pd.DataFrame) -> tuple[float, str]:
+    """(cutoff_C, rule): C_max / 8, or just below the largest budget when that leaves fewer than 2 budgets."""
+    return _cutoff(table, budget_labels(table))
 
 
 def _errors(fit: FitResult, held: pd.DataFrame) -> np.ndarray:
@@ -89,6 +95,17 @@ def backtest_laws(table: pd.DataFrame, laws=None, cutoff_C: float | None = None,
         Registry names (default: every law in LAWS).
     cutoff_C : float, optional
         Fit on C <= cutoff_C (default C_max / 8, lowered when that leaves fewer than 2 budgets).
+    grid : {"chinchilla", "small"}
+        Grid of starts of the fits below the cutoff.
+    cv : bool
+        Run leave-one-budget-out cross-validation when there are >= 4 budgets.
+    E : float
+        The pinned_e law's fixed irreducible loss.
+
+    Returns
+    -------
+    LawBacktest
+        cutoff_C, cutoff_rule, scores (MAPE, worst, CV per law), predictions, winner, fits.
     """
     laws = list(LAWS) if laws is None else list(laws)
     unknown = [n for n in laws if n not in LAWS]

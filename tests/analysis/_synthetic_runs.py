@@ -31,3 +31,16 @@ def overtrain(E=1.8, a=60.0, b=3000.0, eta=0.17):
         C, M = 6 * N * D, D / N
         return E + (a * M ** eta + b * M ** -eta) * C ** -eta
     return law
+
+
+def quickstart_like(seed=0, noise=0.01) -> pd.DataFrame:
+    """A table shaped like the README quickstart (sweeps/quickstart.yaml): 3 budgets 1e11, 2e11, 5e11 FLOPs and
+    5 sizes 12.5K-137K parameters (the largest dropped at 1e11, as its min_tokens does), 14 runs, 1% noise."""
+    sizes = [12.5e3, 21.1e3, 31.2e3, 84.3e3, 137e3]
+    law = chinchilla(E=2.5, A=20.0, B=59.0, alpha=0.3, beta=0.3)
+    rng = np.random.default_rng(seed)
+    rows = [{"run_id": f"q{int(C / 1e11)}-{i}", "N": N, "D": C / (6 * N), "C": C, "budget": C}
+            for C in (1e11, 2e11, 5e11) for i, N in enumerate(sizes) if not (C == 1e11 and N == sizes[-1])]
+    df = pd.DataFrame(rows)
+    df["loss"] = law(df["N"].to_numpy(), df["D"].to_numpy()) * np.exp(rng.normal(0, noise, len(df)))
+    return df

@@ -46,6 +46,7 @@ def test_backtest_on_the_shipped_chinchilla_data(capsys):
     (["backtest", "--dataset", "nope"], "unknown data set 'nope'"),
     (["backtest", TABLE, "--cutoff", "1"], "nothing to fit on"),
     (["fit", TABLE, "--law", "pinned_e", "--E", "-1"], "E: -1.0 is not a finite value >= 0"),
+    (["fit", "--approach", "3"], "--approach needs a table or runs directory"),
 ])
 def test_bad_requests_exit_2_with_one_line(capsys, argv, needle):
     code, out, err = run(capsys, *argv)

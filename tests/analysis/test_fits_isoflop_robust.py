@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import _synthetic_runs as S
-from scalinglaws.errors import InputError
 from scalinglaws.frontier import fit_approach2
+from scalinglaws.errors import InputError
 from scalinglaws.isoflop import fit_approach2_robust
 from scalinglaws.noise import estimate_noise, prediction_interval, seed_groups
 from scalinglaws.table import fit_table

@@ -41,3 +41,11 @@ def test_fewer_distinct_inputs_than_parameters_is_not_identified():
     fit = fit_L_N([1e5, 1e5, 2e5], [4.0, 4.1, 3.9])
     fit = dataclasses.replace(fit, data=fit.data.iloc[:2])  # both rows at N = 1e5
     assert any("1 distinct input value(s) for 2 parameters" in p for p, _ in not_identified(fit))
+
+
+def test_an_exponent_whose_interval_reaches_zero_is_not_identified():
+    fit = fit_L_N(np.geomspace(1e5, 1e8, 8), np.geomspace(4, 3, 8))
+    unsure = dataclasses.replace(fit, intervals={"alpha_N": (-0.01, 0.05)})
+    (problem, _), = not_identified(unsure)
+    assert "95% interval of alpha_N reaches -0.01 <= 0" in problem
+    assert not_identified(dataclasses.replace(fit, intervals={"alpha_N": (0.01, 0.05)})) == []

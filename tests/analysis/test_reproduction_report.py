@@ -8,12 +8,16 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from scalinglaws import chinchilla, frontier, kaplan
 from scalinglaws._format import fmt as _fmt
 from scalinglaws._sections import APPROACH2_WINDOW, BACKTEST_FRACTION, PUBLISHED_EXPONENTS, TARGETS_CAPTION
 from scalinglaws.backtest import backtest
+from scalinglaws.isoflop import fit_approach2_robust
+from scalinglaws.registry import fit_law, optimal_N, predict_log
+from scalinglaws.selection import backtest_laws
 from scalinglaws.roles import assign_roles
 from scalinglaws.source import load_source
 from scalinglaws.table import fit_table
@@ -40,7 +44,8 @@ def report():
 def test_every_section_and_figure_of_the_committed_report_exists(report):
     md = report[0]
     for title in ("Chinchilla Approach 1", "Chinchilla Approach 2", "Chinchilla Approach 3", "Kaplan laws",
-                  "Backtest", "Fitted vs published exponents", "Counting conventions", "WSD", "Targets"):
+                  "Backtest", "Laws by held-out error", "Fitted vs published exponents", "Not identified, and why",
+                  "Counting conventions", "WSD", "Targets"):
         assert re.search(rf"^## {re.escape(title)}", md, flags=re.M), title
         assert not re.search(rf"^## {re.escape(title)}.*\n\nNot fitted", md, flags=re.M), title
     figures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
@@ -57,7 +62,8 @@ def test_fitted_exponents_in_the_report_equal_a_fresh_fit(report):
                                                                  right_index=True)
     fits = {
         "Approach 1": frontier.fit_approach1(curves),
-        "Approach 2": fit_table(frontier.fit_approach2, iso, window=APPROACH2_WINDOW),
+        # the report's robust Approach 2: 1000 resamples per budget (its bootstrap_n), seed 0
+        "Approach 2": fit_table(fit_approach2_robust, iso, window=APPROACH2_WINDOW, n_resamples=1000, seed=0),
         "Approach 3": fit_table(chinchilla.fit_approach3, iso, grid="chinchilla"),
         "L(N)": fit_table(kaplan.fit_L_N, roles.L_N),
         "L(D)": fit_table(kaplan.fit_L_D, roles.L_D),
@@ -65,30 +71,64 @@ def test_fitted_exponents_in_the_report_equal_a_fresh_fit(report):
         "L(N, D)": fit_table(kaplan.fit_L_ND, roles.all),
     }
     printed = {row["quantity"]: row["fitted"] for row in _table_rows(md, "Exponents")}
+    unidentified = {row["fit"] for row in _table_rows(md, "Fits not identified, why, and the fix")} \
+        if "**Fits not identified, why, and the fix**" in md else set()
     checked = 0
     for quantity, key, param, _, _ in PUBLISHED_EXPONENTS:
         if key is not None:
-            assert printed[quantity] == _fmt(float(fits[key].params[param])), quantity
+            if printed[quantity] == "not identified":  # then the not-identified section says why
+                assert key in unidentified, quantity
+            else:
+                assert key not in unidentified, quantity
+                assert printed[quantity] == _fmt(float(fits[key].params[param])), quantity
             checked += 1
     assert checked == 10
     # The targets table repeats the same a values and the interior-minimum count.
     targets = {row["check"]: row["measured"] for row in _table_rows(md, TARGETS)}
-    assert targets["Approach 2 exponent a (total N, 6ND)"] == f"{fits['Approach 2'].params['a']:.3f}"
-    assert targets["Approach 3 exponent a (total N, 6ND)"] == f"{fits['Approach 3'].params['a']:.3f}"
-    minima = len(fits["Approach 2"].extra["minima"])
-    assert targets["isoFLOP budgets with an interior minimum"].startswith(f"{minima} of ")
+    for key in ("Approach 2", "Approach 3"):
+        check = f"{key} exponent a (total N, 6ND)"
+        assert (check not in targets) == (key in unidentified)
+        if check in targets:
+            assert targets[check] == f"{fits[key].params['a']:.3f}"
+    positions = fits["Approach 2"].extra["minima"]["vertex_position"]
+    interior = int(((positions > 0) & (positions < 1)).sum())
+    assert targets["isoFLOP budgets with an interior minimum"].startswith(f"{interior} of ")
 
 
 def test_backtest_figure_in_the_report_equals_a_fresh_backtest(report):
     md, _, _, roles = report
     iso = roles.chinchilla
     bt = backtest(chinchilla.fit_approach3, iso, cutoff_C=iso["C"].max() / BACKTEST_FRACTION, grid="chinchilla")
+    assert iso.loc[iso["C"] <= iso["C"].max() / BACKTEST_FRACTION, "budget"].nunique() >= 2  # the default rule
     assert f"MAPE {bt.mape:.2f}% on the held-out runs" in md
     groups = frontier.budget_groups(iso["C"].to_numpy())
     largest = bt.table.loc[bt.table.index.isin(iso.index[groups == groups.max()])]
     mape = float((100 * (largest["predicted"] - largest["loss"]).abs() / largest["loss"]).mean())
     targets = {row["check"]: row["measured"] for row in _table_rows(md, TARGETS)}
     assert targets["backtest MAPE on the largest budget"] == f"{mape:.2f}%"
+
+
+def test_law_selection_in_the_report_equals_a_fresh_backtest_of_every_law(report):
+    """Held-out MAPE and worst error per law, the winner, and the winner's headline loss (its point prediction;
+    the interval also depends on the bootstrap draws)."""
+    md, _, _, roles = report
+    iso = roles.chinchilla
+    bt = backtest_laws(iso, grid="chinchilla", cv=False)
+    printed = {row["law"]: row for row in _table_rows(md, "Held-out error per law (|predicted - actual| / actual)")}
+    assert set(printed) == set(bt.scores["law"])
+    for row in bt.scores.itertuples():
+        if row.mape == row.mape:
+            assert printed[row.law]["held-out MAPE %"] == _fmt(round(row.mape, 3)), row.law
+            assert printed[row.law]["worst %"] == _fmt(round(row.worst, 3)), row.law
+        assert printed[row.law]["identified"] == ("yes" if row.identified else "no"), row.law
+    mape = float(bt.scores.set_index("law").loc[bt.winner, "mape"])
+    assert f"Winner: {bt.winner} (held-out MAPE {mape:.2f}%)" in md
+    winner = fit_law(bt.winner, iso, grid="chinchilla")
+    C = 4 * float(iso["C"].max())
+    N = optimal_N(winner, C)
+    loss = float(np.exp(predict_log(winner, N, C / (6 * N))[0]))
+    assert f"Headline prediction, by the winner ({bt.winner}, refitted on all runs)" in md
+    assert f"N = {N:.3g}, D = {C / (6 * N):.3g}, would reach loss {loss:.4f}" in md
 
 
 def test_wsd_savings_in_the_report_equal_the_committed_runs():

@@ -1,0 +1,84 @@
+"""Report sections for the law registry and for identifiability (see `_context` for what a section receives).
+
+- `robust_approach2`: Chinchilla Approach 2 with minima uncertainties (isoflop.fit_approach2_robust) as the
+  result; the classic parabola fit alongside for comparison.
+- `law_selection`: every law backtested below the cutoff, the winner, leave-one-budget-out CV, and the
+  winner's headline prediction with an interval of parameter uncertainty + run-to-run noise (report_laws).
+- `not_identified`: every fit of the report whose parameters the data do not identify (identify.not_identified),
+  with the reason and the fix; such fits are not printed as results in their own sections (`holds`).
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from . import frontier, plots
+from ._context import NOT_IDENTIFIED_TITLE, Context, Section, flags_text, holds, params_table
+from ._sections import APPROACH2_WINDOW
+from .errors import InputError
+from .isoflop import fit_approach2_robust
+from .report_laws import law_selection as select_law
+from .report_laws import not_identified_rows
+from .table import fit_table
+
+
+
+def robust_approach2(ctx: Context, s: Section) -> None:
+    n = max(ctx.bootstrap_n, 200)
+    fit = fit_table(fit_approach2_robust, ctx.isoflop, window=APPROACH2_WINDOW, n_resamples=n, seed=ctx.seed,
+                    level=ctx.level)
+    ctx.fits["Approach 2"] = fit
+    minima, noise = fit.extra["minima"], fit.extra["noise"]
+    s.text.append(f"Per budget, a parabola in log N fitted by weighted least squares to the {APPROACH2_WINDOW} "
+                  "sizes nearest the lowest loss; each minimum's uncertainty from "
+                  f"{n} resamples of the losses with the run-to-run noise "
+                  f"({noise.describe() if noise else 'not estimable: budgets weighted equally'}); then "
+                  "log N_opt = a log C + k by least squares weighted by 1/sigma^2 (method: isoflop.py, after "
+                  "Hoffmann et al. 2022 Approach 2 and Porian et al. 2024). Budgets whose minimum sits near an "
+                  "edge are kept, with little weight, instead of refused.")
+    if holds(ctx, s, "Approach 2"):
+        iv = fit.intervals.get("a")
+        s.text.append(f"N_opt ~ C^{fit.params['a']:.3f}" + (f" ({ctx.level:.0%} interval [{iv[0]:.3f}, "
+                                                              f"{iv[1]:.3f}])" if iv else "")
+                      + f", D_opt ~ C^{fit.params['b']:.3f} over {len(minima)} budgets.")
+        s.tables.append(("Parameters", params_table(fit, ["a", "b", "k_N", "k_D"])))
+    try:
+        classic = fit_table(frontier.fit_approach2, ctx.isoflop, window=APPROACH2_WINDOW)
+        ctx.fits["Approach 2 (classic)"] = classic
+        s.text.append(f"Classic Approach 2 (unweighted, refusing every budget whose vertex is outside its sizes): "
+                      f"a = {classic.params['a']:.3f} over {len(classic.extra['minima'])} budgets "
+                      f"({len(classic.extra['refused'])} refused).")
+    except InputError as e:
+        s.text.append(f"Classic Approach 2: not fitted ({e}).")
+    refused = fit.extra.get("refused", {})
+    if refused:
+        s.tables.append(("Budgets refused (no information about N_opt)",
+                         pd.DataFrame({"budget (FLOPs)": list(refused), "reason": list(refused.values())})))
+    s.text += [t for t in flags_text(fit) if "not identified" not in t]
+    s.tables.append(("Minimum of each budget (sigma_logN: uncertainty of log N_opt; weight: share in the fit)",
+                     minima))
+    ctx.figure(s, plots.isoflop_curves(fit), "isoflop.png",
+               "Loss vs N per budget; stars mark the minima; refused budgets grey and dashed.")
+
+
+def law_selection(ctx: Context, s: Section) -> None:
+    ctx.progress.step("backtest of every law")
+    sel = select_law(ctx.isoflop, grid=ctx.grid, n_boot=ctx.bootstrap_n, seed=ctx.seed, level=ctx.level)
+    for name, fit in sel.all_runs.items():
+        if not isinstance(fit, str):
+            ctx.fits[f"law {name}"] = fit
+    s.text += sel.text(ctx.level)
+    s.tables.append(("Held-out error per law (|predicted - actual| / actual)", sel.scores_table()))
+    if sel.winner is not None:
+        s.tables.append((f"The winner ({sel.backtest.winner}) refitted on every run", params_table(sel.winner)))
+
+
+def not_identified(ctx: Context, s: Section) -> None:
+    rows = not_identified_rows(ctx.fits)
+    if rows.empty:
+        s.text.append("Every fit of this report is identified by its data: no exponent <= 0, no parameter outside "
+                      "its grid of starts, no fit with fewer distinct inputs than parameters, no bootstrap with "
+                      "more than 10% failed refits.")
+        return
+    s.text.append(f"{rows['fit'].nunique()} fit(s) are not identified by these data and are not printed as results "
+                  "(rules: identify.py).")
+    s.tables.append(("Fits not identified, why, and the fix", rows))

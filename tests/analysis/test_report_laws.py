@@ -1,0 +1,62 @@
+"""The report shows only fits the data identify, backtests every law, and heads with the winner's prediction."""
+from __future__ import annotations
+
+import pytest
+
+import _synthetic_runs as S
+from scalinglaws.report import build_report
+
+
+def _section(md: str, title: str) -> str:
+    return md.split(f"## {title}", 1)[1].split("\n## ", 1)[0]
+
+
+@pytest.fixture(scope="module")
+def quickstart(tmp_path_factory):
+    df = S.quickstart_like()
+    out = tmp_path_factory.mktemp("quickstart")
+    md = build_report(df, out, bootstrap_n=20, seed=0, grid="small", progress=False).read_text()
+    return df, md
+
+
+def test_quickstart_report_backtests_every_law_with_the_largest_budget_held_out(quickstart):
+    df, md = quickstart
+    laws = _section(md, "Laws by held-out error")
+    assert "Not fitted" not in laws
+    assert "the largest budget alone is held out" in laws and "add a budget" in laws
+    rows = [r.split("|")[1:-1] for r in laws.splitlines() if r.startswith("| ") and not r.startswith("| law ")
+            and r.count("|") == 7]
+    scores = {r[0].strip(): (float(r[1]) if r[1].strip() != "n/a" else float("inf"), r[5].strip()) for r in rows}
+    assert len(scores) == 5
+    identified = {law: mape for law, (mape, ok) in scores.items() if ok == "yes"}
+    winner = min(identified, key=identified.get)  # the least held-out MAPE among identified laws
+    assert f"Winner: {winner} (held-out MAPE {identified[winner]:.2f}%)" in laws
+    assert f"Headline prediction, by the winner ({winner}, refitted on all runs)" in laws
+    assert "prediction interval [" in laws and "residual scatter stands in" in laws
+    assert "Not fitted" not in _section(md, "Backtest: predicting the largest budget")
+
+
+def test_quickstart_report_prints_no_unidentified_fit_as_a_result(quickstart):
+    df, md = quickstart
+    listed = _section(md, "Not identified, and why")
+    exponents = {row.split("|")[1].strip(): row.split("|")[4].strip()
+                 for row in _section(md, "Fitted vs published exponents").splitlines()
+                 if row.startswith("| ") and "quantity" not in row}
+    for quantity, value in exponents.items():
+        if value not in ("not fitted", "not identified"):
+            float(value)  # a number is printed only for an identified fit
+    # every "not identified" in the exponents table is explained in the not-identified section
+    if "not identified" in exponents.values():
+        assert "| fit | problem | fix |" in listed
+    for line in listed.splitlines():
+        if line.startswith("| ") and not line.startswith("| fit "):
+            assert line.count("|") == 4 and line.split("|")[3].strip()  # each reason has a fix
+
+
+def test_quickstart_approach3_is_listed_as_not_identified_instead_of_printed(quickstart):
+    _, md = quickstart
+    a3 = _section(md, "Chinchilla Approach 3: parametric fit")
+    assert "not identified by these data" in a3 and "**Parameters**" not in a3
+    assert "| Approach 3 | " in _section(md, "Not identified, and why")
+    exponents = _section(md, "Fitted vs published exponents")
+    assert "| Approach 3: alpha | 0.34 | Hoffmann 2022 sec 3.3 | not identified | - |" in exponents
