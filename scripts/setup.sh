@@ -9,11 +9,12 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 stamp=.venv/.scalinglab-installed
-want=$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
+want=$(cat pyproject.toml analysis/pyproject.toml constraints.txt | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q "torch==$(grep '^torch==' constraints.txt | cut -d= -f3)"
-.venv/bin/python -m pip install -q -c constraints.txt -e ".[test]"
+# Two distributions: the torch-free analysis package (analysis/) and scalinglab, which depends on it.
+.venv/bin/python -m pip install -q -c constraints.txt -e ./analysis -e ".[test]"
 echo "$want" > "$stamp"
