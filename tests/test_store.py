@@ -85,3 +85,13 @@ def test_summary_with_no_row_is_damaged(tmp_path):
     write_parquet(tmp_path / "summary.parquet", pd.DataFrame({"status": pd.Series([], dtype=str)}))
     with pytest.raises(ConfigError, match="cannot be read"):
         read_summary(tmp_path)
+
+
+def test_result_files_get_the_umask_mode_not_0600(tmp_path):
+    import stat
+    old = os.umask(0o022)
+    try:
+        path = write_parquet(tmp_path / "s" / "r" / "summary.parquet", [{"run_id": "r", "status": "complete"}])
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o644

@@ -21,7 +21,6 @@ import fcntl
 import os
 import re
 import signal
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable
@@ -29,6 +28,7 @@ from typing import Callable, Iterable
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from scalinglaws import _files as files
 
 from scalinglab.errors import ConfigError
 
@@ -38,7 +38,7 @@ METRICS = "metrics.parquet"
 CONFIG = "config.yaml"
 CHECKPOINT = "checkpoints/last.ckpt"
 LOCK = ".lock"
-TMP_PREFIX = ".tmp-"
+TMP_PREFIX = files.TMP_PREFIX
 FAULT_ENV = "SCALINGLAB_FAULT"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=,+-]*$")
 
@@ -71,27 +71,17 @@ def fault_point(name: str) -> None:
 
 
 def atomic_write(path: Path | str, write: Callable[[str], None]) -> Path:
-    """Call write(tmp_path) on a temporary file beside `path`, fsync it, then os.replace it into place."""
+    """scalinglaws.files.atomic_write (temporary file, fsync, os.replace; mode from the umask) with the store's
+    errors: a refused write is a StoreError naming the directory."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{path.name}.", dir=path.parent)
-        os.close(fd)
     except OSError as exc:
         raise storage_error(_existing_parent(path.parent), exc) from None
     try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        fault_point(f"write:{path.name}")
-        os.replace(tmp, path)
+        return files.atomic_write(path, write, before_replace=lambda: fault_point(f"write:{path.name}"))
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
         raise storage_error(path.parent, exc) from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _existing_parent(path: Path) -> Path:
