@@ -12,9 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from hydra import compose, initialize_config_dir
 
+from scalinglab import schema
 from scalinglab.errors import ConfigError
 from scalinglab.store import read_sweep
 from scalinglab.train import CONFIG_DIR, run
@@ -61,6 +63,10 @@ def test_tiny_run_learns_and_writes_a_complete_run_directory(tmp_path):
     h1 = unigram_entropy(np.fromfile(cache / "train.bin", dtype=dtype))
     assert summary["loss"] < h1 - 0.05, (summary["loss"], h1)
     assert summary["status"] == "complete" and math.isclose(summary["bpb"], metrics["bpb"].iloc[-1])
+    # Both files carry exactly their documented schema (docs/SCHEMA.md); metrics rows name their run.
+    assert pq.read_schema(rdir / "summary.parquet").remove_metadata() == schema.SUMMARY
+    assert pq.read_schema(rdir / "metrics.parquet").remove_metadata() == schema.METRICS
+    assert set(metrics["run_id"]) == {summary["run_id"]}
     # A second launch is a no-op: the summary file is not rewritten.
     before = (rdir / "summary.parquet").stat().st_mtime_ns
     again = run(cfg)

@@ -12,7 +12,7 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from . import calculator
+from . import __version__, calculator
 from ._format import fmt
 from .errors import InputError
 from .laws import PUBLISHED, load_law, save_law
@@ -256,6 +256,7 @@ def cmd_inference(args, console):
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="scalinglaws", description="Fit, report and use neural scaling laws.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="command")
 
     def add(name, fn, help_):

@@ -326,6 +326,7 @@ class TrainConfig:
     checkpoint_minutes: float = setting(2.0, Number(), "2")
     threads: int | None = setting(None, Nullable(Number(integer=True)), "4")  # torch threads (null: default)
     compile: bool = setting(False, Flag(), "false")
+    save_final: bool = setting(False, Flag(), "true")  # keep model.safetensors + model_config.json (pretrained.py)
     save_at_steps: tuple[int, ...] = setting((), Steps(), "[100,200]")  # keep checkpoints/step-<b>.ckpt
     branch_from: str | None = setting(None)  # run id whose step-<branch_step> checkpoint this run starts from
     branch_step: int | None = setting(None)  # checked against the run's steps by train.branch_checkpoint

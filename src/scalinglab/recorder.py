@@ -33,7 +33,7 @@ class RunRecorder(L.Callback):
         if trainer.global_step in pl_module.eval_at:
             row = pl_module.record()
             if trainer.is_global_zero:
-                write_parquet(self.run_dir / METRICS, pl_module.rows)
+                write_parquet(self.run_dir / METRICS, [{"run_id": self.run_dir.name, **r} for r in pl_module.rows])
             for logger in trainer.loggers:
                 logger.log_metrics({k: v for k, v in row.items() if k != "step"}, step=row["step"])
             if self.early_stopping and pl_module.evals_without_improvement >= self.patience:

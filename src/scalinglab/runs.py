@@ -52,8 +52,8 @@ def bits_per_byte(loss_nats: float, bytes_per_token: float) -> float:
 
 # Settings that do not change a run's result, left out of its identity (model.name only labels the preset the
 # fields were read from: model=nano and the same fields given one by one are one run).
-NOT_IDENTITY = {"data": {"num_workers", "cache_dir"}, "train": {"threads", "checkpoint_minutes", "save_at_steps"},
-                "model": {"name"}}
+NOT_IDENTITY = {"data": {"num_workers", "cache_dir"},
+                "train": {"threads", "checkpoint_minutes", "save_at_steps", "save_final"}, "model": {"name"}}
 # Lightning's short precision names and the ones they stand for (lightning.fabric's precision connector).
 PRECISION_ALIASES = {"64": "64-true", 64: "64-true", "32": "32-true", 32: "32-true", "16": "16-mixed",
                      16: "16-mixed", "bf16": "bf16-mixed"}

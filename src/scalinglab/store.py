@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from scalinglaws import _files as files
 
+from scalinglab import schema
 from scalinglab.errors import ConfigError
 
 SCHEMA_VERSION = 1
@@ -71,7 +72,7 @@ def fault_point(name: str) -> None:
 
 
 def atomic_write(path: Path | str, write: Callable[[str], None]) -> Path:
-    """scalinglaws.files.atomic_write (temporary file, fsync, os.replace; mode from the umask) with the store's
+    """scalinglaws._files.atomic_write (temporary file, fsync, os.replace; mode from the umask) with the store's
     errors: a refused write is a StoreError naming the directory."""
     path = Path(path)
     try:
@@ -106,9 +107,18 @@ def write_text(path: Path | str, text: str) -> Path:
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
+# The files of a run directory that have one explicit schema (scalinglab.schema, docs/SCHEMA.md).
+SCHEMAS = {SUMMARY: schema.SUMMARY, METRICS: schema.METRICS}
+
+
 def write_parquet(path: Path | str, rows: pd.DataFrame | list[dict]) -> Path:
-    frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows)
-    table = pa.Table.from_pandas(frame, preserve_index=False)
+    """Write rows atomically; summary.parquet and metrics.parquet with their explicit schema."""
+    known = SCHEMAS.get(Path(path).name)
+    if known is not None:
+        table = schema.to_table(rows.to_dict("records") if isinstance(rows, pd.DataFrame) else list(rows), known)
+    else:
+        table = pa.Table.from_pandas(rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows),
+                                     preserve_index=False)
     return atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
@@ -203,7 +213,7 @@ def read_summary(path: Path | str) -> dict | None:
     if not rows:
         raise damaged(file)
     row = rows[0]
-    if row.get("schema_version", SCHEMA_VERSION) > SCHEMA_VERSION:
+    if (row.get("schema_version") or SCHEMA_VERSION) > SCHEMA_VERSION:
         raise ConfigError(str(file), f"written by a newer scalinglab (schema {row['schema_version']})",
                           "upgrade scalinglab to read it")
     return row
@@ -221,13 +231,22 @@ def _summary_files(path: Path) -> Iterable[Path]:
     return sorted(p for p in path.rglob(SUMMARY) if not p.name.startswith(TMP_PREFIX))
 
 
-def _concat(files: Iterable[Path], add_run_id: bool = False) -> pd.DataFrame:
-    tables = []
-    for f in files:
-        t = _read_table(f)
-        if add_run_id and "run_id" not in t.column_names:
-            t = t.append_column("run_id", pa.array([f.parent.name] * t.num_rows))
-        tables.append(t)
+def read_run_file(file: Path) -> pa.Table:
+    """A run's summary or metrics parquet with today's schema (scalinglab.schema), also one an older scalinglab
+    wrote (null-typed columns; metrics without run_id, which is the run directory's name)."""
+    file = Path(file)
+    t = _read_table(file)
+    if file.name not in SCHEMAS:
+        return t
+    t = schema.conform(t, SCHEMAS[file.name])
+    if t["run_id"].null_count == t.num_rows:
+        t = t.set_column(t.schema.get_field_index("run_id"), "run_id",
+                         pa.array([file.parent.name] * t.num_rows, pa.string()))
+    return t
+
+
+def _concat(files: Iterable[Path]) -> pd.DataFrame:
+    tables = [read_run_file(f) for f in files]
     if not tables:
         return pd.DataFrame()
     # Unified schema: a column only some runs have is kept (null elsewhere), never dropped.
@@ -245,4 +264,4 @@ def read_sweep(path: Path | str, complete_only: bool = False) -> pd.DataFrame:
 def read_metrics(path: Path | str) -> pd.DataFrame:
     """Every run's eval-point curve under `path`, with a run_id column."""
     files = sorted(p for p in Path(path).rglob(METRICS) if not p.name.startswith(TMP_PREFIX))
-    return _concat(files, add_run_id=True)
+    return _concat(files)

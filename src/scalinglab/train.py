@@ -227,6 +227,9 @@ def _train(cfg: DictConfig, model_cfg, dm, rid: str, rdir: Path) -> dict:
             wandb.finish()  # under multirun, the next run must not log into this one
     summary = summary_row(cfg, model_cfg, counts, per_token, module, trainer.global_step, status, error, started)
     if trainer.is_global_zero:
+        if status == "complete" and cfg.train.save_final:  # before the summary that marks the run complete
+            from scalinglab.pretrained import save_pretrained
+            save_pretrained(module.model, model_cfg, rdir)
         write_result(cfg, rdir, summary)
     if status == "failed" and not _is_multirun():
         raise RuntimeError(f"run {rid} failed: {error}")

@@ -145,3 +145,11 @@ def test_bootstrapped_fit_carries_intervals_into_allocate(capsys, tmp_path):
     for key, value in (("N", a["N_opt"]), ("D", a["D_opt"]), ("loss", a["loss"])):
         lo, hi = a["intervals"][key]
         assert lo <= value * (1 + 1e-9) and value <= hi * (1 + 1e-9) and lo < hi
+
+
+def test_version_prints_the_package_version(capsys):
+    import scalinglaws
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"scalinglaws {scalinglaws.__version__}"
