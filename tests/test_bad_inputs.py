@@ -3,7 +3,7 @@
 Every case asserts: the exit status (2 for a user mistake), a fragment naming the field or file, a "Fix:" part, no
 Python traceback, and no result written (no summary/metrics/config/report/cache file appears or changes, no
 temporary file is left). Most cases start a Python process that imports torch or Lightning, so they are marked
-slow (`pytest -m slow tests/test_bad_inputs.py`); a fast subset of twelve runs by default.
+slow (`pytest -m slow tests/test_bad_inputs.py`); a fast subset of thirteen runs by default.
 """
 from __future__ import annotations
 
@@ -191,6 +191,12 @@ CASES = [
     Case("train-warmup-negative", train("train.warmup_frac=-0.1"), ("train.warmup_frac",)),
     Case("train-unknown-lr-rule", train("train.lr_rule=fast"), ("train.lr_rule", "kaplan")),
     Case("train-unknown-precision", train("trainer.precision=99"), ("trainer.precision", "bf16-mixed")),
+    Case("train-trainer-accumulation-refused", train("+trainer.accumulate_grad_batches=2"),
+         ("trainer.accumulate_grad_batches", "token budget", "train.batch_size"), fast=True),
+    Case("train-trainer-limit-train-batches-refused", train("+trainer.limit_train_batches=3"),
+         ("trainer.limit_train_batches", "train.tokens")),
+    Case("train-trainer-unknown-argument", train("+trainer.not_a_trainer_argument=1"),
+         ("trainer.not_a_trainer_argument", "lightning.Trainer")),
     Case("train-sweep-name-escapes-runs", train("sweep=../elsewhere"), ("sweep", "'..'")),
     Case("train-vocab-below-bytes", train("data.vocab_size=100"), ("data.vocab_size", "257")),
     Case("train-unresolvable-interpolation", train("paths.cache=${oc.env:SCALINGLAB_NO_SUCH_VARIABLE}"),

@@ -98,6 +98,10 @@ def run_identity(cfg, device_kind: str | None = None) -> dict:
     out["precision"] = resolve_precision(cfg.trainer.precision, kind)
     out["device"] = kind
     out["devices"] = OmegaConf.to_container(cfg.trainer, resolve=True)["devices"]
+    from scalinglab.validate import TRAINER_NOT_IDENTITY, trainer_passthrough
+    extra = {k: v for k, v in trainer_passthrough(cfg).items() if k not in TRAINER_NOT_IDENTITY}
+    if extra:  # other lightning.Trainer arguments (absent by default, so default run ids stay as they were)
+        out["trainer"] = extra
     return out
 
 

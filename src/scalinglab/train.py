@@ -28,7 +28,7 @@ from scalinglab.errors import ConfigError, exit_on_user_error
 from scalinglab.runs import resolve_device_kind, resolve_precision, run_id, run_identity
 from scalinglab.store import (CHECKPOINT, CONFIG, SCHEMA_VERSION, SUMMARY, StoreError, check_name, read_summary,
                               remove_temporaries, run_dir, run_lock, write_parquet, write_text)
-from scalinglab.validate import check_overrides, validate
+from scalinglab.validate import check_overrides, trainer_passthrough, validate
 
 log = logging.getLogger("scalinglab.train")
 
@@ -172,6 +172,7 @@ def _train(cfg: DictConfig, model_cfg, dm, rid: str, rdir: Path) -> dict:
     import lightning as L
     import torch
 
+    from scalinglab.loggers import LogTrainLoss, build_loggers
     from scalinglab.module import Diverged
     from scalinglab.recorder import RunRecorder
 
@@ -181,15 +182,9 @@ def _train(cfg: DictConfig, model_cfg, dm, rid: str, rdir: Path) -> dict:
     train = module.train_cfg
     if train.compile:
         module.model = torch.compile(module.model)
-    loggers = []
-    if cfg.logger.wandb:
-        from lightning.pytorch.loggers import WandbLogger
-        w = cfg.logger.wandb
-        loggers.append(WandbLogger(project=w.project, entity=w.entity, group=w.group, name=f"{cfg.sweep}/{rid}",
-                                   id=rid, mode=w.mode, save_dir=str(rdir), resume="allow",
-                                   config=OmegaConf.to_container(cfg, resolve=True)))
+    loggers = build_loggers(cfg, rid, rdir)
     device_kind = resolve_device_kind(cfg.trainer.accelerator)  # as open_run hashed it into the run id
-    callbacks = [RunRecorder(rdir, train)]
+    callbacks = [RunRecorder(rdir, train), LogTrainLoss()]
     if cfg.trainer.progress_bar:
         from scalinglab.progress import TokenProgressBar
         callbacks.append(TokenProgressBar(total_tokens=dm.tokens_total))
@@ -197,10 +192,10 @@ def _train(cfg: DictConfig, model_cfg, dm, rid: str, rdir: Path) -> dict:
                         strategy=cfg.trainer.strategy, precision=resolve_precision(cfg.trainer.precision, device_kind),
                         max_steps=dm.steps, max_epochs=1, gradient_clip_val=train.grad_clip or None,
                         logger=loggers or False, callbacks=callbacks, enable_checkpointing=False,
-                        enable_progress_bar=bool(cfg.trainer.progress_bar), enable_model_summary=False,
+                        enable_progress_bar=bool(cfg.trainer.progress_bar),
                         num_sanity_val_steps=0, limit_val_batches=0, default_root_dir=str(rdir),
                         use_distributed_sampler=False,  # the data module splits each step's batch itself
-                        log_every_n_steps=1)
+                        **trainer_passthrough(cfg))
     ckpt = rdir / CHECKPOINT
     resume = str(ckpt) if ckpt.exists() else branch_checkpoint(train, rdir, dm.steps)
     if resume:
@@ -222,7 +217,7 @@ def _train(cfg: DictConfig, model_cfg, dm, rid: str, rdir: Path) -> dict:
     finally:
         for logger in loggers:
             logger.finalize(status)
-        if cfg.logger.wandb:
+        if OmegaConf.select(cfg, "logger.wandb") is not None:
             import wandb
             wandb.finish()  # under multirun, the next run must not log into this one
     summary = summary_row(cfg, model_cfg, counts, per_token, module, trainer.global_step, status, error, started)

@@ -23,6 +23,32 @@ from scalinglab.store import check_name
 PRECISIONS = ("auto", "64-true", "32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed", "transformer-engine",
               "transformer-engine-float16", "64", "32", "16", "bf16", 64, 32, 16)
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+# trainer.* keys scalinglab reads itself; every other trainer.* key is passed to lightning.Trainer as it is.
+TRAINER_OWN = ("accelerator", "devices", "num_nodes", "strategy", "precision", "progress_bar")
+_BUDGET = "the token budget sets the steps (train.tokens / (train.batch_size * n_ctx)) and every FLOP count"
+# lightning.Trainer arguments scalinglab sets itself, because the token/FLOP accounting or the run directory
+# depends on them: (why, what to set instead).
+TRAINER_REFUSED = {
+    **dict.fromkeys(("max_steps", "min_steps", "max_epochs", "min_epochs", "max_time", "limit_train_batches",
+                     "overfit_batches", "fast_dev_run"),
+                    (f"would end the run before or after its token budget; {_BUDGET}", "set train.tokens")),
+    "accumulate_grad_batches": ("k accumulated batches per optimizer step would train on k x train.tokens with k x "
+                                "fewer steps than planned; " + _BUDGET,
+                                "set train.batch_size (sequences per optimizer step; the data module splits it "
+                                "over devices)"),
+    "gradient_clip_val": ("is train.grad_clip", "set train.grad_clip"),
+    **dict.fromkeys(("val_check_interval", "check_val_every_n_epoch", "limit_val_batches", "num_sanity_val_steps"),
+                    ("evaluation runs at train.eval_points log-spaced token counts, on the fixed validation split",
+                     "set train.eval_points")),
+    "logger": ("loggers come from the logger group", "use logger=csv, logger=tensorboard, logger=wandb or a list, "
+               "e.g. logger=[csv,wandb]"),
+    "enable_progress_bar": ("is trainer.progress_bar", "set trainer.progress_bar"),
+    **dict.fromkeys(("callbacks", "enable_checkpointing", "default_root_dir", "use_distributed_sampler"),
+                    ("is set by scalinglab (checkpoints, sampler and run directory belong to the results store)",
+                     "leave it out")),
+}
+# Passed-through trainer.* keys that do not change a run's result (left out of the run id).
+TRAINER_NOT_IDENTITY = ("log_every_n_steps", "profiler", "detect_anomaly", "enable_model_summary", "barebones")
 
 
 def _check_resolvable(cfg: DictConfig) -> None:
@@ -58,6 +84,35 @@ def _check_trainer(cfg: DictConfig) -> None:
         raise ConfigError("trainer.devices", f"must be a number of devices > 0, -1, auto or a list of ids, got {devices!r}",
                           "set e.g. trainer.devices=1")
     Number(integer=True)(OmegaConf.select(cfg, "trainer.num_nodes"), "trainer.num_nodes", "1")
+    _check_trainer_passthrough(cfg)
+
+
+def trainer_passthrough(cfg: DictConfig) -> dict:
+    """The trainer.* settings that go to lightning.Trainer unchanged (all but TRAINER_OWN)."""
+    trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
+    return {k: v for k, v in trainer.items() if k not in TRAINER_OWN}
+
+
+def _check_trainer_passthrough(cfg: DictConfig) -> None:
+    extra = trainer_passthrough(cfg)
+    for key in extra:
+        if key in TRAINER_REFUSED:
+            why, fix = TRAINER_REFUSED[key]
+            raise ConfigError(f"trainer.{key}", f"cannot be set: {why}", fix)
+    unusual = set(extra) - set(TRAINER_NOT_IDENTITY)
+    if unusual:  # only then is Lightning imported
+        import inspect
+
+        from lightning import Trainer
+        known = set(inspect.signature(Trainer.__init__).parameters) - {"self"}
+        for key in sorted(unusual):
+            if key not in known:
+                raise ConfigError(f"trainer.{key}", "is not an argument of lightning.Trainer",
+                                  "check the spelling against lightning.Trainer's documentation, or remove it")
+    every = extra.get("log_every_n_steps", 1)
+    if not isinstance(every, int) or isinstance(every, bool) or every < 1:
+        raise ConfigError("trainer.log_every_n_steps", f"must be a whole number >= 1, got {every!r}",
+                          "set e.g. trainer.log_every_n_steps=50")
 
 
 def validate(cfg: DictConfig) -> TrainConfig:
