@@ -64,3 +64,14 @@ def test_wandb_run_id_is_unique_per_sweep_and_run_and_grouped_by_sweep(tmp_path,
     assert again.version == ids["first"]  # a resumed run continues its own W&B run
     assert build_loggers(config(tmp_path), "abc123def456", tmp_path) == []  # default: parquet only
     assert OmegaConf.to_container(config(tmp_path, "logger=[csv,wandb]").logger).keys() == {"csv", "wandb"}
+
+
+def test_console_has_no_lightning_banners_tips_or_checkpoint_info(tmp_path):
+    from test_train import cli
+
+    out = cli(tmp_path, "train.tokens=3000")
+    assert out.returncode == 0, out.stderr
+    console = out.stdout + out.stderr
+    for noise in ("GPU available", "TPU available", "Tip:", "weights_only", "max_steps=", "LOCAL_RANK"):
+        assert noise not in console, (noise, console)
+    assert console.count(": complete, val loss") == 1

@@ -155,3 +155,22 @@ def test_tokens_per_param_keeps_only_sizes_near_each_budgets_optimum():
 def test_tokens_per_param_must_be_an_increasing_positive_pair(value):
     with pytest.raises(ConfigError, match="plan.tokens_per_param"):
         expand({"kind": "isoflop", "budgets": [1e12], "sizes": ["a"], "tokens_per_param": value}, fake_facts())
+
+
+def test_sweep_command_help_and_status_json(tmp_path, capsys):
+    import json
+
+    from scalinglab.store import write_parquet
+    from scalinglab.sweep import main
+
+    for argv in (["plan", "--help"], ["--help"], ["run", "-h"]):
+        assert main(argv) == 0  # not a search for sweeps/--help.yaml
+        assert "scalinglab-sweep plan <name>" in capsys.readouterr().out
+    write_parquet(tmp_path / "s" / "aaa" / "summary.parquet",
+                  [{"run_id": "aaa", "status": "complete", "n_params": 10, "tokens": 99, "loss": 3.5, "wall_time": 1.0}])
+    (tmp_path / "s" / "bbb").mkdir()
+    (tmp_path / "s" / "bbb" / "config.yaml").write_text("{}")
+    assert main(["status", str(tmp_path / "s"), "--json"]) == 0
+    rows = {r["run_id"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["aaa"]["state"] == "complete" and rows["aaa"]["loss"] == 3.5 and rows["bbb"]["state"] == "pending"
+    assert main(["status", str(tmp_path / "s"), "--yaml"]) == 2

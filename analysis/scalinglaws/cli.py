@@ -35,6 +35,21 @@ def _columns(pairs) -> dict:
     return out
 
 
+def _source(args) -> str:
+    """The input of fit/report: `source`, or its sweep folder `source/<--sweep>` when --sweep names one."""
+    if not args.sweep:
+        return args.source
+    from pathlib import Path
+
+    root = Path(args.source)
+    sweeps = sorted(p.name for p in root.iterdir() if p.is_dir() and any(p.glob("*/summary.parquet"))) \
+        if root.is_dir() else []
+    if args.sweep not in sweeps:
+        raise InputError(f"--sweep {args.sweep}", f"is not a sweep of the runs directory {root}",
+                         f"use one of {', '.join(sweeps)}" if sweeps else "pass a runs root (<runs>/<sweep>/<run_id>)")
+    return str(root / args.sweep)
+
+
 def _print_table(console: Console, title: str, columns, rows) -> None:
     table = Table(title=title)
     for c in columns:
@@ -50,7 +65,7 @@ def _print_table(console: Console, title: str, columns, rows) -> None:
 def cmd_report(args, console):
     from .report import build_report
 
-    path = build_report(args.source, args.out, bootstrap_n=args.bootstrap, seed=args.seed, grid=args.grid,
+    path = build_report(_source(args), args.out, bootstrap_n=args.bootstrap, seed=args.seed, grid=args.grid,
                         columns=_columns(args.col), progress=not args.quiet, name=args.name, title=args.title,
                         commentary=args.commentary)
     console.print(f"wrote {path} and {path.with_suffix('.html').name} (+ figures) in {path.parent}")
@@ -148,11 +163,11 @@ def cmd_fit(args, console):
     if args.save and args.approach == "2":
         raise InputError("--save", "Approach 2 gives a frontier, not a law L(N, D)",
                          "use --approach 3 or --approach kaplan to save a law")
-    source = load_source(args.source, _columns(args.col))
+    source = load_source(_source(args), _columns(args.col))
     df = source.table
     budgets = count_budgets(df)
     if budgets < 2:
-        raise InputError(args.source, f"the runs span {budgets} compute budget{'s' if budgets != 1 else ''}; "
+        raise InputError(_source(args), f"the runs span {budgets} compute budget{'s' if budgets != 1 else ''}; "
                          f"{FIT_NAMES[args.approach]} needs at least 2 budgets (with one budget, N and D move together: "
                          "N x D is fixed, so their effects cannot be told apart)",
                          "add runs at a second budget (e.g. plan.budgets with 2 or more values)")
@@ -265,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--json", action="store_true", help="print JSON instead of a table")
         return s
 
+    sweep_help = "with a runs root as source: only the runs of this sweep (<source>/<NAME>)"
     col_help = "map a canonical column to yours, e.g. --col N=params --col loss=val_loss (repeatable)"
     s = add("report", cmd_report, "Fit everything the data supports; write report.md/.html and figures")
     s.add_argument("source", help="a .csv/.parquet table (columns N, D, loss; C optional) or a runs directory")
@@ -278,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--name", default="report", help="file name of the report, without .md/.html (default: report)")
     s.add_argument("--title", default="Scaling-law report", help="the report's heading")
     s.add_argument("--commentary", metavar="MD", help="a markdown file appended as a final 'Commentary' section")
+    s.add_argument("--sweep", metavar="NAME", help=sweep_help)
 
     from .registry import LAWS
 
@@ -296,6 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--window", type=int, default=None,
                    help="approach 2: fit each parabola to this many sizes around the budget's lowest loss (default: all)")
     s.add_argument("--save", metavar="FIT_JSON", help="save the law (approach 3 or kaplan) for predict/allocate")
+    s.add_argument("--sweep", metavar="NAME", help=sweep_help)
 
     add("laws", cmd_laws, "List the laws `fit --law` and `backtest` fit, with their formulas and sources")
 

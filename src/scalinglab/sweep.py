@@ -206,13 +206,16 @@ def format_status(table: pd.DataFrame) -> str:
 # ------------------------------------------------------------------------------------------------ command line
 
 USAGE = """usage:
-  python -m scalinglab.sweep plan <name> [overrides]     expand sweeps/<name>.yaml, print runs (N, D, C, est. time)
-  python -m scalinglab.sweep run <name> [overrides]      launch it (e.g. hydra/launcher=joblib)
-  python -m scalinglab.sweep status <runs/sweep dir>     complete / running / failed / diverged / pending
-  python -m scalinglab.sweep ladder key=value ...         sizes of a ladder: family, n_min, n_max, per_decade,
-                                                         aspect_ratio, head_dim, tolerance (plan.ladder's keys),
-                                                         flops (default kaplan), vocab_size (4096), n_ctx (256)
-  python -m scalinglab.sweep presets [vocab_size=V n_ctx=T flops=C]   the named sizes and their N
+  scalinglab-sweep plan <name> [overrides]        expand sweeps/<name>.yaml, print runs (N, D, C, est. time)
+  scalinglab-sweep run <name> [overrides]         launch it (e.g. hydra/launcher=joblib)
+  scalinglab-sweep status <runs/sweep dir> [--json]  complete / running / failed / diverged / pending
+  scalinglab-sweep ladder key=value ...           sizes of a ladder: family, n_min, n_max, per_decade,
+                                                  aspect_ratio, head_dim, tolerance (plan.ladder's keys),
+                                                  flops (default kaplan), vocab_size (4096), n_ctx (256)
+  scalinglab-sweep presets [vocab_size=V n_ctx=T flops=C]   the named sizes and their N
+
+<name> is a sweep shipped with scalinglab or a path to your own .yaml sweep file; overrides are Hydra's
+(key=value, or key=a,b for one run per value). `python -m scalinglab.sweep` is the same command.
 """
 
 
@@ -252,6 +255,9 @@ def _env_with_plugin() -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if any(arg in ("-h", "--help") for arg in argv[:2]):
+        print(USAGE)
+        return 0
     if argv[:1] in (["ladder"], ["presets"]):
         from scalinglab import ladder
         try:
@@ -266,7 +272,10 @@ def main(argv: list[str] | None = None) -> int:
     command, target, rest = argv[0], argv[1], argv[2:]
     try:
         if command == "status":
-            print(format_status(sweep_status(target)))
+            if set(rest) - {"--json"}:
+                raise ConfigError("status", f"unknown arguments {rest}", "give a sweep directory and optionally --json")
+            table = sweep_status(target)
+            print(table.to_json(orient="records") if rest else format_status(table))
             return 0
         config_dir, config_name = _sweep_file(target)
         check_sweep_overrides(config_dir, config_name, rest)

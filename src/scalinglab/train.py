@@ -58,10 +58,19 @@ def _versions() -> dict:
 
 
 def _quiet_lightning() -> None:
-    """Keep the console for the progress bar and our own lines; Lightning's banners go to the log only."""
+    """Keep the console for the progress bar and our own lines: no Lightning banners, Tips or per-checkpoint INFO.
+
+    Called after Lightning is imported (its import sets its loggers to INFO with a console handler of their own,
+    which also printed each line a second time through Hydra's root handler); its warnings reach the console
+    once, through the root logger.
+    """
     import warnings
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.WARNING)
+        for handler in list(logger.handlers):
+            if type(handler) is logging.StreamHandler:
+                logger.removeHandler(handler)
     warnings.filterwarnings("ignore", message=".*val_dataloader.*validation_step.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -84,7 +93,6 @@ def open_run(cfg: DictConfig) -> tuple:
     module, and name the run: (model_cfg, dm, run_id, run_dir). The run id hashes the device kind and precision
     the run will train on (runs.run_identity)."""
     train = validate(cfg)
-    _quiet_lightning()
     model_cfg = instantiate(cfg.model)  # a scalinglab.config.GPTConfig
     dm = build_datamodule(cfg, train)
     rid = run_id(run_identity(cfg))
@@ -172,6 +180,7 @@ def _train(cfg: DictConfig, model_cfg, dm, rid: str, rdir: Path) -> dict:
     import lightning as L
     import torch
 
+    _quiet_lightning()
     from scalinglab.loggers import LogTrainLoss, build_loggers
     from scalinglab.module import Diverged
     from scalinglab.recorder import RunRecorder

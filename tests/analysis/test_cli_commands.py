@@ -153,3 +153,13 @@ def test_version_prints_the_package_version(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["--version"])
     assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"scalinglaws {scalinglaws.__version__}"
+
+
+def test_sweep_picks_one_sweep_of_a_runs_root(capsys):
+    root = Path(__file__).resolve().parents[2] / "results" / "runs"
+    code, by_name, _ = run(capsys, "fit", root, "--sweep", "repro_isoflop", "--approach", "2", "--json")
+    assert code == 0
+    code, by_path, _ = run(capsys, "fit", root / "repro_isoflop", "--approach", "2", "--json")
+    assert code == 0 and json.loads(by_name) == json.loads(by_path)
+    code, _, err = run(capsys, "report", root, "--sweep", "nope", "--out", "unused")
+    assert code == 2 and "repro_isoflop" in err and "Fix:" in err
