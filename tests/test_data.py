@@ -256,6 +256,31 @@ def test_hf_source_end_to_end(tmp_path):
         len(t.encode()) for t in texts)
 
 
+def test_appending_rows_to_a_local_parquet_rebuilds_the_cache(tmp_path):
+    """data=hf name=parquet with local data_files: the cache key fingerprints the file's size, mtime and content."""
+    import os
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from scalinglab.corpus import source_fingerprint
+
+    texts = [path.read_text() for path in sorted(CORPUS.glob("*.txt"))]
+    file = tmp_path / "docs.parquet"
+    pq.write_table(pa.table({"text": texts[:6]}), file)
+    source = {"kind": "hf", "name": "parquet", "data_files": str(file), "text_column": "text"}
+    assert make(tmp_path / "cache", source).prepare()["documents"] == 6
+    pq.write_table(pa.table({"text": texts}), file)  # rows appended
+    assert make(tmp_path / "cache", source).prepare()["documents"] == len(texts)
+    # The key also sees content: a file rewritten with its old size and mtime is a new corpus.
+    before, stat = source_fingerprint(source), file.stat()
+    data = bytearray(file.read_bytes())
+    data[len(data) // 2] ^= 1
+    file.write_bytes(bytes(data))
+    os.utime(file, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert file.stat().st_size == stat.st_size and source_fingerprint(source) != before
+
+
 # -- Hydra configs and the command line -------------------------------------------------------------------
 
 REPO = Path(__file__).resolve().parents[1]

@@ -299,11 +299,34 @@ def check_source(source: dict) -> None:
         raise ConfigError("data.source.text_column", "is empty", "name the column that holds the text")
 
 
-def source_fingerprint(source: dict, project_root: Path | None = None) -> str:
-    """A short hash that changes when the corpus could have changed, computed without reading any text.
+def file_fingerprint(path: Path) -> tuple:
+    """(path, size, mtime, SHA-256 of the content) of a local input file: rows appended or a file rewritten in
+    place (even with its old mtime) change it."""
+    stat = path.stat()
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return str(path.resolve()), stat.st_size, stat.st_mtime_ns, digest.hexdigest()
 
-    builtin: pinned archive digests and the extraction version. text_files: each file's path, size and mtime.
-    hf: name/config/split/column/files/revision, plus (path, size, mtime) of every file of a local dataset directory.
+
+def _local_data_files(data_files) -> list[Path]:
+    """The local files among an hf source's data_files (a path or glob, a list of them, or {split: ...})."""
+    if data_files is None:
+        return []
+    if isinstance(data_files, dict):
+        return sorted({p for value in data_files.values() for p in _local_data_files(value)})
+    patterns = [data_files] if isinstance(data_files, str) else list(data_files)
+    return sorted({Path(m).resolve() for pattern in patterns for m in glob.glob(os.path.expanduser(str(pattern)),
+                                                                                recursive=True) if os.path.isfile(m)})
+
+
+def source_fingerprint(source: dict, project_root: Path | None = None) -> str:
+    """A short hash that changes when the corpus could have changed.
+
+    builtin: pinned archive digests and the extraction version. text_files: file_fingerprint of each file. hf:
+    name/config/split/column/files/revision, plus file_fingerprint of every local file it reads (a save_to_disk or
+    data directory, local data_files such as `data=hf data.source.name=parquet data.source.data_files=x.parquet`).
     """
     check_source(source)
     kind = source["kind"]
@@ -311,17 +334,14 @@ def source_fingerprint(source: dict, project_root: Path | None = None) -> str:
         parts: list = [BUILTIN_EXTRACTION_VERSION, sorted((a.filename, a.sha256) for a in BUILTIN_ARCHIVES.values())]
     elif kind == "text_files":
         parts = [source.get("text_column", "text")]
-        for path in resolve_paths(source["paths"], project_root):
-            stat = path.stat()
-            parts.append((str(path), stat.st_size, stat.st_mtime_ns))
+        parts += [file_fingerprint(path) for path in resolve_paths(source["paths"], project_root)]
     else:
         keys = ("name", "config", "split", "text_column", "data_files", "revision", "max_documents")
         parts = [(key, source.get(key)) for key in keys]
+        local = _local_data_files(source.get("data_files"))
         if os.path.isdir(source["name"]):
-            for path in sorted(Path(source["name"]).rglob("*")):
-                if path.is_file():
-                    stat = path.stat()
-                    parts.append((str(path.resolve()), stat.st_size, stat.st_mtime_ns))
+            local += sorted(p for p in Path(source["name"]).rglob("*") if p.is_file())
+        parts += [file_fingerprint(path) for path in local]
     return hashlib.sha256(json.dumps([kind, parts], default=str).encode()).hexdigest()[:16]
 
 
