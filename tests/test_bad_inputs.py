@@ -20,6 +20,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from scalinglab.resources import CONFIG_DIR, SWEEPS_DIR
+
 REPO = Path(__file__).resolve().parents[1]
 SWEEP_TABLE = REPO / "tests" / "fixtures" / "analysis" / "sweep.csv"
 TINY = ["model=nano", "data=text_files", "model.n_ctx=64", "train.batch_size=8", "trainer.progress_bar=false",
@@ -405,10 +407,10 @@ def test_check_overrides_turns_hydra_errors_into_config_errors(override, field, 
     from scalinglab.validate import check_overrides
 
     with pytest.raises(ConfigError) as error:
-        check_overrides(["model=nano", override], str(REPO / "configs"))
+        check_overrides(["model=nano", override], str(CONFIG_DIR))
     assert error.value.field == field and fix in error.value.fix
-    check_overrides(["model=nano", "train.tokens=1e5"], str(REPO / "configs"))  # good overrides pass
-    check_overrides(["-m", "foo=1"], str(REPO / "configs"))  # flags: left to Hydra and the sweeper
+    check_overrides(["model=nano", "train.tokens=1e5"], str(CONFIG_DIR))  # good overrides pass
+    check_overrides(["-m", "foo=1"], str(CONFIG_DIR))  # flags: left to Hydra and the sweeper
 
 
 def test_check_overrides_composes_a_sweep_file_with_the_project_configs():
@@ -416,7 +418,7 @@ def test_check_overrides_composes_a_sweep_file_with_the_project_configs():
     from scalinglab.errors import ConfigError
     from scalinglab.validate import check_overrides
 
-    sweep = dict(config_dir=REPO / "sweeps", config_name="quickstart", search_dirs=(REPO / "configs",))
+    sweep = dict(config_dir=SWEEPS_DIR, config_name="quickstart", search_dirs=(CONFIG_DIR,))
     check_overrides(["plan.budgets=[1e11,2e11]"], **sweep)
     with pytest.raises(ConfigError) as error:
         check_overrides(["foo=1"], **sweep)

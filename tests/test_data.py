@@ -18,11 +18,12 @@ from scalinglab.data import TokenDataModule
 from scalinglab.errors import ConfigError
 from scalinglab.runs import bits_per_byte
 from scalinglab.token_cache import split_by_document, token_dtype
+from scalinglab.resources import CONFIG_DIR, SAMPLE_CORPUS
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-CORPUS = Path(__file__).parent / "data" / "corpus"
+CORPUS = SAMPLE_CORPUS
 SLICE = {"kind": "text_files", "paths": [str(CORPUS / "*.txt")], "text_column": "text"}
 
 
@@ -289,7 +290,7 @@ REPO = Path(__file__).resolve().parents[1]
 def _compose(overrides):
     from hydra import compose, initialize_config_dir
 
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return compose("config", overrides=overrides)
 
 

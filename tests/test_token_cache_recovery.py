@@ -11,8 +11,9 @@ from pathlib import Path
 from scalinglab.config import TrainConfig
 from scalinglab.data import TokenDataModule
 from scalinglab.token_cache import cache_key
+from scalinglab.resources import SAMPLE_CORPUS
 
-CORPUS = Path(__file__).parent / "data" / "corpus"
+CORPUS = SAMPLE_CORPUS
 SLICE = {"kind": "text_files", "paths": [str(CORPUS / "*.txt")], "text_column": "text"}
 
 

@@ -1,16 +1,16 @@
 """Byte-level BPE: vocabulary bounds, round trip, exact byte lengths per token."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from scalinglab.errors import ConfigError
 from scalinglab.tokenizer import (check_vocab_size, encode_documents, end_of_text_id, load_tokenizer,
+from scalinglab.resources import SAMPLE_CORPUS
                                   token_byte_lengths, train_bpe)
 
-CORPUS = Path(__file__).parent / "data" / "corpus"
+CORPUS = SAMPLE_CORPUS
 
 
 @pytest.fixture(scope="module")

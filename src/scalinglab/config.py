@@ -26,11 +26,12 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable, ClassVar, Mapping
 
+from scalinglab import resources
 from scalinglab.errors import ConfigError
 from scalinglab.presets import PRESETS
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the repository (editable install): configs/, sweeps/, globs
-CONFIG_DIR = str(PROJECT_ROOT / "configs")
+PROJECT_ROOT = resources.PACKAGE_DIR  # relative data globs not found from the working directory resolve here
+CONFIG_DIR = str(resources.CONFIG_DIR)  # the shipped configs as a folder (Hydra reads them as resources.CONFIG_PATH)
 FAMILIES = ("gpt2", "llama")
 
 

@@ -198,7 +198,7 @@ def resolve_paths(patterns: list[str] | str, project_root: Path | None = None) -
         if not matches:
             raise ConfigError("data.source.paths", f"no file matches {pattern!r} (working directory {os.getcwd()})",
                               "give existing .txt/.jsonl/.parquet files or globs (absolute, or relative to the "
-                              "working directory or the project root)")
+                              "working directory or the scalinglab package)")
         files.update(Path(m).resolve() for m in matches if os.path.isfile(m))
     for path in sorted(files):
         if path.suffix not in TEXT_SUFFIXES and path.suffix not in TABLE_SUFFIXES:
@@ -303,11 +303,7 @@ def file_fingerprint(path: Path) -> tuple:
     """(path, size, mtime, SHA-256 of the content) of a local input file: rows appended or a file rewritten in
     place (even with its old mtime) change it."""
     stat = path.stat()
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return str(path.resolve()), stat.st_size, stat.st_mtime_ns, digest.hexdigest()
+    return str(path.resolve()), stat.st_size, stat.st_mtime_ns, sha256_file(path)
 
 
 def _local_data_files(data_files) -> list[Path]:

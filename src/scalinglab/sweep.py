@@ -7,9 +7,9 @@
     python -m scalinglab.sweep ladder family=llama n_min=1e4 n_max=1e6 per_decade=4   # sizes of a ladder
     python -m scalinglab.sweep presets                      # the named sizes (scalinglab/presets.py) and their N
 
-A sweep file (sweeps/<name>.yaml) is a primary Hydra config: `defaults: [config, override hydra/sweeper:
-scalinglab]` plus a `plan:` section. The scalinglab sweeper (hydra_plugins/scalinglab_sweeper) composes each
-candidate run's config, expands the plan (scalinglab.sweep_plan), writes the plan to `<runs>/<sweep>/plan.parquet`
+A sweep file (scalinglab/sweeps/<name>.yaml, or a path to your own .yaml) is a primary Hydra config:
+`defaults: [config, override hydra/sweeper: scalinglab]` plus a `plan:` section. The scalinglab sweeper
+(hydra_plugins/scalinglab_sweeper) composes each candidate run's config, expands the plan (scalinglab.sweep_plan), writes the plan to `<runs>/<sweep>/plan.parquet`
 and hands the overrides to whatever launcher is configured (basic, joblib, submitit_local, submitit_slurm).
 Training, skipping complete runs and resuming interrupted ones is train.py's job; `store.run_lock` guarantees that
 two launches of one sweep never train the same run at once.
@@ -24,13 +24,14 @@ from typing import Callable
 
 import pandas as pd
 
-from scalinglab.config import CONFIG_DIR, PROJECT_ROOT, TrainConfig
+from scalinglab import resources
+from scalinglab.config import CONFIG_DIR, TrainConfig
 from scalinglab.errors import ConfigError, report_user_error
 from scalinglab.runs import run_id, run_identity, tokens_per_epoch
 from scalinglab.store import CONFIG, LOCK, SUMMARY, is_locked, read_summary, run_status, write_parquet
 from scalinglab.sweep_plan import DEFAULT_FLOPS_PER_SECOND, DEFAULT_STARTUP_SECONDS, ModelFacts, Plan, estimate, expand
 
-SWEEPS_DIR = PROJECT_ROOT / "sweeps"
+SWEEPS_DIR = resources.SWEEPS_DIR
 PLAN_FILE = "plan.parquet"
 STATES = ("complete", "running", "interrupted", "failed", "diverged", "pending")
 
@@ -247,9 +248,10 @@ def _env_with_plugin() -> dict:
     import importlib.util
 
     env = dict(os.environ)
+    src = resources.PACKAGE_DIR.parent  # src/ of a checkout (site-packages of an install, which maps it anyway)
     if importlib.util.find_spec("hydra_plugins.scalinglab_sweeper") is None and (
-            PROJECT_ROOT / "src" / "hydra_plugins" / "scalinglab_sweeper").is_dir():
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT / "src"), env.get("PYTHONPATH")]))
+            src / "hydra_plugins" / "scalinglab_sweeper").is_dir():
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src), env.get("PYTHONPATH")]))
     return env
 
 

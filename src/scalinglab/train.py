@@ -22,6 +22,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from scalinglab import resources
 from scalinglab.build import build_datamodule, instantiate
 from scalinglab.config import CONFIG_DIR, GPTConfig, TrainConfig
 from scalinglab.errors import ConfigError, exit_on_user_error
@@ -315,7 +316,7 @@ def train_job(cfg: DictConfig) -> dict:
     return run(cfg)
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
+@hydra.main(version_base="1.3", config_path=resources.CONFIG_PATH, config_name="config")
 def main(cfg: DictConfig) -> float | None:
     # Not decorated itself: Hydra names the job after the task function's file.
     return exit_on_user_error(train_job)(cfg).get("loss")

@@ -1,6 +1,6 @@
 """`hydra/sweeper=scalinglab`: plan: section -> one override list per run -> the configured Hydra launcher.
 
-Selected by every sweeps/*.yaml (`override hydra/sweeper: scalinglab`). Like Hydra's basic sweeper it combines the
+Selected by every sweep file (scalinglab/sweeps/*.yaml) (`override hydra/sweeper: scalinglab`). Like Hydra's basic sweeper it combines the
 command line's overrides (sweep syntax `a=1,2` expands), but the runs themselves come from `plan:` (isoFLOP token
 budgets computed per size, skips with reasons; see scalinglab.sweep_plan). Launchers are Hydra's own, unchanged:
 basic (sequential), joblib (parallel; torch threads set so runs x threads <= cores), submitit_local,

@@ -1,0 +1,1 @@
+"""Hydra config groups shipped with scalinglab (pkg://scalinglab.configs); see scalinglab.resources."""

@@ -1,0 +1,1 @@
+"""Sweep files shipped with scalinglab (`scalinglab-sweep plan <name>`); see scalinglab.resources."""
