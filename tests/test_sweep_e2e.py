@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -79,6 +80,8 @@ def test_joblib_sweep_trains_four_runs_then_relaunch_skips_them(tmp_path, cache)
     table = read_sweep(runs / "par")
     assert len(table) == 4 and set(table["status"]) == {"complete"}
     assert table["run_id"].is_unique
+    progress = re.findall(r"sweep par: (\d)/4 done, ETA (\S+)", out.stdout)  # one line per finished run
+    assert len(progress) == 4 and ("4", "0s") in progress, out.stdout
     planned = sweep_status(runs / "par")
     assert list(planned["state"]) == ["complete"] * 4 and set(planned["run_id"]) == set(table["run_id"])
     # isoFLOP: the two runs of one budget have the same C (within one batch) and different N

@@ -9,8 +9,9 @@
 
 A sweep file (scalinglab/sweeps/<name>.yaml, or a path to your own .yaml) is a primary Hydra config:
 `defaults: [config, override hydra/sweeper: scalinglab]` plus a `plan:` section. The scalinglab sweeper
-(hydra_plugins/scalinglab_sweeper) composes each candidate run's config, expands the plan (scalinglab.sweep_plan), writes the plan to `<runs>/<sweep>/plan.parquet`
-and hands the overrides to whatever launcher is configured (basic, joblib, submitit_local, submitit_slurm).
+(hydra_plugins/scalinglab_sweeper) composes each candidate run's config, expands the plan (scalinglab.sweep_plan),
+writes the plan to `<runs>/<sweep>/plan.parquet` and hands the overrides to whatever launcher is configured (basic,
+joblib, submitit_local, submitit_slurm). Each finished run of a launched sweep prints `k/n done, ETA ...`.
 Training, skipping complete runs and resuming interrupted ones is train.py's job; `store.run_lock` guarantees that
 two launches of one sweep never train the same run at once.
 """
@@ -195,6 +196,26 @@ def sweep_status(sweep_dir: Path | str) -> pd.DataFrame:
                        wall_time=summary.get("wall_time"))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def progress_line(sweep_dir: Path | str) -> str | None:
+    """`sweep <name>: k/n done, ETA <time>` for a launched sweep (None without a plan): k of the n planned runs
+    have a summary; the ETA extrapolates the runs finished since the plan was written (the launch)."""
+    import time
+
+    from scalinglab.sweep_plan import _duration
+
+    sweep_dir = Path(sweep_dir)
+    plan_file = sweep_dir / PLAN_FILE
+    if not plan_file.exists():
+        return None
+    started, planned = plan_file.stat().st_mtime, pd.read_parquet(plan_file, columns=["run_id"])["run_id"]
+    summaries = (read_summary(sweep_dir / rid) for rid in planned)
+    finished = [summary["finished_at"] for summary in summaries if summary is not None]
+    n, new = len(planned), sum(t >= started for t in finished)
+    left = n - len(finished)
+    eta = "0s" if not left else _duration((time.time() - started) / new * left) if new else "unknown"
+    return f"sweep {sweep_dir.name}: {len(finished)}/{n} done, ETA {eta}"
 
 
 def format_status(table: pd.DataFrame) -> str:

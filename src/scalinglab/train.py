@@ -279,6 +279,11 @@ def write_result(cfg: DictConfig, rdir: Path, summary: dict) -> None:
             ckpt.parent.rmdir()
     print(f"run {cfg.sweep}/{summary['run_id']}: {status}" + (f" ({error})" if error else
           f", val loss {summary['loss']:.4f} nats/token, {summary['bpb']:.4f} bits/byte, {summary['tokens']:,} tokens"))
+    if _is_multirun():  # a launched sweep: one progress line per finished run
+        from scalinglab.sweep import progress_line
+        line = progress_line(rdir.parent)
+        if line:
+            print(line, flush=True)
 
 
 def _override(argv: list[str], key: str) -> str | None:
