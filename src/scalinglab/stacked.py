@@ -54,10 +54,15 @@ def _autocast(cfg: DictConfig) -> torch.dtype | None:
 def stack_key(cfg: DictConfig) -> tuple | None:
     """What members of one stack must share (shape, batch, optimizer settings, device, precision), or None for
     a run that trains alone: one that branches or keeps step checkpoints (WSD), compiles, uses dropout, logs to
-    wandb, needs several devices or a precision other than fp32 and bf16-mixed."""
+    a Lightning logger, keeps its final weights, passes other lightning.Trainer arguments, needs several devices or
+    a precision other than fp32 and bf16-mixed."""
+    from scalinglab.validate import TRAINER_NOT_IDENTITY, trainer_passthrough
+
     t, trainer = cfg.train, cfg.trainer
     alone = (t.branch_from is not None or list(t.save_at_steps) or t.compile or cfg.model.get("dropout", 0.0)
-             or cfg.logger.get("wandb") or trainer.precision not in (*PRECISIONS, "auto")
+             or any(v is not None for v in cfg.logger.values()) or t.get("save_final")
+             or set(trainer_passthrough(cfg)) - set(TRAINER_NOT_IDENTITY)
+             or trainer.precision not in (*PRECISIONS, "auto")
              or str(trainer.devices) != "1" or int(trainer.num_nodes) != 1 or trainer.strategy != "auto")
     if alone:
         return None
