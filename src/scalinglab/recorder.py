@@ -13,7 +13,7 @@ from pathlib import Path
 import lightning as L
 
 from scalinglab.config import TrainConfig
-from scalinglab.store import CHECKPOINT, METRICS, TMP_PREFIX, fault_point, storage_error, write_parquet
+from scalinglab.store import CHECKPOINT, TMP_PREFIX, fault_point, storage_error, write_metrics
 
 
 class RunRecorder(L.Callback):
@@ -33,7 +33,7 @@ class RunRecorder(L.Callback):
         if trainer.global_step in pl_module.eval_at:
             row = pl_module.record()
             if trainer.is_global_zero:
-                write_parquet(self.run_dir / METRICS, [{"run_id": self.run_dir.name, **r} for r in pl_module.rows])
+                write_metrics(self.run_dir, pl_module.rows)
             for logger in trainer.loggers:
                 logger.log_metrics({k: v for k, v in row.items() if k != "step"}, step=row["step"])
             if self.early_stopping and pl_module.evals_without_improvement >= self.patience:

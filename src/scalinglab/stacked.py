@@ -29,8 +29,7 @@ from scalinglab.errors import ConfigError
 from scalinglab.module import Diverged, LanguageModel
 from scalinglab.runs import resolve_device_kind, resolve_precision
 from scalinglab.stacked_step import OptimizerSettings, Stack
-from scalinglab.store import (CHECKPOINT, METRICS, StoreError, atomic_write, remove_temporaries, run_lock,
-                              write_parquet)
+from scalinglab.store import CHECKPOINT, StoreError, atomic_write, remove_temporaries, run_lock, write_metrics
 
 __all__ = ["stack_key", "train_group", "train_members", "is_member_checkpoint", "build_stack", "stack_groups",
            "write_group_file", "train_group_file", "STACK_ENV", "SYNC_EVERY"]
@@ -286,7 +285,7 @@ def _after_step(run: _Run, stack: Stack, k: int) -> None:
     if m.step in m.eval_at:
         stack.store_weights(k, m.model)
         m.record()
-        write_parquet(run.rdir / METRICS, m.rows)
+        write_metrics(run.rdir, m.rows)
         if m.train_cfg.early_stopping and m.evals_without_improvement >= m.train_cfg.patience:
             run.stopped = True
         if m.step < m.total_steps and not run.stopped:

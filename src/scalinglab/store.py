@@ -122,6 +122,11 @@ def write_parquet(path: Path | str, rows: pd.DataFrame | list[dict]) -> Path:
     return atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
+def write_metrics(run_dir: Path | str, rows: list[dict]) -> Path:
+    """A run's metrics.parquet: its eval rows, each with the run's id (the run directory's name)."""
+    return write_parquet(Path(run_dir) / METRICS, [{"run_id": Path(run_dir).name, **row} for row in rows])
+
+
 def check_name(value: str, field: str) -> str:
     """Refuse names that could escape the runs directory (path traversal) or are awkward on disk."""
     if not isinstance(value, str) or not _NAME.match(value) or ".." in value:
