@@ -1,13 +1,12 @@
 """Byte-level BPE: vocabulary bounds, round trip, exact byte lengths per token."""
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
 from scalinglab.errors import ConfigError
-from scalinglab.tokenizer import (check_vocab_size, encode_documents, end_of_text_id, load_tokenizer,
 from scalinglab.resources import SAMPLE_CORPUS
+from scalinglab.tokenizer import (check_vocab_size, encode_documents, end_of_text_id, load_tokenizer,
                                   token_byte_lengths, train_bpe)
 
 CORPUS = SAMPLE_CORPUS
