@@ -14,7 +14,7 @@ from pathlib import Path
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from scalinglab.store import run_id
+from scalinglab.runs import run_id
 
 KINDS = ("csv", "tensorboard", "wandb")
 
