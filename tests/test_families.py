@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import itertools
 import re
+from pathlib import Path
 
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from scalinglab import resolvers  # noqa: F401  (registers ${preset:...}, which the model presets use)
 from scalinglab.build import instantiate
 from scalinglab.config import CONFIG_DIR, FAMILIES, GPTConfig, param_counts
 from scalinglab.errors import ConfigError
@@ -127,11 +129,11 @@ def test_preset_tables_span_the_ladders_and_llama_names_state_their_size():
 
 
 def test_every_preset_is_a_thin_hydra_option_whose_fields_come_from_the_table(repo):
-    files = {p.stem for p in (repo / "configs" / "model").glob("*.yaml") if not p.stem.startswith("_")}
+    files = {p.stem for p in (Path(CONFIG_DIR) / "model").glob("*.yaml") if not p.stem.startswith("_")}
     assert files == set(PRESETS)
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         for name in ("nano", "gpt2", "llama-100k", "llama-1b"):
-            text = (repo / "configs" / "model" / f"{name}.yaml").read_text()
+            text = (Path(CONFIG_DIR) / "model" / f"{name}.yaml").read_text()
             assert not re.search(r"\d", text.replace(name, "")), text  # no size written in the file
             cfg = compose("config", overrides=[f"model={name}", "data.vocab_size=777"])
             assert instantiate(cfg.model) == GPTConfig.from_name(name, vocab_size=777, n_ctx=256)
