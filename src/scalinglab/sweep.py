@@ -203,7 +203,7 @@ def progress_line(sweep_dir: Path | str) -> str | None:
     have a summary; the ETA extrapolates the runs finished since the plan was written (the launch)."""
     import time
 
-    from scalinglab.sweep_plan import _duration
+    from scalinglab.units import duration
 
     sweep_dir = Path(sweep_dir)
     plan_file = sweep_dir / PLAN_FILE
@@ -214,7 +214,7 @@ def progress_line(sweep_dir: Path | str) -> str | None:
     finished = [summary["finished_at"] for summary in summaries if summary is not None]
     n, new = len(planned), sum(t >= started for t in finished)
     left = n - len(finished)
-    eta = "0s" if not left else _duration((time.time() - started) / new * left) if new else "unknown"
+    eta = "0s" if not left else duration((time.time() - started) / new * left) if new else "unknown"
     return f"sweep {sweep_dir.name}: {len(finished)}/{n} done, ETA {eta}"
 
 
