@@ -13,8 +13,8 @@ _S, _I, _F = pa.string(), pa.int64(), pa.float64()
 FLOPS = ("flops_6nd", "flops_kaplan", "flops_chinchilla", "flops_measured")  # flops.py's conventions
 
 SUMMARY = pa.schema([
-    ("run_id", _S), ("sweep", _S), ("status", _S), ("error", _S),
-    ("n_layer", _I), ("d_model", _I), ("n_head", _I), ("n_ctx", _I), ("d_ff", _I), ("vocab_size", _I),
+    ("run_id", _S), ("sweep", _S), ("status", _S), ("error", _S), ("family", _S),
+    ("n_layer", _I), ("d_model", _I), ("n_head", _I), ("n_kv_head", _I), ("n_ctx", _I), ("d_ff", _I), ("vocab_size", _I),
     ("n_params", _I), ("n_params_nonembed", _I), ("n_params_embed", _I),
     ("tokens_budget", _I), ("tokens", _I), ("steps", _I), ("batch_size", _I),
     ("lr", _F), ("lr_rule", _S), ("schedule", _S), ("seed", _I), ("branch_from", _S), ("branch_step", _I),
