@@ -17,7 +17,7 @@ TABLE_A4 = [((10, 640, 2560, 10), 1.025), ((20, 1024, 4096, 16), 1.101), ((24, 1
 
 @pytest.mark.parametrize("shape, ratio", TABLE_A4)
 def test_chinchilla_table_a4_ratios(shape, ratio):
-    """Convention of DESIGN.md: no embeddings or final logits in the FLOPs; N = every weight but the input
+    """Convention of docs/DESIGN.md: no embeddings or final logits in the FLOPs; N = every weight but the input
     embedding (so the unembedding V d counts), plus relative-position weights d^2 + 2d per layer."""
     n_layer, d, d_ff, n_head = shape
     seq, vocab = 2048, 32000
@@ -50,7 +50,7 @@ def test_chinchilla_count_matches_flop_counter(cfg):
 
 
 def test_flop_counter_misses_fused_cpu_attention():
-    """The trap from DESIGN.md: with the default CPU SDPA kernel the counter sees no attention FLOPs at all,
+    """The trap from docs/DESIGN.md: with the default CPU SDPA kernel the counter sees no attention FLOPs at all,
     which is why flops_measured forces the math backend."""
     cfg = GPTConfig(2, 64, 2, 128, 256)
     model = GPT(cfg)

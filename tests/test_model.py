@@ -15,7 +15,7 @@ def gpt2_small() -> GPTConfig:
 
 def test_gpt2_small_has_124_439_808_parameters():
     counts = GPT(gpt2_small()).param_counts()
-    assert counts["n_params"] == 124_439_808  # DESIGN.md section 2 (the published GPT-2 small count)
+    assert counts["n_params"] == 124_439_808  # docs/DESIGN.md section 2 (the published GPT-2 small count)
     # Kaplan's N: 12 n_layer d^2 (QKV 3d^2 + out d^2 + MLP 8d^2) plus what else is not embedding:
     # per layer 9d biases (QKV 3d, out d, MLP up 4d, down d) and two LayerNorms (4d); the final LayerNorm (2d).
     L, d = 12, 768

@@ -1,4 +1,4 @@
-"""Training FLOPs per token under each convention of DESIGN.md section 2, and a measured count.
+"""Training FLOPs per token under each convention of docs/DESIGN.md section 2, and a measured count.
 
 All functions return *training* FLOPs per token (forward + backward, backward = 2 x forward) for one sequence
 of length n_ctx; multiply by the tokens consumed to get a run's compute.
@@ -12,7 +12,7 @@ of length n_ctx; multiply by the tokens consumed to get a run's compute.
   scores 2 S (h k), softmax 3 h S, score @ values 2 S (h k), out-projection 2 (h k) d, MLP 4 d d_ff, and final
   logits 2 d V; training = 3 x forward. Attention is the full S x S product (no causal halving). The flags
   `embeddings`, `logits` and `softmax` drop those terms: Table A4's ratios are reproduced with embeddings and
-  logits left out (see DESIGN.md). Per family: with g key/value heads the K and V projections are 2 d (g k) each
+  logits left out (see docs/DESIGN.md). Per family: with g key/value heads the K and V projections are 2 d (g k) each
   (grouped-query attention; scores and values still run over all h query heads), and llama's SwiGLU MLP is three
   d x d_ff matmuls, 6 d d_ff. Like Appendix F (which counts no LayerNorm, GELU or bias), the count leaves out every
   elementwise op: norms (LayerNorm, RMSNorm, QK-norm), rotary embeddings, activations and SwiGLU's product,

@@ -8,7 +8,7 @@ n_kv_head < n_head), optional QK-norm, and an unembedding tied to the token embe
 In fp32 training the unembedding and the loss run fused, in row chunks (`LinearCrossEntropy`), so the
 (tokens x vocab) logits are never written out: same FLOPs, a fraction of the memory traffic.
 
-Parameter counts follow DESIGN.md section 2 (Kaplan et al. 2020, section 2.1), and equal
+Parameter counts follow docs/DESIGN.md section 2 (Kaplan et al. 2020, section 2.1), and equal
 scalinglab.config.param_counts (computed from the config alone):
 - n_params: every trainable parameter, a tied embedding counted once;
 - n_params_nonembed: Kaplan's N, without token and position embeddings (and without an untied unembedding);

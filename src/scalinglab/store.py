@@ -1,4 +1,4 @@
-"""The results store: run directory layout, atomic writes, and reading a whole sweep (DESIGN.md section 4).
+"""The results store: run directory layout, atomic writes, and reading a whole sweep (docs/DESIGN.md section 4).
 
     <runs>/<sweep>/<run_id>/config.yaml        resolved config
                             metrics.parquet    one row per eval point

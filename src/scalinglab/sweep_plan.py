@@ -3,7 +3,7 @@
 Pure functions: the facts about each model (parameter counts, FLOPs per token, batch and corpus sizes) come from a
 `facts_of(overrides)` callable, which the Hydra sweeper implements by composing the job's config; tests pass a fake.
 
-Kinds (DESIGN.md section 4):
+Kinds (docs/DESIGN.md section 4):
 - grid:        cartesian product of `plan.grid` (config field -> list of values) and `plan.sizes`.
 - isoflop:     for every budget C and size N, D = C / (FLOPs per token of that model) (Hoffmann et al. 2022,
                Approach 2: C = 6ND under the default convention), never hand-listed.
