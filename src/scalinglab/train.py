@@ -200,7 +200,7 @@ def _train(cfg: DictConfig, model_cfg, dm, rid: str, rdir: Path) -> dict:
         callbacks.append(TokenProgressBar(total_tokens=dm.tokens_total))
     trainer = L.Trainer(accelerator=device_kind, devices=cfg.trainer.devices, num_nodes=cfg.trainer.num_nodes,
                         strategy=cfg.trainer.strategy, precision=resolve_precision(cfg.trainer.precision, device_kind),
-                        max_steps=dm.steps, max_epochs=1, gradient_clip_val=train.grad_clip or None,
+                        max_steps=dm.steps, max_epochs=1,  # the module clips gradients itself (train.grad_clip)
                         logger=loggers or False, callbacks=callbacks, enable_checkpointing=False,
                         enable_progress_bar=bool(cfg.trainer.progress_bar),
                         num_sanity_val_steps=0, limit_val_batches=0, default_root_dir=str(rdir),
