@@ -110,3 +110,24 @@ def test_fused_head_and_loss_match_the_unfused_ones(tie, family):
     with torch.no_grad():
         _, whole = big(y[:, :-1], y[:, 1:])
     assert torch.allclose(chunked, whole, atol=1e-5, rtol=0)
+
+
+def test_fused_head_under_bf16_autocast_matches_the_unfused_bf16_head():
+    """Under CPU bf16 autocast training keeps the fused head (matmuls in bf16, softmax in fp32): its loss and
+    gradients are the unfused bf16 head's within bf16 rounding, and the loss is fp32."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_layer=2, d_model=64, n_head=2, n_ctx=32, vocab_size=512))
+    x = torch.randint(0, 512, (4, 33))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits_free, loss = model(x[:, :-1], x[:, 1:])
+    assert logits_free is None and loss.dtype == torch.float32
+    loss.backward()
+    fused = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(x[:, :-1])
+        reference = torch.nn.functional.cross_entropy(logits.float().view(-1, 512), x[:, 1:].reshape(-1))
+    reference.backward()
+    assert abs(loss.item() - reference.item()) < 1e-3
+    for n, p in model.named_parameters():
+        assert (fused[n] - p.grad).norm() <= 2e-2 * p.grad.norm() + 1e-8, n

@@ -5,8 +5,9 @@
   arXiv:2104.09864), pre-RMSNorm blocks, SwiGLU MLP (Shazeer 2020, arXiv:2002.05202), no biases.
 Both: causal self-attention through `attention` (F.scaled_dot_product_attention; grouped-query when
 n_kv_head < n_head), optional QK-norm, and an unembedding tied to the token embedding unless tie_embeddings=false.
-In fp32 training the unembedding and the loss run fused, in row chunks (`LinearCrossEntropy`), so the
-(tokens x vocab) logits are never written out: same FLOPs, a fraction of the memory traffic.
+In training the unembedding and the loss run fused, in row chunks (`LinearCrossEntropy`), so the
+(tokens x vocab) logits are never written out: same FLOPs, a fraction of the memory traffic. Under autocast its
+matmuls run in the autocast dtype and its softmax in fp32.
 
 Parameter counts follow docs/DESIGN.md section 2 (Kaplan et al. 2020, section 2.1), and equal
 scalinglab.config.param_counts (computed from the config alone):
@@ -124,21 +125,28 @@ class LinearCrossEntropy(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int) -> torch.Tensor:
+    def forward(ctx, h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int,
+                dtype: torch.dtype) -> torch.Tensor:
+        """`dtype`: of the matmuls (h's own in fp32 training, bfloat16 under bf16 autocast); the softmax, the
+        loss and the gradients' sums are fp32 (h.dtype) whatever it is."""
         grad_h, grad_w = torch.empty_like(h), torch.zeros_like(weight)
         loss = h.new_zeros(())
-        for s in range(0, h.shape[0], chunk):
-            hc, tc = h[s:s + chunk], targets[s:s + chunk]
-            logits = hc @ weight.t()
-            target_logit = logits.gather(1, tc[:, None])
-            m = logits.amax(1, keepdim=True)
-            p = logits.sub_(m).exp_()  # in place: the chunk's logits become unnormalised probabilities
-            z = p.sum(1, keepdim=True)
-            loss += (m + z.log() - target_logit).sum()
-            p.div_(z)
-            p[torch.arange(len(tc), device=p.device), tc] -= 1.0
-            grad_h[s:s + chunk] = p @ weight  # plain matmuls, so FlopCounterMode (flops.py) sees them
-            grad_w += p.t() @ hc
+        hm, wm = h.to(dtype), weight.to(dtype)  # no copies when dtype is h's
+        rows = torch.arange(min(chunk, h.shape[0]), device=h.device)
+        with torch.autocast(h.device.type, enabled=False):
+            for s in range(0, h.shape[0], chunk):
+                hc, tc = hm[s:s + chunk], targets[s:s + chunk]
+                logits = (hc @ wm.t()).to(h.dtype)
+                target_logit = logits.gather(1, tc[:, None])
+                m = logits.amax(1, keepdim=True)
+                p = logits.sub_(m).exp_()  # in place: the chunk's logits become unnormalised probabilities
+                z = p.sum(1, keepdim=True)
+                loss += (m + z.log() - target_logit).sum()
+                p.div_(z)
+                p[rows[:len(tc)], tc] -= 1.0
+                p = p.to(dtype)
+                grad_h[s:s + chunk] = p @ wm  # plain matmuls, so FlopCounterMode (flops.py) sees them
+                grad_w += p.t() @ hc
         ctx.save_for_backward(grad_h, grad_w)
         ctx.rows = h.shape[0]
         return loss / ctx.rows
@@ -147,7 +155,7 @@ class LinearCrossEntropy(torch.autograd.Function):
     def backward(ctx, grad_loss: torch.Tensor):
         grad_h, grad_w = ctx.saved_tensors
         scale = grad_loss / ctx.rows
-        return grad_h * scale, grad_w * scale, None, None
+        return grad_h * scale, grad_w * scale, None, None, None
 
 
 class GPT(nn.Module):
@@ -182,8 +190,8 @@ class GPT(nn.Module):
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
         """Logits (B, T, vocab); with targets, (logits, mean next-token cross-entropy in nats).
 
-        When gradients are wanted in full precision (fp32 training) the loss comes from the fused
-        `LinearCrossEntropy` and the logits are not formed: (None, loss).
+        When gradients are wanted (training) the loss comes from the fused `LinearCrossEntropy` and the logits
+        are not formed: (None, loss).
         """
         T = idx.shape[1]
         if T > self.config.n_ctx:
@@ -198,10 +206,12 @@ class GPT(nn.Module):
         for block in self.blocks:
             x = block(x, rope)
         x = self.ln_f(x)
-        if targets is not None and torch.is_grad_enabled() and not torch.is_autocast_enabled(x.device.type):
+        if targets is not None and torch.is_grad_enabled():
             chunk = max(32, 2**20 // self.config.vocab_size)  # ~4 MB of fp32 logits per chunk
-            h = x.reshape(-1, x.size(-1))
-            return None, LinearCrossEntropy.apply(h, self.lm_head.weight, targets.reshape(-1), chunk)
+            h = x.reshape(-1, x.size(-1)).float()
+            cast = torch.is_autocast_enabled(x.device.type)
+            dtype = torch.get_autocast_dtype(x.device.type) if cast else h.dtype
+            return None, LinearCrossEntropy.apply(h, self.lm_head.weight, targets.reshape(-1), chunk, dtype)
         logits = self.lm_head(x)
         if targets is None:
             return logits
