@@ -1,33 +1,59 @@
-"""Training throughput: a bare PyTorch loop vs the real Lightning path, on the same model and batches.
+"""Training throughput: bare PyTorch loops vs the real Lightning path, on the same model and batches.
 
+    .venv/bin/python scripts/bench_train.py --shapes repro [--rounds 3] [--clock thread]
+    .venv/bin/python scripts/bench_train.py --shapes repro --levers
     .venv/bin/python scripts/bench_train.py [--steps 20] [--compile] [--threads 2]
 
-For each shape (n_layer, d_model) at n_ctx 256, vocab 4096, batch 32 it prints tokens/s of (a) a minimal loop
-(forward, backward, clip, AdamW step) written here and (b) scalinglab's LanguageModel under lightning.Trainer with
-the RunRecorder callback (what `python -m scalinglab.train` runs), the ratio b/a, achieved GFLOP/s under the full
-Chinchilla count (embeddings and head included), and MFU against a matmul peak measured here (fp32 matmul of
-2048 x 2048, best of several). Batches are random tokens held in memory, so both paths time the model, not I/O.
+`--shapes repro`: the reproduction's shapes (n_layer, d_model) = (1,16) (1,32) (2,64) (4,128) at vocab 512,
+n_ctx 128, batch 8, one thread. Per shape it times
+  reference  today's yardstick loop: plain torch.optim.AdamW (for-loop), default SDPA, fp32, loss read each step;
+  lightning  scalinglab's LanguageModel under lightning.Trainer with the RunRecorder callback, as configured by
+             default (what `python -m scalinglab.train` runs; evaluation off, so both time training steps only);
+  bare       the same configuration as a bare loop (module.adamw, the loss read every LOSS_READ_EVERY steps);
+  stacked    K=8 same-shape models in one step (scalinglab.stacked.build_stack when it exists, otherwise the
+             torch.func.vmap prototype below, labelled so), summed tokens/s of the K members;
+and ends with one line per shape:
+  RESULT shape=(1,32) lightning_ratio=<lightning/reference> overhead=<1 - lightning/bare> stacked_k=8
+         stacked_speedup=<stacked summed tok/s / bare tok/s>
+Each path runs `--rounds` times, interleaved, and the best round counts. `--clock thread` (the default) times the
+training thread's CPU time (time.thread_time), so other processes on a shared machine do not enter the ratios;
+with one torch thread and in-process data loading that is the wall time of a quiet machine. `--clock wall` times
+wall time. `--levers` times the single levers per shape (AdamW implementation, attention implementation, bf16
+autocast) as bare loops, against the reference.
+
+Without `--shapes`: the shapes (2,64) (4,128) (6,256) at n_ctx 256, vocab 4096, batch 32, `--threads` threads,
+bare loop vs Lightning path (optionally both under torch.compile), with GFLOP/s and MFU against a measured fp32
+matmul peak. Batches are random tokens held in memory, so every path times the model, not I/O.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
+import math
 import tempfile
 import time
+import warnings
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 
 from scalinglab.config import TrainConfig
 from scalinglab.flops import flops_chinchilla
 from scalinglab.model import GPT, GPTConfig
-from scalinglab.module import LanguageModel
+from scalinglab.module import LOSS_READ_EVERY, LanguageModel, adamw
 from scalinglab.recorder import RunRecorder
+from scalinglab.schedule import lr_multiplier
 
-SHAPES = [(2, 64, 2), (4, 128, 4), (6, 256, 4)]
-N_CTX, VOCAB, BATCH = 256, 4096, 32
+SHAPES = {"default": [(2, 64, 2), (4, 128, 4), (6, 256, 4)], "repro": [(1, 16, 2), (1, 32, 2), (2, 64, 2), (4, 128, 4)]}
+SIZES = {"default": dict(n_ctx=256, vocab=4096, batch=32), "repro": dict(n_ctx=128, vocab=512, batch=8)}
+REPRO_STEPS = {16: 200, 32: 160, 64: 60, 128: 20}  # timed steps per round: ~1 s each on a quiet core
 TRAIN = TrainConfig(weight_decay=0.1, beta1=0.9, beta2=0.95, eps=1e-8, schedule="cosine", warmup_frac=0.02,
-                    min_lr_ratio=0.1, cooldown_frac=0.2, diverge_factor=10.0, eval_points=1,
+                    min_lr_ratio=0.1, cooldown_frac=0.2, diverge_factor=10.0, eval_points=1, grad_clip=1.0,
                     checkpoint_minutes=1e9, early_stopping=False, patience=1)
+LR, WARMUP, K = 1e-3, 5, 8
+clock = time.thread_time
 
 
 def matmul_peak(n: int = 2048, seconds: float = 2.0) -> float:
@@ -42,85 +68,280 @@ def matmul_peak(n: int = 2048, seconds: float = 2.0) -> float:
     return best
 
 
-def batches(steps: int):
+def batches(steps: int, batch: int, n_ctx: int, vocab: int, k: int | None = None):
     g = torch.Generator().manual_seed(0)
-    data = torch.randint(0, VOCAB, (steps, BATCH, N_CTX + 1), generator=g)
-    return [(d[:, :-1], d[:, 1:]) for d in data]
+    data = torch.randint(0, vocab, (steps, *((k,) if k else ()), batch, n_ctx + 1), generator=g)
+    return [(d[..., :-1], d[..., 1:]) for d in data]
 
 
-def bare_loop(cfg: GPTConfig, data, warmup: int, compile: bool) -> float:
+def tok_per_s(data, seconds: float) -> float:
+    return (len(data) - WARMUP) * data[0][0].numel() / seconds
+
+
+# -- the paths ------------------------------------------------------------------------------------------------
+def reference_loop(cfg: GPTConfig, data, compile: bool = False, optimizer: dict | None = None,
+                   autocast: bool = False) -> float:
+    """Today's yardstick: plain AdamW (or `optimizer` kwargs), clip, loss read every step."""
     torch.manual_seed(0)
     model = GPT(cfg)
     step_model = torch.compile(model) if compile else model
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1)
+    opt = torch.optim.AdamW(model.parameters(), lr=LR, betas=(0.9, 0.95), weight_decay=0.1, **(optimizer or {}))
     for i, (x, y) in enumerate(data):
-        if i == warmup:
-            t0 = time.perf_counter()
-        _, loss = step_model(x, y)
+        if i == WARMUP:
+            t0 = clock()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            _, loss = step_model(x, y)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
         loss.item()
-    return (len(data) - warmup) * BATCH * N_CTX / (time.perf_counter() - t0)
+    return tok_per_s(data, clock() - t0)
+
+
+def default_loop(cfg: GPTConfig, data) -> float:
+    """The default configuration as a bare loop: what LanguageModel.training_step does, without Lightning."""
+    torch.manual_seed(0)
+    model = GPT(cfg)
+    opt = adamw(model, TRAIN, LR)
+    steps = len(data)
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_multiplier(s, steps, TRAIN))
+    unread = []
+    for i, (x, y) in enumerate(data):
+        if i == WARMUP:
+            t0 = clock()
+        _, loss = model(x, y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), TRAIN.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        schedule.step()
+        unread.append(loss.detach())
+        if len(unread) >= LOSS_READ_EVERY:
+            values, unread = torch.stack(unread).tolist(), []
+            assert all(math.isfinite(v) for v in values)
+    return tok_per_s(data, clock() - t0)
 
 
 class _Timer(L.Callback):
-    def __init__(self, warmup: int):
-        self.warmup, self.t0, self.t1 = warmup, None, None
+    def __init__(self, steps: int):
+        self.steps, self.t0, self.t1 = steps, None, None
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if batch_idx == self.warmup:
-            self.t0 = time.perf_counter()
+        if batch_idx == WARMUP:
+            self.t0 = clock()
 
-    def on_train_end(self, trainer, pl_module):
-        self.t1 = time.perf_counter()
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if batch_idx == self.steps - 1:
+            self.t1 = clock()
 
 
-def lightning_path(cfg: GPTConfig, data, warmup: int, compile: bool) -> float:
+def lightning_path(cfg: GPTConfig, data, compile: bool = False) -> float:
     torch.manual_seed(0)
     steps = len(data)
-    module = LanguageModel(cfg, TRAIN, steps, {"flops_6nd": 0.0}, 1e-3, 1.0, steps * BATCH * N_CTX)
-    module.eval_at = set()  # time training steps only, as the bare loop does
+    tokens = steps * data[0][0].numel()
+    module = LanguageModel(cfg, TRAIN, steps, {"flops_6nd": 0.0}, LR, 1.0, tokens)
+    module.eval_at = set()  # time training steps only, as the bare loops do
     if compile:
         module.model = torch.compile(module.model)
-    timer = _Timer(warmup)
+    timer = _Timer(steps)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=steps, max_epochs=1, logger=False,
-                            gradient_clip_val=1.0, enable_checkpointing=False, enable_progress_bar=False,
-                            enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
-                            callbacks=[RunRecorder(tmp, TRAIN), timer])
+                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                            num_sanity_val_steps=0, limit_val_batches=0,
+                            callbacks=[RunRecorder(tmp, TRAIN),
+                                       timer])
         trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader(data, batch_size=None))
-    return (steps - warmup) * BATCH * N_CTX / (timer.t1 - timer.t0)
+    return tok_per_s(data, timer.t1 - timer.t0)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=20, help="timed steps per path (after 3 warm-up steps)")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--compile", action="store_true", help="also time torch.compile on both paths")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    import logging
-    import warnings
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore")
+def _prototype_stack(cfg: GPTConfig, k: int, batch_size: int, seed: int = 0):
+    """PROTOTYPE (used until scalinglab.stacked lands): K models as stacked weights, torch.func.vmap of the
+    unfused model over them, per-member gradient clipping, one fused AdamW over the (K, ...) tensors (its update
+    is elementwise, so it is K independent AdamWs at one learning rate)."""
+    from torch.func import functional_call, stack_module_state, vmap
+    models = []
+    for member in range(k):
+        torch.manual_seed(seed + member)
+        models.append(GPT(cfg))
+    params, buffers = stack_module_state(models)
+    template = models[0]
+    opt = torch.optim.AdamW(params.values(), lr=LR, betas=(0.9, 0.95), weight_decay=0.1, fused=True)
+
+    def loss_of(p, b, x, y):
+        logits = functional_call(template, (p, b), (x,))
+        return F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
+
+    g = torch.Generator().manual_seed(seed)
+    data = torch.randint(0, cfg.vocab_size, (k, batch_size, cfg.n_ctx + 1), generator=g)
+    x, y = data[..., :-1], data[..., 1:]
+
+    def step():
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*batching rule.*")
+            losses = vmap(loss_of)(params, buffers, x, y)
+        losses.sum().backward()
+        grads = [p.grad for p in params.values()]
+        norms = torch.stack([gr.reshape(k, -1).pow(2).sum(1) for gr in grads]).sum(0).sqrt()
+        coef = (1.0 / (norms + 1e-6)).clamp(max=1.0)
+        for gr in grads:
+            gr.mul_(coef.view(-1, *[1] * (gr.dim() - 1)))
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return losses.detach()
+    return None, step
+
+
+def stacked_path(cfg: GPTConfig, batch: int, steps: int) -> tuple[float, str]:
+    """Summed tokens/s of K members trained as one stack, and which implementation ran."""
+    try:
+        from scalinglab.stacked import build_stack
+        source = "scalinglab.stacked"
+    except ImportError:
+        build_stack, source = None, "vmap prototype"
+    if build_stack is not None:
+        _, step = build_stack(cfg, K, batch)
+    else:
+        _, step = _prototype_stack(cfg, K, batch)
+    unread = []
+    for i in range(steps):
+        if i == WARMUP:
+            t0 = clock()
+        unread.append(step())
+        if len(unread) >= LOSS_READ_EVERY:
+            torch.stack(unread).tolist()
+            unread = []
+    return (steps - WARMUP) * K * batch * cfg.n_ctx / (clock() - t0), source
+
+
+# -- levers ---------------------------------------------------------------------------------------------------
+def _plain_attention(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, **_):
+    """softmax(q k^T / sqrt(d) + causal mask) v as batched matmuls over (batch x heads)."""
+    B, H, T, D = q.shape
+    mask = torch.full((T, T), float("-inf"), device=q.device).triu_(1)
+    scores = torch.baddbmm(mask.expand(B * H, T, T), q.reshape(B * H, T, D), k.reshape(B * H, T, D).transpose(1, 2),
+                           alpha=1.0 / math.sqrt(D))
+    return (scores.softmax(-1) @ v.reshape(B * H, T, D)).view(B, H, T, D)
+
+
+@contextlib.contextmanager
+def attention(kind: str):
+    """Run the model's attention through `kind`: flash (SDPA's CPU default), math (SDPA's math backend) or plain."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    if kind == "math":
+        with sdpa_kernel(SDPBackend.MATH):
+            yield
+        return
+    original = F.scaled_dot_product_attention
+    if kind == "plain":
+        F.scaled_dot_product_attention = _plain_attention
+    try:
+        yield
+    finally:
+        F.scaled_dot_product_attention = original
+
+
+LEVERS = {
+    "adamw_foreach": lambda cfg, data: reference_loop(cfg, data, optimizer={"foreach": True}),
+    "adamw_fused": lambda cfg, data: reference_loop(cfg, data, optimizer={"fused": True}),
+    "attn_math": lambda cfg, data: _with(attention("math"), reference_loop, cfg, data),
+    "attn_plain": lambda cfg, data: _with(attention("plain"), reference_loop, cfg, data),
+    "bf16": lambda cfg, data: reference_loop(cfg, data, optimizer={"fused": True}, autocast=True),
+}
+
+
+def _with(ctx, fn, *args):
+    with ctx:
+        return fn(*args)
+
+
+def best_of(rounds: int, paths: dict) -> dict:
+    """Each path `rounds` times, interleaved; the best tokens/s of each."""
+    best = {name: 0.0 for name in paths}
+    for _ in range(rounds):
+        for name, path in paths.items():
+            best[name] = max(best[name], path())
+    return best
+
+
+def repro(args) -> None:
+    size = SIZES["repro"]
+    print(f"vocab {size['vocab']}, n_ctx {size['n_ctx']}, batch {size['batch']}, {args.threads} thread(s), "
+          f"best of {args.rounds} interleaved rounds, tok/s by {args.clock} time")
+    results = []
+    for n_layer, d_model, n_head in SHAPES["repro"]:
+        cfg = GPTConfig(n_layer, d_model, n_head, size["n_ctx"], size["vocab"])
+        steps = (args.steps or REPRO_STEPS[d_model]) + WARMUP
+        data = batches(steps, size["batch"], size["n_ctx"], size["vocab"])
+        shape = f"({n_layer},{d_model})"
+        if args.levers:
+            paths = {"reference": lambda: reference_loop(cfg, data)}
+            paths.update({name: (lambda f=f: f(cfg, data)) for name, f in LEVERS.items()})
+            best = best_of(args.rounds, paths)
+            print(f"{shape:>8} reference {best['reference']:>9,.0f} tok/s  " + "  ".join(
+                f"{name} {best[name] / best['reference']:.3f}x" for name in LEVERS), flush=True)
+            continue
+        source = []
+        paths = {"reference": lambda: reference_loop(cfg, data), "lightning": lambda: lightning_path(cfg, data),
+                 "bare": lambda: default_loop(cfg, data)}
+        if not args.no_stacked:
+            def stacked():
+                tps, src = stacked_path(cfg, size["batch"], steps)
+                source.append(src)
+                return tps
+            paths["stacked"] = stacked
+        best = best_of(args.rounds, paths)
+        line = (f"{shape:>8} reference {best['reference']:>9,.0f}  lightning {best['lightning']:>9,.0f}  "
+                f"bare {best['bare']:>9,.0f} tok/s")
+        result = (f"RESULT shape={shape} lightning_ratio={best['lightning'] / best['reference']:.3f} "
+                  f"overhead={1 - best['lightning'] / best['bare']:.3f}")
+        if source:
+            line += f"  stacked K={K} {best['stacked']:>9,.0f} tok/s summed ({source[0]})"
+            result += f" stacked_k={K} stacked_speedup={best['stacked'] / best['bare']:.3f}"
+        print(line, flush=True)
+        results.append(result)
+    print("\n".join(results))
+
+
+def default_shapes(args) -> None:
+    size = SIZES["default"]
     peak = matmul_peak()
     print(f"measured fp32 matmul peak: {peak / 1e9:.1f} GFLOP/s ({args.threads} threads)")
-    warmup = 3
-    data = batches(args.steps + warmup)
-    header = f"{'shape':>10} {'compile':>7} {'bare tok/s':>11} {'lightning tok/s':>15} {'ratio':>6} " \
-             f"{'GFLOP/s':>8} {'MFU':>6}"
-    print(header)
-    for n_layer, d_model, n_head in SHAPES:
-        cfg = GPTConfig(n_layer, d_model, n_head, N_CTX, VOCAB)
-        per_token = flops_chinchilla(n_layer, d_model, n_head, N_CTX, VOCAB)
+    data = batches((args.steps or 20) + WARMUP, size["batch"], size["n_ctx"], size["vocab"])
+    print(f"{'shape':>10} {'compile':>7} {'bare tok/s':>11} {'lightning tok/s':>15} {'ratio':>6} "
+          f"{'GFLOP/s':>8} {'MFU':>6}")
+    for n_layer, d_model, n_head in SHAPES["default"]:
+        cfg = GPTConfig(n_layer, d_model, n_head, size["n_ctx"], size["vocab"])
+        per_token = flops_chinchilla(n_layer, d_model, n_head, size["n_ctx"], size["vocab"])
         for compile in ([False, True] if args.compile else [False]):
-            bare = bare_loop(cfg, data, warmup, compile)
-            light = lightning_path(cfg, data, warmup, compile)
+            bare = reference_loop(cfg, data, compile)
+            light = lightning_path(cfg, data, compile)
             gflops = light * per_token / 1e9
             print(f"{f'({n_layer},{d_model})':>10} {str(compile):>7} {bare:>11.0f} {light:>15.0f} "
                   f"{light / bare:>6.3f} {gflops:>8.1f} {gflops * 1e9 / peak:>6.1%}")
+
+
+def main() -> None:
+    global clock
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shapes", choices=["default", "repro"], default="default")
+    parser.add_argument("--steps", type=int, default=None,
+                        help=f"timed steps per path (after {WARMUP} warm-up steps); default 20, or per shape for repro")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default 2; repro: 1)")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile on both paths (default shapes)")
+    parser.add_argument("--rounds", type=int, default=3, help="repro: interleaved rounds per path, best counts")
+    parser.add_argument("--clock", choices=["thread", "wall"], default=None,
+                        help="repro: time by the thread's CPU time (default) or wall time (default shapes: wall)")
+    parser.add_argument("--levers", action="store_true", help="repro: time single levers against the reference")
+    parser.add_argument("--no-stacked", action="store_true", help="repro: skip the stacked K=8 path")
+    args = parser.parse_args()
+    args.threads = args.threads or (1 if args.shapes == "repro" else 2)
+    args.clock = args.clock or ("thread" if args.shapes == "repro" else "wall")
+    clock = time.thread_time if args.clock == "thread" else time.perf_counter
+    torch.set_num_threads(args.threads)
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+    repro(args) if args.shapes == "repro" else default_shapes(args)
 
 
 if __name__ == "__main__":
