@@ -56,15 +56,26 @@ LR, WARMUP, K = 1e-3, 5, 8
 clock = time.thread_time
 
 
-def matmul_peak(n: int = 2048, seconds: float = 2.0) -> float:
-    """Best fp32 matmul rate (FLOP/s) over ~`seconds` of n x n products."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def now(device: torch.device | str = "cpu") -> float:
+    """`clock()` once the device has finished the work queued so far."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+    return clock()
+
+
+def matmul_peak(n: int = 2048, seconds: float = 2.0, dtype: torch.dtype = torch.float32,
+                device: torch.device | str = "cpu") -> float:
+    """Best matmul rate (FLOP/s) over ~`seconds` of n x n products of `dtype` on `device`, 4 at a time."""
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     a @ b
     best, end = 0.0, time.perf_counter() + seconds
     while time.perf_counter() < end:
         t = time.perf_counter()
-        a @ b
-        best = max(best, 2 * n**3 / (time.perf_counter() - t))
+        for _ in range(4):
+            a @ b
+        if torch.device(device).type == "cuda":
+            torch.cuda.synchronize()
+        best = max(best, 4 * 2 * n**3 / (time.perf_counter() - t))
     return best
 
 
@@ -99,18 +110,21 @@ def reference_loop(cfg: GPTConfig, data, compile: bool = False, optimizer: dict 
     return tok_per_s(data, clock() - t0)
 
 
-def default_loop(cfg: GPTConfig, data) -> float:
-    """The default configuration as a bare loop: what LanguageModel.training_step does, without Lightning."""
+def default_loop(cfg: GPTConfig, data, device: torch.device | str = "cpu", autocast: torch.dtype | None = None,
+                 model: torch.nn.Module | None = None) -> float:
+    """The default configuration as a bare loop: what LanguageModel.training_step does, without Lightning
+    (`autocast`: the dtype of bf16-mixed training, as Lightning's precision plugin runs it; data on `device`)."""
     torch.manual_seed(0)
-    model = GPT(cfg)
+    model = (model or GPT(cfg)).to(device)
     opt = adamw(model, TRAIN, LR)
     steps = len(data)
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_multiplier(s, steps, TRAIN))
     unread = []
     for i, (x, y) in enumerate(data):
         if i == WARMUP:
-            t0 = clock()
-        _, loss = model(x, y)
+            t0 = now(device)
+        with torch.autocast(torch.device(device).type, dtype=autocast or torch.float32, enabled=bool(autocast)):
+            _, loss = model(x, y)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), TRAIN.grad_clip)
         opt.step()
@@ -120,7 +134,7 @@ def default_loop(cfg: GPTConfig, data) -> float:
         if len(unread) >= LOSS_READ_EVERY:
             values, unread = torch.stack(unread).tolist(), []
             assert all(math.isfinite(v) for v in values)
-    return tok_per_s(data, clock() - t0)
+    return tok_per_s(data, now(device) - t0)
 
 
 class _Timer(L.Callback):
@@ -155,7 +169,8 @@ def lightning_path(cfg: GPTConfig, data, compile: bool = False) -> float:
     return tok_per_s(data, timer.t1 - timer.t0)
 
 
-def _prototype_stack(cfg: GPTConfig, k: int, batch_size: int, seed: int = 0):
+def _prototype_stack(cfg: GPTConfig, k: int, batch_size: int, device: torch.device | str = "cpu",
+                     autocast: torch.dtype | None = None, seed: int = 0):
     """PROTOTYPE (used until scalinglab.stacked lands): K models as stacked weights, torch.func.vmap of the
     unfused model over them, per-member gradient clipping, one fused AdamW over the (K, ...) tensors (its update
     is elementwise, so it is K independent AdamWs at one learning rate)."""
@@ -163,21 +178,22 @@ def _prototype_stack(cfg: GPTConfig, k: int, batch_size: int, seed: int = 0):
     models = []
     for member in range(k):
         torch.manual_seed(seed + member)
-        models.append(GPT(cfg))
+        models.append(GPT(cfg).to(device))
     params, buffers = stack_module_state(models)
     template = models[0]
     opt = torch.optim.AdamW(params.values(), lr=LR, betas=(0.9, 0.95), weight_decay=0.1, fused=True)
 
     def loss_of(p, b, x, y):
         logits = functional_call(template, (p, b), (x,))
-        return F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
+        return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1))
 
     g = torch.Generator().manual_seed(seed)
-    data = torch.randint(0, cfg.vocab_size, (k, batch_size, cfg.n_ctx + 1), generator=g)
+    data = torch.randint(0, cfg.vocab_size, (k, batch_size, cfg.n_ctx + 1), generator=g).to(device)
     x, y = data[..., :-1], data[..., 1:]
+    cast = torch.autocast(torch.device(device).type, dtype=autocast or torch.float32, enabled=bool(autocast))
 
     def step():
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), cast:
             warnings.filterwarnings("ignore", message=".*batching rule.*")
             losses = vmap(loss_of)(params, buffers, x, y)
         losses.sum().backward()
@@ -192,26 +208,24 @@ def _prototype_stack(cfg: GPTConfig, k: int, batch_size: int, seed: int = 0):
     return None, step
 
 
-def stacked_path(cfg: GPTConfig, batch: int, steps: int) -> tuple[float, str]:
+def stacked_path(cfg: GPTConfig, batch: int, steps: int, device: torch.device | str = "cpu",
+                 autocast: torch.dtype | None = None) -> tuple[float, str]:
     """Summed tokens/s of K members trained as one stack, and which implementation ran."""
     try:
         from scalinglab.stacked import build_stack
         source = "scalinglab.stacked"
     except ImportError:
         build_stack, source = None, "vmap prototype"
-    if build_stack is not None:
-        _, step = build_stack(cfg, K, batch)
-    else:
-        _, step = _prototype_stack(cfg, K, batch)
+    _, step = (build_stack or _prototype_stack)(cfg, K, batch, device, autocast)
     unread = []
     for i in range(steps):
         if i == WARMUP:
-            t0 = clock()
+            t0 = now(device)
         unread.append(step())
         if len(unread) >= LOSS_READ_EVERY:
             torch.stack(unread).tolist()
             unread = []
-    return (steps - WARMUP) * K * batch * cfg.n_ctx / (clock() - t0), source
+    return (steps - WARMUP) * K * batch * cfg.n_ctx / (now(device) - t0), source
 
 
 # -- levers ---------------------------------------------------------------------------------------------------
