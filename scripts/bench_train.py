@@ -111,11 +111,12 @@ def reference_loop(cfg: GPTConfig, data, compile: bool = False, optimizer: dict 
 
 
 def default_loop(cfg: GPTConfig, data, device: torch.device | str = "cpu", autocast: torch.dtype | None = None,
-                 model: torch.nn.Module | None = None) -> float:
+                 model: torch.nn.Module | None = None, compile: bool = False) -> float:
     """The default configuration as a bare loop: what LanguageModel.training_step does, without Lightning
     (`autocast`: the dtype of bf16-mixed training, as Lightning's precision plugin runs it; data on `device`)."""
     torch.manual_seed(0)
     model = (model or GPT(cfg)).to(device)
+    step_model = torch.compile(model) if compile else model
     opt = adamw(model, TRAIN, LR)
     steps = len(data)
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_multiplier(s, steps, TRAIN))
@@ -124,7 +125,7 @@ def default_loop(cfg: GPTConfig, data, device: torch.device | str = "cpu", autoc
         if i == WARMUP:
             t0 = now(device)
         with torch.autocast(torch.device(device).type, dtype=autocast or torch.float32, enabled=bool(autocast)):
-            _, loss = model(x, y)
+            _, loss = step_model(x, y)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), TRAIN.grad_clip)
         opt.step()
@@ -298,6 +299,11 @@ def repro(args) -> None:
         source = []
         paths = {"reference": lambda: reference_loop(cfg, data), "lightning": lambda: lightning_path(cfg, data),
                  "bare": lambda: default_loop(cfg, data)}
+        if args.compile:
+            t = time.perf_counter()
+            default_loop(cfg, data[:WARMUP + 1], compile=True)
+            compile_seconds = time.perf_counter() - t  # compiling forward and backward, and WARMUP + 1 steps
+            paths["compiled"] = lambda: default_loop(cfg, data, compile=True)
         if not args.no_stacked:
             def stacked():
                 tps, src = stacked_path(cfg, size["batch"], steps)
@@ -312,6 +318,9 @@ def repro(args) -> None:
         if source:
             line += f"  stacked K={K} {best['stacked']:>9,.0f} tok/s summed ({source[0]})"
             result += f" stacked_k={K} stacked_speedup={best['stacked'] / best['bare']:.3f}"
+        if args.compile:
+            line += (f"  compiled bare {best['compiled']:>9,.0f} tok/s ({best['compiled'] / best['bare']:.3f}x of bare,"
+                     f" compile {compile_seconds:.0f} s wall)")
         print(line, flush=True)
         results.append(result)
     print("\n".join(results))
@@ -342,7 +351,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None,
                         help=f"timed steps per path (after {WARMUP} warm-up steps); default 20, or per shape for repro")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default 2; repro: 1)")
-    parser.add_argument("--compile", action="store_true", help="also time torch.compile on both paths (default shapes)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time torch.compile: both paths (default shapes), the default bare loop (repro)")
     parser.add_argument("--rounds", type=int, default=3, help="repro: interleaved rounds per path, best counts")
     parser.add_argument("--clock", choices=["thread", "wall"], default=None,
                         help="repro: time by the thread's CPU time (default) or wall time (default shapes: wall)")

@@ -24,6 +24,7 @@ from scalinglab.runs import bits_per_byte
 from scalinglab.schedule import lr_multiplier
 
 LOSS_READ_EVERY = 8  # steps between host reads of the training loss (divergence is caught within this many steps)
+PLAIN_ATTRIBUTES = frozenset({"_current_fx_name", "tokens_seen", "_step_tokens"})  # never tensors or modules
 
 
 def adamw(model: torch.nn.Module, train: TrainConfig, lr: float) -> torch.optim.AdamW:
@@ -65,6 +66,7 @@ class LanguageModel(L.LightningModule):
         self.eval_at = set(eval_steps(total_steps, train.eval_points))
         # State that survives a resume (see on_save_checkpoint).
         self.tokens_seen = 0
+        self._step_tokens = 0  # tokens of one optimizer step (all processes)
         self.wall_time = 0.0
         self.rows: list[dict] = []
         self.best_val = math.inf
@@ -76,8 +78,9 @@ class LanguageModel(L.LightningModule):
 
     def __setattr__(self, name, value):
         """Lightning sets `_current_fx_name` (a string) twice around each of ~20 hooks a step; nn.Module's
-        __setattr__ checks every value against parameters, buffers and submodules, ~4% of a step at d_model 16."""
-        if name == "_current_fx_name":
+        __setattr__ checks every value against parameters, buffers and submodules, ~4% of a step at d_model 16.
+        The same for the plain numbers a step updates."""
+        if name in PLAIN_ATTRIBUTES:
             self.__dict__[name] = value
         else:
             super().__setattr__(name, value)
@@ -110,7 +113,8 @@ class LanguageModel(L.LightningModule):
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         self.lr_schedulers().step()
-        self.tokens_seen += x.numel() * self.trainer.world_size
+        self._step_tokens = x.numel() * self.trainer.world_size
+        self.tokens_seen += self._step_tokens
         self._unread.append(loss.detach())
         if len(self._unread) >= LOSS_READ_EVERY:
             mean = self.read_losses()
@@ -131,6 +135,7 @@ class LanguageModel(L.LightningModule):
         self._unread = []
         for i, value in enumerate(values):
             if not math.isfinite(value) or value > self.diverge_above:
+                self.tokens_seen -= (len(values) - i) * self._step_tokens  # the tokens before the failed step
                 raise Diverged(first_step + i, value)
             self._loss_sum += value
         self._loss_count += len(values)

@@ -213,12 +213,14 @@ def _train(cfg: DictConfig, model_cfg, dm, rid: str, rdir: Path) -> dict:
 
     # 4. Train; the summary says how it ended.
     status, error, started = "complete", None, time.time()
+    steps = None
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=resume, weights_only=True)
         if trainer.global_step < dm.steps and not trainer.should_stop:
             raise RuntimeError(f"training stopped at step {trainer.global_step} of {dm.steps}")
     except Diverged as exc:
         status, error = "diverged", str(exc)
+        steps = exc.step - 1  # the steps before the one that failed (its loss is read a few steps late)
     except (KeyboardInterrupt, SystemExit, StoreError):  # a refused write is the disk's problem, not the run's
         raise
     except Exception as exc:  # a real failure: recorded, never read as a result
@@ -230,7 +232,8 @@ def _train(cfg: DictConfig, model_cfg, dm, rid: str, rdir: Path) -> dict:
         if OmegaConf.select(cfg, "logger.wandb") is not None:
             import wandb
             wandb.finish()  # under multirun, the next run must not log into this one
-    summary = summary_row(cfg, model_cfg, counts, per_token, module, trainer.global_step, status, error, started)
+    steps = trainer.global_step if steps is None else steps
+    summary = summary_row(cfg, model_cfg, counts, per_token, module, steps, status, error, started)
     if trainer.is_global_zero:
         if status == "complete" and cfg.train.save_final:  # before the summary that marks the run complete
             from scalinglab.pretrained import save_pretrained
