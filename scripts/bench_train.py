@@ -285,6 +285,8 @@ def repro(args) -> None:
           f"best of {args.rounds} interleaved rounds, tok/s by {args.clock} time")
     results = []
     for n_layer, d_model, n_head in SHAPES["repro"]:
+        if args.only and f"{n_layer},{d_model}" not in args.only:
+            continue
         cfg = GPTConfig(n_layer, d_model, n_head, size["n_ctx"], size["vocab"])
         steps = (args.steps or REPRO_STEPS[d_model]) + WARMUP
         data = batches(steps, size["batch"], size["n_ctx"], size["vocab"])
@@ -358,6 +360,7 @@ def main() -> None:
                         help="repro: time by the thread's CPU time (default) or wall time (default shapes: wall)")
     parser.add_argument("--levers", action="store_true", help="repro: time single levers against the reference")
     parser.add_argument("--no-stacked", action="store_true", help="repro: skip the stacked K=8 path")
+    parser.add_argument("--only", nargs="+", default=None, metavar="L,D", help="repro: only these shapes, e.g. 1,16")
     args = parser.parse_args()
     args.threads = args.threads or (1 if args.shapes == "repro" else 2)
     args.clock = args.clock or ("thread" if args.shapes == "repro" else "wall")
