@@ -149,8 +149,9 @@ def test_forward_and_backward_under_bf16_autocast(family):
     model = GPT(GPTConfig(2, 32, 4, 16, 50, family=family, qk_norm=True, n_kv_head=2))
     x = torch.randint(0, 50, (2, 17))
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        logits, loss = model(x[:, :-1], x[:, 1:])
-    assert logits.dtype == torch.bfloat16 and loss.dtype == torch.float32
+        logits = model(x[:, :-1])
+        fused, loss = model(x[:, :-1], x[:, 1:])  # training keeps the fused head under autocast (fp32 loss)
+    assert logits.dtype == torch.bfloat16 and fused is None and loss.dtype == torch.float32
     loss.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
 
