@@ -108,8 +108,13 @@ class LanguageModel(L.LightningModule):
         _, loss = self.model(x, y)
         self.manual_backward(loss)
         if self.train_cfg.grad_clip:
-            self.clip_gradients(optimizer, gradient_clip_val=self.train_cfg.grad_clip,
-                                gradient_clip_algorithm="norm")
+            # Directly, not through Lightning's clip_gradients: that refuses fused optimizers under mixed
+            # precision although bf16 has no loss scale; a fp16 scaler unscales first.
+            scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+            if scaler is not None:
+                scaler.unscale_(optimizer.optimizer)
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(params, self.train_cfg.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         self.lr_schedulers().step()
