@@ -126,6 +126,7 @@ class LanguageModel(L.LightningModule):
             if self.trainer.progress_bar_callback is not None:
                 self.log("loss", mean, prog_bar=True, logger=False)
                 self.log("tok/s", self.tokens_seen / max(self.wall_time, 1e-9), prog_bar=True, logger=False)
+        return loss.detach()  # for callbacks (loggers.py reads it every log_every_n_steps); never read here
 
     def read_losses(self) -> float:
         """Read the losses of the steps since the last read (one host sync), add them to the running sum and
