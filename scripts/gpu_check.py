@@ -26,14 +26,19 @@ import traceback
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "src"), str(REPO / "scripts")]
+sys.path.insert(0, str(REPO / "src"))
+
+import importlib.util  # noqa: E402
 
 import torch  # noqa: E402
 
-import bench_train as bench  # noqa: E402
 from scalinglab.flops import flops_chinchilla  # noqa: E402
 from scalinglab.model import GPT, GPTConfig  # noqa: E402
 from scalinglab.store import read_sweep  # noqa: E402
+
+_spec = importlib.util.spec_from_file_location("bench_train", REPO / "scripts" / "bench_train.py")
+bench = importlib.util.module_from_spec(_spec)  # the timed loops of scripts/bench_train.py (a script, not a package)
+_spec.loader.exec_module(bench)
 
 # (n_layer, d_model, n_head, n_ctx, vocab, batch, timed steps) for the GPU and for the --cpu dry run.
 BIG = {"gpu": (8, 768, 12, 1024, 32768, 16, 20), "cpu": (2, 64, 2, 64, 512, 4, 3)}
