@@ -44,7 +44,7 @@ def unigram_entropy(tokens: np.ndarray) -> float:
 
 
 def test_tiny_run_learns_and_writes_a_complete_run_directory(tmp_path):
-    cfg = config(tmp_path, "train.tokens=60000")
+    cfg = config(tmp_path, "train.tokens=120000")
     summary = run(cfg)
     rdir = tmp_path / "runs" / "single" / summary["run_id"]
     assert sorted(p.name for p in rdir.iterdir() if p.name != ".lock") == ["config.yaml", "metrics.parquet",
@@ -54,10 +54,11 @@ def test_tiny_run_learns_and_writes_a_complete_run_directory(tmp_path):
                    "train_loss", "val_loss", "bpb", "lr", "wall_time"):
         assert column in metrics, column
     assert metrics["tokens"].is_monotonic_increasing and metrics["step"].iloc[-1] == summary["steps"]
-    # The budget is exact: round(60000 / (8 * 64)) = 117 steps of 512 tokens.
-    assert summary["tokens"] == 117 * 512 == metrics["tokens"].iloc[-1]
+    # The budget is exact: round(120000 / (8 * 64)) = 234 steps of 512 tokens.
+    assert summary["tokens"] == 234 * 512 == metrics["tokens"].iloc[-1]
     assert summary["flops_6nd"] == 6 * summary["n_params"] * summary["tokens"]
-    # Loss falls below the unigram entropy of the training tokens: the model learned context.
+    # Loss falls below the unigram entropy of the training tokens: the model learned context. (At 117 steps the
+    # margin was 0.02-0.07 nats and depended on the CPU's float rounding; at 234 steps it is ~0.5.)
     cache = next((tmp_path.parent / "shared-cache" / "tokens").glob("*/manifest.json")).parent
     dtype = json.loads((cache / "manifest.json").read_text())["dtype"]
     h1 = unigram_entropy(np.fromfile(cache / "train.bin", dtype=dtype))
