@@ -1,4 +1,4 @@
-"""Sweeps: plan, launch and check a whole sweep of runs (DESIGN.md section 4; docs/SWEEPS.md).
+"""Sweeps: plan, launch and check a whole sweep of runs (docs/DESIGN.md section 4; docs/SWEEPS.md).
 
     python -m scalinglab.sweep plan isoflop [overrides]     # the table of runs (N, D, C, est. time); trains nothing
     python -m scalinglab.sweep run isoflop [overrides]      # = python -m scalinglab.train -m --config-dir sweeps
