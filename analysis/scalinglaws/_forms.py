@@ -13,6 +13,7 @@ from typing import Callable
 import numpy as np
 
 from .chinchilla import approach3_params
+from .powerlaw import exp_or_inf
 
 LOG6 = float(np.log(6.0))
 CHINCHILLA_GRID = {"a": np.arange(0, 25.1, 5), "b": np.arange(0, 25.1, 5), "e": np.arange(-1, 1.01, 0.5),
@@ -89,7 +90,7 @@ KAPLAN = Form(
            "small": {"log_N_c": np.array([15.0, 30.0]), "log_D_c": np.array([15.0, 30.0]),
                      "alpha_N": np.array([0.05, 0.2]), "alpha_D": np.array([0.05, 0.2])}},
     log_model=_kaplan, exponents=("alpha_N", "alpha_D"), scale_param=None,
-    params=lambda t: {"N_c": float(np.exp(t[0])), "D_c": float(np.exp(t[1])), "alpha_N": float(t[2]),
+    params=lambda t: {"N_c": exp_or_inf(t[0]), "D_c": exp_or_inf(t[1]), "alpha_N": float(t[2]),
                       "alpha_D": float(t[3])})
 
 
@@ -113,7 +114,7 @@ OVERTRAIN = Form(
            "small": {"log_a": np.array([0.0, 10.0, 20.0]), "log_b": np.array([0.0, 10.0, 20.0]),
                      "e": np.array([-1.0, 0.0, 1.0]), "eta": np.array([0.15, 0.4])}},
     log_model=_overtrain, exponents=("eta",),
-    params=lambda t: {"E": float(np.exp(t[2])), "a": float(np.exp(t[0])), "b": float(np.exp(t[1])),
+    params=lambda t: {"E": exp_or_inf(t[2]), "a": exp_or_inf(t[0]), "b": exp_or_inf(t[1]),
                       "eta": float(t[3])})
 
 
@@ -152,7 +153,7 @@ DATA_CONSTRAINED = Form(
     grids={"chinchilla": _with_lR(CHINCHILLA_GRID, [15.4]), "small": _with_lR(SMALL_GRID, [15.4])},
     log_model=_data_constrained, exponents=("alpha", "beta"), inputs=("lN", "lD", "lU"),
     params=lambda t: {**{k: v for k, v in approach3_params(t[:5]).items() if k not in ("a", "b", "G")},
-                      "R_D_star": float(np.exp(t[5]))})
+                      "R_D_star": exp_or_inf(t[5])})
 
 
 # ---------------------------------------------------------------- Chinchilla with E pinned

@@ -18,7 +18,7 @@ from scipy.optimize import minimize
 
 from ._lbfgs import batched_lbfgs
 from .errors import InputError
-from .powerlaw import as_positive_array, predictor
+from .powerlaw import as_positive_array, exp_or_inf, predictor
 from .result import FitResult
 from .table import check_enough
 
@@ -50,8 +50,14 @@ def chinchilla_loss(N, D, E, A, B, alpha, beta):
 
 
 def _frontier_coefficient(A, B, alpha, beta):
-    """G = (alpha A / (beta B))^(1/(alpha+beta)) of the compute-optimal frontier (Hoffmann et al. 2022, eq 4)."""
-    return (alpha * A / (beta * B)) ** (1.0 / (alpha + beta))
+    """G = (alpha A / (beta B))^(1/(alpha+beta)) of the compute-optimal frontier (Hoffmann et al. 2022, eq 4).
+
+    Computed in log space: with alpha + beta near 0 the power is beyond the float range, and G is inf (no
+    overflow warning, no OverflowError on Python floats).
+    """
+    log_G = (np.log(alpha) + np.log(A) - np.log(beta) - np.log(B)) / (alpha + beta)
+    with np.errstate(over="ignore"):
+        return np.exp(log_G)
 
 
 def compute_optimal(C, E, A, B, alpha, beta):
@@ -88,7 +94,7 @@ def approach3_params(theta) -> dict[str, float]:
     (D_opt ~ C^b); and the frontier coefficient G of `compute_optimal` (NaN unless alpha, beta > 0).
     """
     log_A, log_B, log_E, alpha, beta = (float(v) for v in theta)
-    A, B, E = float(np.exp(log_A)), float(np.exp(log_B)), float(np.exp(log_E))
+    A, B, E = exp_or_inf(log_A), exp_or_inf(log_B), exp_or_inf(log_E)
     s = alpha + beta
     G = float(_frontier_coefficient(A, B, alpha, beta)) if alpha > 0 and beta > 0 else float("nan")
     return {"E": E, "A": A, "B": B, "alpha": alpha, "beta": beta, "a": beta / s, "b": alpha / s, "G": G}

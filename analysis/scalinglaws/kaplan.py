@@ -13,7 +13,7 @@ import pandas as pd
 from scipy.optimize import least_squares, nnls
 
 from .errors import InputError
-from .powerlaw import as_positive_array, power_law, predictor
+from .powerlaw import as_positive_array, exp_or_inf, power_law, predictor
 from .result import FitResult
 from .table import check_enough
 
@@ -181,7 +181,7 @@ def fit_L_ND(N, D, L, init=None) -> FitResult:
     names = ("N_c", "D_c", "alpha_N", "alpha_D")
     best, flags = _two_term_fit(N, D, L, names, grid, init, model, linearise)
     theta = best.x.copy()
-    params = {"N_c": float(np.exp(theta[0])), "D_c": float(np.exp(theta[1])),
+    params = {"N_c": exp_or_inf(theta[0]), "D_c": exp_or_inf(theta[1]),
               "alpha_N": float(theta[2]), "alpha_D": float(theta[3])}
     predict = predictor(lambda n, d: np.exp(model(theta, np.log(n), np.log(d))), ["N", "D"])
     return FitResult(name="L(N, D) Kaplan eq 1.5", params=params, predict=predict,
@@ -231,8 +231,8 @@ def fit_L_NS(N, S, L, B=None, B_crit=None, init=None) -> FitResult:
     names = ("N_c", "S_c", "alpha_N", "alpha_S")
     best, flags = _two_term_fit(N, S_min, L, names, grid, init, model, linearise)
     theta = best.x.copy()
-    params = {"N_c": float(np.exp(theta[0])), "alpha_N": float(theta[2]),
-              "S_c": float(np.exp(theta[1])), "alpha_S": float(theta[3])}
+    params = {"N_c": exp_or_inf(theta[0]), "alpha_N": float(theta[2]),
+              "S_c": exp_or_inf(theta[1]), "alpha_S": float(theta[3])}
     predict = predictor(lambda n, s: np.exp(model(theta, np.log(n), np.log(s))), ["N", "S"])
     return FitResult(name="L(N, S) Kaplan eq 1.6", params=params, predict=predict,
                      data=pd.DataFrame({"N": N, "S": S, "S_min": S_min, "loss": L}),

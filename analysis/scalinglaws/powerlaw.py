@@ -2,6 +2,7 @@
 (compute-optimal frontiers, N_opt = k C^a)."""
 from __future__ import annotations
 
+import math
 from typing import Callable, Sequence
 
 import numpy as np
@@ -11,6 +12,20 @@ from scipy.optimize import least_squares
 from .errors import InputError
 from .result import FitResult
 from .table import check_enough
+
+
+LOG_FLOAT_MAX = math.log(np.finfo(float).max)  # ~709.78: exp of anything larger is not a float64
+
+
+def exp_or_inf(z) -> float:
+    """exp(z) of a fitted log-parameter, or inf when it lies beyond the float64 range (no overflow warning).
+
+    A fit whose exponent tends to 0 has a scale exp(intercept / alpha) that no float holds (e.g. x_c of a
+    power law with alpha ~ 0.004); it is reported as inf, and the fit says why (a flag), instead of numpy
+    printing "overflow encountered in exp" to the user.
+    """
+    z = float(z)
+    return math.exp(z) if z < LOG_FLOAT_MAX else float("inf")
 
 
 def as_positive_array(values, what: str) -> np.ndarray:
@@ -110,10 +125,13 @@ def power_law(x, y, offset=False, name="", init=None, var="x", names=("x_c", "al
     if not offset:
         slope, intercept, r2 = _loglinear(lx, ly)
         alpha = -slope
-        params = {xc_name: float(np.exp(intercept / alpha)) if alpha != 0 else float("inf"), a_name: alpha}
+        params = {xc_name: exp_or_inf(intercept / alpha) if alpha != 0 else float("inf"), a_name: alpha}
         objective = float(np.sum((intercept + slope * lx - ly) ** 2))
         if alpha <= 0:
             flags.append(f"{a_name} = {alpha:.3g} <= 0: y does not fall with {var}")
+        elif math.isinf(params[xc_name]):
+            flags.append(f"{xc_name} = exp({intercept / alpha:.4g}) is beyond the float range: {a_name} = "
+                         f"{alpha:.3g} is too close to 0 for a power law")
         if len(np.unique(x)) == 2:
             flags.append("only 2 distinct points: no spare degree of freedom")
         predict = predictor(lambda v: np.exp(intercept + slope * np.log(v)), [var])
@@ -122,7 +140,7 @@ def power_law(x, y, offset=False, name="", init=None, var="x", names=("x_c", "al
 
     def residual(theta):
         log_xc, alpha, y_inf = theta
-        return np.log(np.exp(alpha * (log_xc - lx)) + y_inf) - ly
+        return np.log(np.exp(np.minimum(alpha * (log_xc - lx), LOG_FLOAT_MAX)) + y_inf) - ly
 
     starts = []
     if init is not None:
@@ -151,7 +169,9 @@ def power_law(x, y, offset=False, name="", init=None, var="x", names=("x_c", "al
         flags.append(f"{inf_name} = {y_inf:.4g} >= smallest loss {y.min():.4g}")
     if len(np.unique(x)) == 3:
         flags.append("only 3 distinct points for 3 parameters: no spare degree of freedom")
-    params = {xc_name: float(np.exp(log_xc)), a_name: alpha, inf_name: y_inf}
+    if log_xc >= LOG_FLOAT_MAX:
+        flags.append(f"{xc_name} = exp({log_xc:.4g}) is beyond the float range: no power law in {var}")
+    params = {xc_name: exp_or_inf(log_xc), a_name: alpha, inf_name: y_inf}
     predict = predictor(lambda v: np.exp(alpha * (log_xc - np.log(v))) + y_inf, [var])
     return FitResult(name=name or f"L({var})", params=params, predict=predict, data=data,
                      objective=float(2 * best.cost), flags=tuple(flags))
