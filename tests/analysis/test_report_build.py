@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pandas as pd
@@ -58,9 +59,44 @@ def test_report_from_runs_dir_has_every_section_and_figure(runs_report):
         data = (runs_report.parent / name).read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 5000
     html = (runs_report.parent / "report.html").read_text()
-    assert all(f"src='{name}'" in html for name in figures)  # relative references
+    assert all(f'src="{name}"' in html for name in figures)  # relative references
     assert html.count("<h2>") == len(SECTION_TITLES)
     assert not [p for p in runs_report.parent.iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+class _Tags(HTMLParser):
+    """Every start tag with its attributes, and the page's visible text."""
+
+    def __init__(self):
+        super().__init__()
+        self.tags, self.text = [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def test_report_html_renders_the_markdown(runs_report):
+    md = runs_report.read_text()
+    page = _Tags()
+    page.feed((runs_report.parent / "report.html").read_text())
+    tags = [t for t, _ in page.tags]
+    text = "".join(page.text)
+    # **caption** and `file` of the markdown are elements in the HTML, not raw markup
+    assert md.count("**") >= 2 and "**" not in text
+    assert tags.count("strong") == len(re.findall(r"\*\*[^*]+\*\*", md))
+    assert "`" in md and "`" not in text and tags.count("code") == md.count("`") // 2
+    # every markdown table is an HTML table with its header cells
+    n_tables = len(re.findall(r"^\|---", md, flags=re.M))
+    assert n_tables >= 5 and tags.count("table") == n_tables
+    assert tags.count("th") == sum(line.count("|") - 1 for line in md.splitlines()
+                                   if line.startswith("| ") and md.split(line, 1)[1].startswith("\n|---"))
+    assert "| --- |" not in text and "|---" not in text
+    images = [a for t, a in page.tags if t == "img"]
+    assert [a["src"] for a in images] == _figures(md) and all(a["alt"] for a in images)
+    assert tags.count("h2") == len(SECTION_TITLES)
 
 
 def test_report_numbers(runs_report):
