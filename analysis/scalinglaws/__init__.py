@@ -11,7 +11,7 @@
 
 Every fit returns a `FitResult` (params, intervals, flags, predict). Bad input raises `InputError`, naming the
 column or file and the fix. Modules: chinchilla (the Chinchilla law, Approach 3), frontier (Approaches 1 and 2),
-kaplan and powerlaw (Kaplan et al. 2020), registry (laws fitted by one machinery), isoflop (robust Approach 2),
+kaplan and powerlaw (Kaplan et al. 2020), critical_batch (Kaplan's B_crit(L) from a batch-size sweep), registry (laws fitted by one machinery), isoflop (robust Approach 2),
 selection (choosing a law by held-out error), noise (seeds, prediction intervals), identify (what a report may
 print), datasets (published run tables), bootstrap, backtest, table (reading tables), laws and calculator
 (published laws and what they predict), plots, report (the markdown/HTML report), cli.
@@ -20,6 +20,8 @@ from . import datasets
 from .backtest import Backtest, backtest
 from .bootstrap import bootstrap
 from .chinchilla import chinchilla_loss, compute_optimal, fit_approach3
+from .critical_batch import (batch_size_sweeps, fit_B_crit, fit_critical_batch, fit_S_E, load_B_crit,
+                             measure_critical_batch, save_B_crit, steps_to_loss)
 from .errors import InputError
 from .frontier import budget_groups, fit_approach1, fit_approach2
 from .identify import not_identified
@@ -42,4 +44,6 @@ __all__ = [
     "save_law",
     "LAWS", "LawBacktest", "Noise", "backtest_laws", "datasets", "describe_laws", "estimate_noise", "fit_approach2_robust",
     "fit_law", "not_identified", "optimal_N", "predict_run", "prediction_interval",
+    "batch_size_sweeps", "fit_B_crit", "fit_S_E", "fit_critical_batch", "load_B_crit", "measure_critical_batch",
+    "save_B_crit", "steps_to_loss",
 ]

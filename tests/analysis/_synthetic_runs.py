@@ -44,3 +44,43 @@ def quickstart_like(seed=0, noise=0.01) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     df["loss"] = law(df["N"].to_numpy(), df["D"].to_numpy()) * np.exp(rng.normal(0, noise, len(df)))
     return df
+
+
+# Kaplan et al. 2020 at scalinglab's CPU scale: L(N, S_min) = (N_c/N)^alpha_N + (S_c/S_min)^alpha_S (eq 1.6) and
+# B_crit(L) = B_star / L^(1/alpha_B) (eq 5.5), with B_star chosen so that B_crit falls inside batch sizes of
+# 8-256 sequences of 64 tokens at losses 5-6.5 nats.
+KAPLAN_TRUE = {"N_c": 8.8e13, "alpha_N": 0.076, "S_c": 2.1e3, "alpha_S": 0.76, "B_star": 1.3e7, "alpha_B": 0.21}
+
+
+def kaplan_curves(sizes, batch_sizes, n_ctx=64, final_loss=None, points=40, noise=0.002, seed=0, law=None,
+                  embed=None, sweep="bs"):
+    """(runs, curves) of runs at every (size, batch size) whose learning curves follow Kaplan eq 1.6 with
+    S = S_min (1 + B_crit(L)/B) (eq 5.4) exactly, plus multiplicative noise on val_loss.
+
+    sizes: non-embedding parameters; batch_sizes in sequences of n_ctx tokens; each run trains until its loss
+    reaches final_loss(N) (default: the N term plus 0.35 nats); `embed` (default 64 * 1024 + n_ctx * 64) is added
+    for n_params. Eval points are log-spaced in steps from where the loss is the N term plus 2.2 nats."""
+    p = dict(KAPLAN_TRUE, **(law or {}))
+    rng = np.random.default_rng(seed)
+    runs, frames = [], []
+    for N in sizes:
+        floor = (p["N_c"] / N) ** p["alpha_N"]
+        L_fine = floor + np.geomspace(2.2, 0.3, 4000)
+        S_min = p["S_c"] / (L_fine - floor) ** (1 / p["alpha_S"])
+        B_crit = p["B_star"] / L_fine ** (1 / p["alpha_B"])
+        L_end = floor + 0.35 if final_loss is None else final_loss(N)
+        for b in batch_sizes:
+            B = b * n_ctx
+            S = S_min * (1 + B_crit / B)  # increasing as L_fine falls
+            S_end = float(np.interp(np.log(L_end), np.log(L_fine[::-1]), S[::-1]))
+            steps = np.unique(np.round(np.geomspace(S[0], S_end, points)).astype(int))
+            loss = np.exp(np.interp(np.log(steps), np.log(S), np.log(L_fine)))
+            run_id = f"n{N:.3g}-b{b}"
+            frames.append(pd.DataFrame({
+                "run_id": run_id, "step": steps, "tokens": steps * B,
+                "val_loss": loss * np.exp(rng.normal(0, noise, len(steps))), "lr": 1e-3}))
+            runs.append({"run_id": run_id, "sweep": sweep, "status": "complete", "n_params_nonembed": N,
+                         "n_params": N + (64 * 1024 + n_ctx * 64 if embed is None else embed), "batch_size": b,
+                         "n_ctx": n_ctx, "steps": int(steps[-1]), "tokens": float(steps[-1] * B),
+                         "loss": float(frames[-1]["val_loss"].iloc[-1])})
+    return pd.DataFrame(runs), pd.concat(frames, ignore_index=True)
