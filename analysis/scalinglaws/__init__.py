@@ -11,7 +11,8 @@
 
 Every fit returns a `FitResult` (params, intervals, flags, predict). Bad input raises `InputError`, naming the
 column or file and the fix. Modules: chinchilla (the Chinchilla law, Approach 3), frontier (Approaches 1 and 2),
-kaplan and powerlaw (Kaplan et al. 2020), critical_batch (Kaplan's B_crit(L) from a batch-size sweep), registry (laws fitted by one machinery), isoflop (robust Approach 2),
+kaplan and powerlaw (Kaplan et al. 2020), critical_batch (Kaplan's B_crit(L) from a batch-size sweep), kaplan_frontier (eq 1.6 on learning curves and
+Kaplan's compute-efficient frontier), registry (laws fitted by one machinery), isoflop (robust Approach 2),
 selection (choosing a law by held-out error), noise (seeds, prediction intervals), identify (what a report may
 print), datasets (published run tables), bootstrap, backtest, table (reading tables), laws and calculator
 (published laws and what they predict), plots, report (the markdown/HTML report), cli.
@@ -27,6 +28,7 @@ from .frontier import budget_groups, fit_approach1, fit_approach2
 from .identify import not_identified
 from .isoflop import fit_approach2_robust
 from .kaplan import b_crit, fit_L_C, fit_L_D, fit_L_N, fit_L_ND, fit_L_NS
+from .kaplan_frontier import fit_L_NS_curves, frontier_point, kaplan_frontier
 from .laws import Law, load_law, save_law
 from .noise import Noise, estimate_noise, prediction_interval
 from .powerlaw import fit_loglinear, fit_power_law
@@ -45,5 +47,5 @@ __all__ = [
     "LAWS", "LawBacktest", "Noise", "backtest_laws", "datasets", "describe_laws", "estimate_noise", "fit_approach2_robust",
     "fit_law", "not_identified", "optimal_N", "predict_run", "prediction_interval",
     "batch_size_sweeps", "fit_B_crit", "fit_S_E", "fit_critical_batch", "load_B_crit", "measure_critical_batch",
-    "save_B_crit", "steps_to_loss",
+    "save_B_crit", "steps_to_loss", "fit_L_NS_curves", "frontier_point", "kaplan_frontier",
 ]

@@ -1,17 +1,17 @@
 """The critical batch size measured from the learning curves of a batch-size sweep (Kaplan et al. 2020, sec 5.1).
 
 A model trained at several batch sizes B (tokens per step) needs S steps and E = B S tokens to reach a loss L.
-The two trade off as (S/S_min - 1)(E/E_min - 1) = 1 (Kaplan et al. 2020, eq 5.4; McCandlish et al. 2018,
+The two trade off as (S/S_min - 1)(E/E_min - 1) = 1 (Kaplan et al. 2020, eq 5.1; McCandlish et al. 2018,
 arXiv:1812.06162, eq 2.11), i.e. S = S_min (1 + B_crit/B) and E = E_min (1 + B/B_crit), with the critical batch
-B_crit(L) = E_min / S_min. Across losses B_crit(L) = B* / L^(1/alpha_B) (eq 5.5; Kaplan: B* ~ 2e8 tokens,
-alpha_B ~ 0.21).
+B_crit(L) = E_min / S_min (eq 5.2). Across losses B_crit(L) = B* / L^(1/alpha_B) (eq 5.3, also eq 1.4; Kaplan:
+B* ~ 2e8 tokens, alpha_B ~ 0.21).
 
 - `steps_to_loss(step, loss, targets)`: the steps at which one learning curve first reaches each target loss.
-- `fit_S_E(S, E)`: eq 5.4 at one loss -> S_min, E_min, B_crit.
-- `fit_B_crit(L, B_crit)`: eq 5.5 -> B_star, alpha_B.
+- `fit_S_E(S, E)`: eq 5.1 at one loss -> S_min, E_min, B_crit.
+- `fit_B_crit(L, B_crit)`: eq 5.3 -> B_star, alpha_B.
 - `batch_size_sweeps(runs)`: the runs of one model shape trained at 3 or more batch sizes, one label per group.
-- `measure_critical_batch(curves, runs)`: for every batch-size sweep and target loss, the eq 5.4 fit.
-- `fit_critical_batch(curves, runs, n_boot)`: the measured B_crit(L) and the eq 5.5 fit, with bootstrap
+- `measure_critical_batch(curves, runs)`: for every batch-size sweep and target loss, the eq 5.1 fit.
+- `fit_critical_batch(curves, runs, n_boot)`: the measured B_crit(L) and the eq 5.3 fit, with bootstrap
   intervals over whole learning curves.
 - `save_B_crit(fit, path)` / `load_B_crit(path)`: a fitted B_crit(L) as JSON, for `scalinglaws bcrit --law`.
 
@@ -35,10 +35,10 @@ from .result import FitResult
 __all__ = ["steps_to_loss", "fit_S_E", "fit_B_crit", "batch_size_sweeps", "measure_critical_batch",
            "fit_critical_batch", "save_B_crit", "load_B_crit", "B_STAR", "ALPHA_B", "MIN_BATCH_SIZES"]
 
-B_STAR, ALPHA_B = 2e8, 0.21  # Kaplan et al. 2020, eq 5.5: B* in tokens
-MIN_BATCH_SIZES = 3  # eq 5.4 has 2 parameters: a third batch size tests it
+B_STAR, ALPHA_B = 2e8, 0.21  # Kaplan et al. 2020, eq 5.3: B* in tokens
+MIN_BATCH_SIZES = 3  # eq 5.1 has 2 parameters: a third batch size tests it
 SHAPE_COLUMNS = ("sweep", "family", "n_layer", "d_model", "n_head", "n_kv_head", "d_ff", "n_ctx", "n_params")
-BCRIT_FORM = "bcrit_kaplan_eq_5_5"
+BCRIT_FORM = "bcrit_kaplan_eq_5_3"
 
 
 def steps_to_loss(step, loss, targets) -> np.ndarray:
@@ -78,7 +78,7 @@ def steps_to_loss(step, loss, targets) -> np.ndarray:
 
 
 def _solve_S_E(S: np.ndarray, E: np.ndarray):
-    """(log S_min, log E_min, least_squares result, lower bounds) of eq 5.4 for steps S and tokens E."""
+    """(log S_min, log E_min, least_squares result, lower bounds) of eq 5.1 for steps S and tokens E."""
     # S = S_min + E_min / B with B = E / S; relative residuals make it linear in (S_min, E_min): 1 = S_min/S + E_min/E
     coef, _ = nnls(np.column_stack([1 / S, 1 / E]), np.ones_like(S))
     lo = np.log([S.min(), E.min()]) - 23.0  # S_min <= min S and E_min <= min E; 1e-10 of them is "zero"
@@ -94,7 +94,7 @@ def _solve_S_E(S: np.ndarray, E: np.ndarray):
 
 
 def fit_S_E(S, E) -> FitResult:
-    """Kaplan's eq 5.4 at one loss: (S/S_min - 1)(E/E_min - 1) = 1 over batch sizes (Kaplan et al. 2020).
+    """Kaplan's eq 5.1 at one loss: (S/S_min - 1)(E/E_min - 1) = 1 over batch sizes (Kaplan et al. 2020).
 
     Equivalently S = S_min + E_min / B with B = E / S tokens per step (McCandlish et al. 2018, eq 2.11). Fitted
     by least squares on log S (the same as on log E, since E = B S); the start is the non-negative linear least
@@ -134,7 +134,7 @@ def fit_S_E(S, E) -> FitResult:
                      f"[{B.min():.3g}, {B.max():.3g}]: extrapolated")
     if len(np.unique(B)) < MIN_BATCH_SIZES:
         flags.append("only 2 batch sizes for 2 parameters: no spare degree of freedom")
-    return FitResult(name="Kaplan eq 5.4: steps vs tokens at one loss",
+    return FitResult(name="Kaplan eq 5.1: steps vs tokens at one loss",
                      params={"S_min": S_min, "E_min": E_min, "B_crit": B_crit},
                      predict=predictor(lambda b: S_min + E_min / b, ["B"]),
                      data=pd.DataFrame({"B": B, "S": S, "E": E}), objective=float(2 * best.cost),
@@ -142,7 +142,7 @@ def fit_S_E(S, E) -> FitResult:
 
 
 def fit_B_crit(L, B_crit) -> FitResult:
-    """Kaplan's B_crit(L) = B* / L^(1/alpha_B) (Kaplan et al. 2020, eq 5.5), by least squares on log B_crit.
+    """Kaplan's B_crit(L) = B* / L^(1/alpha_B) (Kaplan et al. 2020, eq 5.3), by least squares on log B_crit.
 
     Parameters
     ----------
@@ -164,7 +164,7 @@ def fit_B_crit(L, B_crit) -> FitResult:
     flags = list(line.flags)
     if not p < 0:
         flags.append(f"alpha_B = {alpha_B:.3g} <= 0: B_crit does not rise as the loss falls")
-    return FitResult(name="B_crit(L) Kaplan eq 5.5", params={"B_star": B_star, "alpha_B": alpha_B},
+    return FitResult(name="B_crit(L) Kaplan eq 5.3", params={"B_star": B_star, "alpha_B": alpha_B},
                      predict=predictor(lambda l: B_star * l ** p, ["L"]),
                      data=pd.DataFrame({"L": L, "B_crit": B_crit}), objective=line.objective, flags=tuple(flags),
                      extra={"r2": line.extra["r2"]})
@@ -260,7 +260,7 @@ def _sweep_matrices(curves: pd.DataFrame, runs: pd.DataFrame, losses=None, n_los
 
 
 def _points(matrices: dict) -> list[dict]:
-    """One eq 5.4 fit per (sweep, target loss) with MIN_BATCH_SIZES or more batch sizes reaching the loss."""
+    """One eq 5.1 fit per (sweep, target loss) with MIN_BATCH_SIZES or more batch sizes reaching the loss."""
     rows = []
     for label, (ids, B, grid, S) in matrices.items():
         for k, L in enumerate(grid):
@@ -278,7 +278,7 @@ def _points(matrices: dict) -> list[dict]:
 
 
 def measure_critical_batch(curves: pd.DataFrame, runs: pd.DataFrame, losses=None, n_losses: int = 8):
-    """B_crit at each target loss of every batch-size sweep: eq 5.4 fitted to the steps each batch size needed.
+    """B_crit at each target loss of every batch-size sweep: eq 5.1 fitted to the steps each batch size needed.
 
     For each sweep (`batch_size_sweeps`), the target losses are `losses`, or `n_losses` log-spaced values inside
     the range every run of the sweep reaches after its first eval point (and after the LR warmup, the peak of
@@ -321,7 +321,7 @@ def _resample(matrix, rows: list[dict], label: str, rng):
 
     With repeated runs at a batch size (seeds): the runs are drawn with replacement within each batch size.
     With one run per batch size: a residual bootstrap that keeps every batch size, S*_jk = S_hat_jk exp(r_ik) for
-    a run i drawn with replacement, where r_ik = log S_ik - log S_hat_ik are run i's residuals from the eq 5.4
+    a run i drawn with replacement, where r_ik = log S_ik - log S_hat_ik are run i's residuals from the eq 5.1
     fit at loss k (a whole row, so one run's deviations stay correlated across losses), inflated by
     sqrt(n / (n - 2)) for the 2 fitted parameters."""
     ids, B, grid, S = matrix
@@ -340,7 +340,7 @@ def _resample(matrix, rows: list[dict], label: str, rng):
     return ids, B, grid, S_hat * np.exp(r[rng.integers(0, len(B), len(B))])
 
 
-def _eq_5_5(rows: list[dict]) -> FitResult | None:
+def _eq_5_3(rows: list[dict]) -> FitResult | None:
     held = [r for r in rows if not r["flags"]]
     if len({r["L"] for r in held}) < 2:
         return None
@@ -349,13 +349,13 @@ def _eq_5_5(rows: list[dict]) -> FitResult | None:
 
 def fit_critical_batch(curves: pd.DataFrame, runs: pd.DataFrame, losses=None, n_losses: int = 8, n_boot: int = 0,
                        seed: int = 0, level: float = 0.95) -> FitResult:
-    """B_crit(L) = B* / L^(1/alpha_B) (Kaplan et al. 2020, eq 5.5) from the learning curves of batch-size sweeps.
+    """B_crit(L) = B* / L^(1/alpha_B) (Kaplan et al. 2020, eq 5.3) from the learning curves of batch-size sweeps.
 
-    `measure_critical_batch` gives B_crit at each target loss (eq 5.4); eq 5.5 is fitted to the points whose
-    eq 5.4 fit holds (no flag). Bootstrap: `n_boot` replicates of every sweep's learning curves, whole curves at a
+    `measure_critical_batch` gives B_crit at each target loss (eq 5.1); eq 5.3 is fitted to the points whose
+    eq 5.1 fit holds (no flag). Bootstrap: `n_boot` replicates of every sweep's learning curves, whole curves at a
     time (runs drawn within each batch size when it has several, e.g. seeds; else a residual bootstrap of whole
-    curves that keeps every batch size, `_resample`); each replicate refits eq 5.4 at the same target losses
-    and eq 5.5, and the intervals are percentiles at `level`.
+    curves that keeps every batch size, `_resample`); each replicate refits eq 5.1 at the same target losses
+    and eq 5.3, and the intervals are percentiles at `level`.
 
     Parameters
     ----------
@@ -382,9 +382,9 @@ def fit_critical_batch(curves: pd.DataFrame, runs: pd.DataFrame, losses=None, n_
                          f"{MIN_BATCH_SIZES} or more batch sizes whose learning curves share a loss range)",
                          "train one size at several batch sizes (plan kind batch_size)")
     rows = _points(matrices)
-    point = _eq_5_5(rows)
+    point = _eq_5_3(rows)
     if point is None:
-        raise InputError("B_crit", f"eq 5.4 holds at {sum(not r['flags'] for r in rows)} target loss(es) of "
+        raise InputError("B_crit", f"eq 5.1 holds at {sum(not r['flags'] for r in rows)} target loss(es) of "
                          f"{len(rows)}: the batch sizes do not bracket B_crit", "add batch sizes on both sides "
                          "of B_crit (at least 4 over 1.5 decades)")
     points, steps = _tables(matrices, rows)
@@ -394,7 +394,7 @@ def fit_critical_batch(curves: pd.DataFrame, runs: pd.DataFrame, losses=None, n_
         draws, point_draws = [], []
         for _ in range(int(n_boot)):
             rows_b = _points({label: _resample(m, rows, label, rng) for label, m in matrices.items()})
-            fit = _eq_5_5(rows_b)
+            fit = _eq_5_3(rows_b)
             draws.append(dict(fit.params) if fit is not None and fit.params["alpha_B"] > 0 else {})
             point_draws.append({(r["sweep"], r["L"]): r["B_crit"] for r in rows_b})
         samples = pd.DataFrame(draws, columns=["B_star", "alpha_B"])
@@ -411,7 +411,7 @@ def fit_critical_batch(curves: pd.DataFrame, runs: pd.DataFrame, losses=None, n_
         point_iv = pd.DataFrame(bounds, columns=["low", "high"], index=points.index)
     flags = list(point.flags)
     if n_failed:
-        flags.append(f"bootstrap: {n_failed} of {n_boot} replicates gave no eq 5.5 fit with alpha_B > 0")
+        flags.append(f"bootstrap: {n_failed} of {n_boot} replicates gave no eq 5.3 fit with alpha_B > 0")
     return FitResult(name=point.name, params=point.params, predict=point.predict, data=point.data,
                      intervals=intervals, level=level, objective=point.objective, flags=tuple(flags),
                      extra={"points": points, "steps": steps, "samples": samples, "point_intervals": point_iv,
@@ -424,7 +424,7 @@ def save_B_crit(fit: FitResult, path) -> Path:
     Parameters
     ----------
     fit : FitResult
-        params B_star, alpha_B (Kaplan et al. 2020, eq 5.5); bootstrap samples are kept when present.
+        params B_star, alpha_B (Kaplan et al. 2020, eq 5.3); bootstrap samples are kept when present.
     path : str or Path
         The file to write.
 
@@ -435,7 +435,7 @@ def save_B_crit(fit: FitResult, path) -> Path:
     """
     d = fit.to_dict()
     d["form"] = BCRIT_FORM
-    d["formula"] = "B_crit(L) = B_star / L^(1/alpha_B), tokens (Kaplan et al. 2020, eq 5.5)"
+    d["formula"] = "B_crit(L) = B_star / L^(1/alpha_B), tokens (Kaplan et al. 2020, eq 5.3)"
     samples = fit.extra.get("samples")
     if samples is not None and len(samples):
         d["samples"] = samples.dropna().to_dict("records")
@@ -454,7 +454,7 @@ def load_B_crit(path) -> FitResult:
     -------
     FitResult
         params B_star, alpha_B; predict(L) -> B_crit (tokens); intervals and extra["samples"] as saved.
-        InputError for a missing file or one that holds no B_crit law (Kaplan et al. 2020, eq 5.5).
+        InputError for a missing file or one that holds no B_crit law (Kaplan et al. 2020, eq 5.3).
     """
     path = Path(path)
     if not path.is_file():

@@ -47,7 +47,7 @@ def quickstart_like(seed=0, noise=0.01) -> pd.DataFrame:
 
 
 # Kaplan et al. 2020 at scalinglab's CPU scale: L(N, S_min) = (N_c/N)^alpha_N + (S_c/S_min)^alpha_S (eq 1.6) and
-# B_crit(L) = B_star / L^(1/alpha_B) (eq 5.5), with B_star chosen so that B_crit falls inside batch sizes of
+# B_crit(L) = B_star / L^(1/alpha_B) (eq 5.3), with B_star chosen so that B_crit falls inside batch sizes of
 # 8-256 sequences of 64 tokens at losses 5-6.5 nats.
 KAPLAN_TRUE = {"N_c": 8.8e13, "alpha_N": 0.076, "S_c": 2.1e3, "alpha_S": 0.76, "B_star": 1.3e7, "alpha_B": 0.21}
 
@@ -55,7 +55,7 @@ KAPLAN_TRUE = {"N_c": 8.8e13, "alpha_N": 0.076, "S_c": 2.1e3, "alpha_S": 0.76, "
 def kaplan_curves(sizes, batch_sizes, n_ctx=64, final_loss=None, points=40, noise=0.002, seed=0, law=None,
                   embed=None, sweep="bs"):
     """(runs, curves) of runs at every (size, batch size) whose learning curves follow Kaplan eq 1.6 with
-    S = S_min (1 + B_crit(L)/B) (eq 5.4) exactly, plus multiplicative noise on val_loss.
+    S = S_min (1 + B_crit(L)/B) (eq 5.1, 5.4) exactly, plus multiplicative noise on val_loss.
 
     sizes: non-embedding parameters; batch_sizes in sequences of n_ctx tokens; each run trains until its loss
     reaches final_loss(N) (default: the N term plus 0.35 nats); `embed` (default 64 * 1024 + n_ctx * 64) is added

@@ -1,4 +1,4 @@
-"""The critical batch size (Kaplan et al. 2020, sec 5.1): eq 5.4 per loss, eq 5.5 across losses, and both from
+"""The critical batch size (Kaplan et al. 2020, sec 5.1): eq 5.1 per loss, eq 5.3 across losses, and both from
 learning curves made by the laws they assume."""
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def true_B_crit(L):
 
 
 @pytest.mark.parametrize("B_crit", [3e3, 5e4])
-def test_eq_5_4_recovers_B_crit_from_pairs_it_generated(B_crit):
+def test_eq_5_1_recovers_B_crit_from_pairs_it_generated(B_crit):
     B = np.geomspace(1e3, 1e5, 5)  # 2 decades around both B_crit values
     S_min = 2500.0
     S = S_min * (1 + B_crit / B) * np.exp(np.random.default_rng(0).normal(0, 0.01, 5))
@@ -29,12 +29,12 @@ def test_eq_5_4_recovers_B_crit_from_pairs_it_generated(B_crit):
     assert fit.params["B_crit"] == pytest.approx(B_crit, rel=0.08)
     assert fit.params["S_min"] == pytest.approx(S_min, rel=0.05)
     assert fit.params["E_min"] == pytest.approx(B_crit * S_min, rel=0.08)
-    # the fitted hyperbola satisfies eq 5.4 exactly
+    # the fitted hyperbola satisfies eq 5.1 exactly
     s, e = fit.predict(B), fit.predict(B) * B
     np.testing.assert_allclose((s / fit.params["S_min"] - 1) * (e / fit.params["E_min"] - 1), 1.0, rtol=1e-9)
 
 
-def test_eq_5_4_flags_batch_sizes_that_do_not_bracket_B_crit():
+def test_eq_5_1_flags_batch_sizes_that_do_not_bracket_B_crit():
     B = np.geomspace(1e3, 4e3, 4)  # all far below B_crit = 1e6: S ~ E_min / B, S_min unmeasurable
     S = 100.0 * (1 + 1e6 / B)
     fit = fit_S_E(S, S * B)
@@ -43,7 +43,7 @@ def test_eq_5_4_flags_batch_sizes_that_do_not_bracket_B_crit():
         fit_S_E([10.0, 10.0], [1e4, 1e4])
 
 
-def test_eq_5_5_recovers_B_star_and_alpha_B():
+def test_eq_5_3_recovers_B_star_and_alpha_B():
     L = np.geomspace(3.0, 6.0, 8)
     B = 2e8 / L ** (1 / 0.21) * np.exp(np.random.default_rng(1).normal(0, 0.02, 8))
     fit = fit_B_crit(L, B)

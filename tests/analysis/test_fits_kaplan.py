@@ -1,11 +1,16 @@
-"""Kaplan 2020 laws and the generic power-law fits recover known parameters from synthetic data."""
+"""Kaplan 2020 laws, the generic power-law fits, and eq 1.6 on learning curves with the compute-efficient frontier
+recover known parameters from synthetic data."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from _synthetic_runs import KAPLAN_TRUE, kaplan_curves
+from scipy.optimize import brentq
 
+from scalinglaws.critical_batch import fit_B_crit, fit_critical_batch
 from scalinglaws.errors import InputError
 from scalinglaws.kaplan import b_crit, fit_L_C, fit_L_D, fit_L_N, fit_L_ND, fit_L_NS
+from scalinglaws.kaplan_frontier import fit_L_NS_curves, frontier_point, kaplan_frontier
 from scalinglaws.powerlaw import fit_loglinear, fit_power_law
 
 RNG_SEED = 0
@@ -90,3 +95,85 @@ def test_b_crit_formula():
     assert b_crit(1.0) == pytest.approx(2e8)
     assert b_crit(3.0) == pytest.approx(2e8 / 3.0 ** (1 / 0.21))
     assert b_crit(2.0, B_star=1e6, alpha_B=0.5) == pytest.approx(2.5e5)
+
+
+# ---- eq 1.6 on learning curves and Kaplan's compute-efficient frontier (sec 6.1)
+
+SIZES = [3e4, 1e5, 3e5, 1e6, 3e6]
+TRUE_A = 1 / (KAPLAN_TRUE["alpha_N"] * (1 / KAPLAN_TRUE["alpha_N"] + 1 / KAPLAN_TRUE["alpha_S"]
+                                        + 1 / KAPLAN_TRUE["alpha_B"]))
+
+
+def _true_B_crit():
+    L = np.geomspace(3.0, 8.0, 5)
+    return fit_B_crit(L, KAPLAN_TRUE["B_star"] / L ** (1 / KAPLAN_TRUE["alpha_B"]))
+
+
+def test_eq_1_6_on_learning_curves_recovers_known_parameters():
+    runs, curves = kaplan_curves(SIZES, [16, 64], noise=0.002)
+    fit = fit_L_NS_curves(curves, runs, B_crit=_true_B_crit(), n_boot=20)
+    assert fit.ok, fit.flags
+    for k in ("alpha_N", "alpha_S"):
+        assert fit.params[k] == pytest.approx(KAPLAN_TRUE[k], rel=0.03)
+        lo, hi = fit.intervals[k]
+        assert lo < fit.params[k] < hi
+    assert fit.params["S_c"] == pytest.approx(KAPLAN_TRUE["S_c"], rel=0.1)
+    assert np.log(fit.params["N_c"]) == pytest.approx(np.log(KAPLAN_TRUE["N_c"]), rel=0.02)
+    assert fit.extra["B_crit_source"] == "fitted"
+    # S_min = S / (1 + B_crit(L)/B) (eq 5.4) for every observation
+    d = fit.data
+    B_crit = KAPLAN_TRUE["B_star"] / d["loss"] ** (1 / KAPLAN_TRUE["alpha_B"])
+    np.testing.assert_allclose(d["S_min"], d["S"] / (1 + B_crit / d["B"]), rtol=1e-6)
+
+
+def test_without_a_sweep_the_published_B_crit_is_used_and_said():
+    runs, curves = kaplan_curves(SIZES[:3], [32], points=15)
+    fit = fit_L_NS_curves(curves, runs)
+    assert fit.extra["B_crit_source"] == "published"
+    assert (fit.extra["B_star"], fit.extra["alpha_B"]) == (2e8, 0.21)
+    d = fit.data
+    np.testing.assert_allclose(d["S_min"], d["S"] / (1 + 2e8 / d["loss"] ** (1 / 0.21) / d["B"]))
+    with pytest.raises(InputError, match="1 model size"):
+        fit_L_NS_curves(curves[curves["run_id"] == runs["run_id"][0]], runs)
+
+
+def test_frontier_closed_form_matches_a_brute_force_minimum():
+    p = KAPLAN_TRUE
+    for C_min in (1e14, 1e17):
+        best = None
+        for N in np.geomspace(1e3, 1e10, 1401):
+            x = (p["N_c"] / N) ** p["alpha_N"]
+
+            def excess(logL):  # log C_min(N, L) - log C_min: falls as L rises
+                L = np.exp(logL)
+                S_min = p["S_c"] / (L - x) ** (1 / p["alpha_S"])
+                return np.log(6 * N * p["B_star"] / L ** (1 / p["alpha_B"]) * S_min) - np.log(C_min)
+
+            L = np.exp(brentq(excess, np.log(x) + 1e-12, np.log(x) + 10))
+            if best is None or L < best[1]:
+                best = (N, L)
+        point = frontier_point(p, C_min)
+        assert point["N"] == pytest.approx(best[0], rel=0.02)
+        assert point["L"] == pytest.approx(best[1], rel=1e-4)
+        assert 6 * point["N"] * point["B_crit"] * point["S_min"] == pytest.approx(C_min, rel=1e-9)
+    # the exponent alpha_C_min / alpha_N; with Kaplan's published exponents (0.076, 0.76, 0.21) it is 0.68
+    assert point["a"] == pytest.approx(TRUE_A, rel=1e-12)
+    assert frontier_point({**p, "alpha_N": 0.076, "alpha_S": 0.76, "alpha_B": 0.21}, 1e20)["a"] == pytest.approx(
+        0.684, abs=1e-3)
+
+
+def test_end_to_end_frontier_exponent_from_curves():
+    runs, curves = kaplan_curves(SIZES[1:4], [8, 32, 128], noise=0.002)
+    bcrit = fit_critical_batch(curves, runs, n_boot=30)
+    frontier = {}
+    for n_col in ("n_params_nonembed", "n_params"):
+        fit = fit_L_NS_curves(curves, runs, n_col=n_col, B_crit=bcrit, n_boot=30)
+        frontier[n_col] = kaplan_frontier(fit)
+    kaplan_n = frontier["n_params_nonembed"]
+    assert kaplan_n.params["a"] == pytest.approx(TRUE_A, abs=0.02)
+    lo, hi = kaplan_n.intervals["a"]
+    assert lo < TRUE_A < hi
+    N_opt = kaplan_n.predict(1e16)
+    assert N_opt == pytest.approx(frontier_point({**KAPLAN_TRUE}, 1e16)["N"], rel=0.3)
+    # total N adds a fixed embedding to every size: the fitted law (and so the exponent) differs
+    assert abs(frontier["n_params"].params["a"] - kaplan_n.params["a"]) > 0.01
