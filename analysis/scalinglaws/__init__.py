@@ -12,7 +12,7 @@
 Every fit returns a `FitResult` (params, intervals, flags, predict). Bad input raises `InputError`, naming the
 column or file and the fix. Modules: chinchilla (the Chinchilla law, Approach 3), frontier (Approaches 1 and 2),
 kaplan and powerlaw (Kaplan et al. 2020), critical_batch (Kaplan's B_crit(L) from a batch-size sweep), kaplan_frontier (eq 1.6 on learning curves and
-Kaplan's compute-efficient frontier), registry (laws fitted by one machinery), isoflop (robust Approach 2),
+Kaplan's compute-efficient frontier), generalization (loss on other distributions, Kaplan sec 3.2.2), registry (laws fitted by one machinery), isoflop (robust Approach 2),
 selection (choosing a law by held-out error), noise (seeds, prediction intervals), identify (what a report may
 print), datasets (published run tables), bootstrap, backtest, table (reading tables), laws and calculator
 (published laws and what they predict), plots, report (the markdown/HTML report), cli.
@@ -25,6 +25,7 @@ from .critical_batch import (batch_size_sweeps, fit_B_crit, fit_critical_batch, 
                              measure_critical_batch, save_B_crit, steps_to_loss)
 from .errors import InputError
 from .frontier import budget_groups, fit_approach1, fit_approach2
+from .generalization import fit_generalization, fit_transfer, source_losses
 from .identify import not_identified
 from .isoflop import fit_approach2_robust
 from .kaplan import b_crit, fit_L_C, fit_L_D, fit_L_N, fit_L_ND, fit_L_NS
@@ -48,4 +49,5 @@ __all__ = [
     "fit_law", "not_identified", "optimal_N", "predict_run", "prediction_interval",
     "batch_size_sweeps", "fit_B_crit", "fit_S_E", "fit_critical_batch", "load_B_crit", "measure_critical_batch",
     "save_B_crit", "steps_to_loss", "fit_L_NS_curves", "frontier_point", "kaplan_frontier",
+    "fit_generalization", "fit_transfer", "source_losses",
 ]

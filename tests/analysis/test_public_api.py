@@ -16,7 +16,8 @@ import scalinglaws as sl
 FITS = ("fit_approach1", "fit_approach2", "fit_approach3", "fit_L_N", "fit_L_D", "fit_L_C", "fit_L_ND", "fit_L_NS",
         "fit_S_E", "fit_B_crit", "fit_critical_batch", "fit_L_NS_curves")
 CITED = (*FITS, "chinchilla_loss", "compute_optimal", "b_crit", "bootstrap", "fit_power_law", "fit_loglinear",
-         "steps_to_loss", "measure_critical_batch", "kaplan_frontier", "frontier_point")
+         "steps_to_loss", "measure_critical_batch", "kaplan_frontier", "frontier_point",
+         "fit_generalization", "fit_transfer", "source_losses")
 
 
 def test_import_does_not_pull_torch_or_matplotlib():
