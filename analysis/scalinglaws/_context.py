@@ -91,6 +91,7 @@ class Context:
     progress: Progress
     fits: dict[str, FitResult] = field(default_factory=dict)
     backtest_mape: float | None = None
+    fig_format: str = "png"  # figures are written as png, svg or pdf (plots.FORMATS); a section names them .png
 
     def fit(self, key: str, fit_fn: Callable, df: pd.DataFrame, **kw) -> FitResult:
         """Point fit, then bootstrap intervals when bootstrap_n > 0 (a failed bootstrap keeps the point fit)."""
@@ -106,8 +107,9 @@ class Context:
         return result
 
     def figure(self, section: Section, fig, name: str, caption: str) -> None:
-        """Save `fig` as out/name and show it in `section` with `caption`."""
-        plots.save_figure(fig, self.out / name)
+        """Save `fig` as out/name (its suffix replaced by fig_format) and show it in `section` with `caption`."""
+        name = Path(name).with_suffix(f".{self.fig_format}").name
+        plots.save_figure(fig, self.out / name, format=self.fig_format)
         section.figures.append((name, caption))
 
 

@@ -67,7 +67,7 @@ def cmd_report(args, console):
 
     path = build_report(_source(args), args.out, bootstrap_n=args.bootstrap, seed=args.seed, grid=args.grid,
                         columns=_columns(args.col), progress=not args.quiet, name=args.name, title=args.title,
-                        commentary=args.commentary)
+                        commentary=args.commentary, fig_format=args.format)
     console.print(f"wrote {path} and {path.with_suffix('.html').name} (+ figures) in {path.parent}")
 
 
@@ -295,6 +295,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--title", default="Scaling-law report", help="the report's heading")
     s.add_argument("--commentary", metavar="MD", help="a markdown file appended as a final 'Commentary' section")
     s.add_argument("--sweep", metavar="NAME", help=sweep_help)
+    from .plots import FIGURE_DPI, FORMATS
+
+    s.add_argument("--format", choices=FORMATS, default="png",
+                   help=f"figure file format (default png, {FIGURE_DPI} dpi; svg and pdf are vector; pdf figures are "
+                        "linked, not shown, in report.html)")
 
     from .registry import LAWS
 

@@ -1,9 +1,14 @@
-"""Figures of a sweep and its fits. Every function returns a matplotlib Figure; `save_figure` writes a PNG atomically.
+"""Figures of a sweep and its fits. Every function returns a matplotlib Figure; `save_figure` writes it atomically
+as PNG (FIGURE_DPI dots per inch), SVG or PDF.
 
 Units: loss in nats/token, N in parameters, D in tokens, C in FLOPs (training, 6 N D unless stated).
+Log axes are tidied by `tidy_log_axis`: loss axes get plain tick labels (3, 3.5, 4, not 3x10^0), other log axes
+label decades (10^4) or, within about one decade, 1-2-5 steps (2x10^4); minor ticks are never labelled, so
+labels cannot overlap. Every kind of marker drawn has a legend entry.
 """
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -14,9 +19,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
+from matplotlib.ticker import (FixedLocator, FuncFormatter, LogFormatterSciNotation, LogLocator,  # noqa: E402
+                               MaxNLocator, NullFormatter)
 
 from ._files import atomic_write  # noqa: E402
 from ._format import fmt  # noqa: E402
+from .errors import InputError  # noqa: E402
 from .result import FitResult  # noqa: E402
 
 LABELS = {
@@ -29,14 +37,56 @@ LABELS = {
     "flops_kaplan": "training compute, Kaplan count (FLOPs)",
     "flops_chinchilla": "training compute, Chinchilla App. F count (FLOPs)",
 }
+FORMATS = ("png", "svg", "pdf")  # what save_figure writes (the report's --format)
+FIGURE_DPI = 150  # raster resolution of saved figures (PNG); SVG and PDF are vector
 KAPLAN_FRONTIER_EXPONENT = 0.73  # Kaplan et al. 2020: N_opt ~ C^0.73
 CHINCHILLA_FRONTIER_EXPONENT = 0.50  # Hoffmann et al. 2022, Approach 1: N_opt ~ C^0.50
 
 
 def _figure(title: str):
-    fig, ax = plt.subplots(figsize=(7, 5), dpi=100, layout="constrained")
+    fig, ax = plt.subplots(figsize=(7, 5), dpi=FIGURE_DPI, layout="constrained")
     ax.set_title(title)
     return fig, ax
+
+
+def _plain(value, _pos=None) -> str:
+    return f"{value:.4g}"
+
+
+def tidy_log_axis(axis, plain: bool = False) -> None:
+    """Readable ticks on a log-scaled axis (call once its data are drawn; `axis` is e.g. ax.yaxis).
+
+    plain=True (loss axes): plain numbers: within one decade, 4-7 evenly spaced ticks (3, 3.5, 4, 4.5); over
+    more, 1-2-5 steps (or decades past 3 decades). plain=False: decades as 10^k when at least two are in view,
+    else 1-2-5 steps as 2x10^k. Minor ticks stay, unlabelled (matplotlib labels them on short log axes, where they
+    read 3x10^0 and collide).
+    """
+    lo, hi = sorted(float(v) for v in axis.get_view_interval())
+    if not (0 < lo < hi < np.inf):
+        return
+    decades = np.log10(hi / lo)
+    if plain:
+        if decades < 1:
+            ticks = MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi)
+            axis.set_major_locator(FixedLocator([t for t in ticks if lo <= t <= hi]))
+        else:
+            axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if decades < 3 else (1.0,)))
+        axis.set_major_formatter(FuncFormatter(_plain))
+    elif np.floor(np.log10(hi)) - np.ceil(np.log10(lo)) + 1 >= 2:
+        axis.set_major_locator(LogLocator(base=10))
+        axis.set_major_formatter(LogFormatterSciNotation(base=10))
+    else:
+        axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(LogFormatterSciNotation(base=10, labelOnlyBase=False,
+                                                         minor_thresholds=(np.inf, np.inf)))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def _tidy(ax, loss_axis: str = "y") -> None:
+    """tidy_log_axis on every log axis of `ax`; the `loss_axis` one gets plain labels."""
+    for name, axis in (("x", ax.xaxis), ("y", ax.yaxis)):
+        if axis.get_scale() == "log":
+            tidy_log_axis(axis, plain=name == loss_axis)
 
 
 def log_grid(values, n: int = 200, pad: float = 1.5) -> np.ndarray:
@@ -79,6 +129,7 @@ def loss_vs(df: pd.DataFrame, x: str = "N", fits: Mapping[str, FitResult] | None
     ax.set_yscale("log")
     ax.set_xlabel(LABELS.get(x, x))
     ax.set_ylabel(LABELS["loss"])
+    _tidy(ax)
     ax.legend(fontsize=7)
     return fig
 
@@ -107,10 +158,12 @@ def isoflop_curves(fit: FitResult, title: str = "IsoFLOP profiles (Chinchilla Ap
         if b in minima.index:
             N_opt = float(minima.loc[b, "N_opt"])
             ax.plot(N_opt, np.polyval(coef, np.log(N_opt)), "*", color=color, ms=14, mec="k", zorder=4)
+    ax.scatter([], [], color="0.5", s=22, label="runs (colour: budget)")
     ax.plot([], [], "*", color="w", mec="k", ms=12, label="parabola minimum N_opt")
     ax.set_xscale("log")
     ax.set_xlabel(LABELS["N"])
     ax.set_ylabel(LABELS["loss"])
+    _tidy(ax)
     ax.legend(fontsize=7)
     return fig
 
@@ -129,13 +182,15 @@ def frontier(fits: Mapping[str, FitResult], C_range: Sequence[float] | None = No
         C_range = np.concatenate(points) if points else np.array([1e18, 1e24])
     grid = log_grid(C_range, 100, pad=2.0)
     anchor = None
-    markers = iter("osD^v")
+    markers = itertools.cycle("osD^v")
     for i, (label, fit) in enumerate(fits.items()):
         color = f"C{i}"
         for key in ("minima", "envelope"):
             if key in fit.extra:
                 pts = fit.extra[key]
-                ax.scatter(pts["C"], pts["N_opt"], color=color, marker=next(markers), s=28, zorder=3)
+                what = "isoFLOP minima" if key == "minima" else "envelope of the training curves"
+                ax.scatter(pts["C"], pts["N_opt"], color=color, marker=next(markers), s=28, zorder=3,
+                           label=f"{label}: {what}")
         N_line = np.asarray(fit.extra["frontier"](grid)[0], dtype=float)
         a = fit.params.get("a", np.nan)
         iv = fit.intervals.get("a")
@@ -153,6 +208,7 @@ def frontier(fits: Mapping[str, FitResult], C_range: Sequence[float] | None = No
     ax.set_yscale("log")
     ax.set_xlabel(LABELS["C"])
     ax.set_ylabel("compute-optimal parameters N_opt")
+    _tidy(ax, loss_axis="")
     ax.legend(fontsize=7)
     return fig
 
@@ -166,11 +222,13 @@ def training_curves(curves: pd.DataFrame, x: str = "flops_6nd", loss: str = "val
     cmap = plt.get_cmap("plasma")
     for run_id, g in curves.sort_values(x).groupby("run_id"):
         ax.plot(g[x], g[loss], color=cmap(norm(sizes[run_id])), lw=1, alpha=0.8)
-    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=LABELS["N"])
+    bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=LABELS["N"])
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(LABELS.get(x, x))
     ax.set_ylabel(f"validation {LABELS['loss']}")
+    _tidy(ax)
+    tidy_log_axis(bar.ax.yaxis)
     return fig
 
 
@@ -180,7 +238,7 @@ def residuals(actual, predicted, labels=None, title: str = "Predicted vs actual 
     actual, predicted = np.asarray(actual, float), np.asarray(predicted, float)
     fig, ax = _figure(title)
     if labels is None:
-        ax.scatter(actual, predicted, s=22, color="C0", zorder=3)
+        ax.scatter(actual, predicted, s=22, color="C0", label="runs", zorder=3)
     else:
         labels = np.asarray(labels)
         for i, name in enumerate(pd.unique(labels)):
@@ -197,9 +255,18 @@ def residuals(actual, predicted, labels=None, title: str = "Predicted vs actual 
     return fig
 
 
-def save_figure(fig, path) -> Path:
-    """Write `fig` as PNG to `path` atomically (a temporary file beside it, then os.replace); closes it."""
+def save_figure(fig, path, format: str | None = None) -> Path:
+    """Write `fig` to `path` atomically (a temporary file beside it, then os.replace) and close it.
+
+    format: one of FORMATS, default the suffix of `path` (PNG when it has none of them). PNG is written at
+    FIGURE_DPI dots per inch (recorded in the file's pHYs chunk); SVG and PDF are vector.
+    """
     try:
-        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+        if format is not None and format not in FORMATS:
+            raise InputError("format", f"unknown figure format {format!r}", f"use one of {', '.join(FORMATS)}")
+        format = format or Path(path).suffix.lstrip(".").lower()
+        if format not in FORMATS:
+            format = "png"
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, format=format, dpi=FIGURE_DPI))
     finally:
         plt.close(fig)

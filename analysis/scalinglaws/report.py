@@ -3,7 +3,8 @@
 The report is `SECTIONS`, a list of (title, section function) pairs run in order (`_sections`; what a section
 function receives and may raise is in `_context`). `build_report(source, out_dir, ...)` takes a table
 (.csv/.parquet path or DataFrame) or a scalinglab runs directory, and writes report.md, report.html
-(self-contained, figures referenced by relative path) and PNG figures into out_dir, each file atomically. A fit
+(self-contained, figures referenced by relative path) and the figures (PNG, SVG or PDF) into out_dir, each file
+atomically. A fit
 the data cannot support gets a section saying why.
 """
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ._context import NOT_IDENTIFIED_TITLE, Context, NotApplicable, Progress, Se
 from ._files import write_text
 from ._format import fmt
 from .errors import InputError
+from .plots import FORMATS
 from .roles import assign_roles
 from .source import load_source
 
@@ -75,7 +77,9 @@ def render_markdown(title: str, sections: list[Section]) -> str:
         for caption, table in s.tables:
             out += [f"**{caption}**", "", _md_table(table), ""]
         for name, caption in s.figures:
-            out += [f"![{caption}]({name})", "", f"*{caption}*", ""]
+            # a browser shows PNG and SVG images inline; a PDF figure is linked instead
+            shown = f"[Figure (PDF): {caption}]({name})" if name.endswith(".pdf") else f"![{caption}]({name})"
+            out += [shown, "", f"*{caption}*", ""]
     return "\n".join(out)
 
 
@@ -98,8 +102,9 @@ def render_html(title: str, sections: list[Section]) -> str:
 
 def build_report(source, out_dir, bootstrap_n: int = 1000, seed: int = 0, level: float = 0.95,
                  grid: str = "chinchilla", columns: dict | None = None, progress: bool = True,
-                 title: str = "Scaling-law report", name: str = "report", commentary=None) -> Path:
-    """Fit everything the data supports and write <name>.md, <name>.html and PNG figures into out_dir.
+                 title: str = "Scaling-law report", name: str = "report", commentary=None,
+                 fig_format: str = "png") -> Path:
+    """Fit everything the data supports and write <name>.md, <name>.html and figures into out_dir.
 
     Parameters
     ----------
@@ -121,6 +126,9 @@ def build_report(source, out_dir, bootstrap_n: int = 1000, seed: int = 0, level:
         The report's heading, and its file name without .md/.html.
     commentary : str or Path, optional
         A markdown file whose paragraphs become a final "Commentary" section (a person's reading of the numbers).
+    fig_format : {"png", "svg", "pdf"}
+        The figures' file format (`plots.FORMATS`; PNG at `plots.FIGURE_DPI` dpi). PDF figures are linked from
+        the report rather than shown inline.
 
     Returns
     -------
@@ -129,6 +137,8 @@ def build_report(source, out_dir, bootstrap_n: int = 1000, seed: int = 0, level:
     """
     if int(bootstrap_n) < 0:
         raise InputError("bootstrap_n", f"must be >= 0, got {bootstrap_n}", "pass 0 to skip intervals, or e.g. 1000")
+    if fig_format not in FORMATS:
+        raise InputError("format", f"unknown figure format {fig_format!r}", f"use one of {', '.join(FORMATS)}")
     src = load_source(source, columns)
     notes = None
     if commentary is not None:
@@ -145,7 +155,8 @@ def build_report(source, out_dir, bootstrap_n: int = 1000, seed: int = 0, level:
     sections = []
     with Progress(progress, total=len(SECTIONS)) as bar:
         ctx = Context(source=src, roles=roles, isoflop=roles.chinchilla, curves=curves, out=out,
-                      bootstrap_n=int(bootstrap_n), seed=seed, level=level, grid=grid, progress=bar)
+                      bootstrap_n=int(bootstrap_n), seed=seed, level=level, grid=grid, progress=bar,
+                      fig_format=fig_format)
         for section_title, build in SECTIONS:
             section = _run_section(ctx, section_title, build)
             if section is not None:

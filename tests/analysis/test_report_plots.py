@@ -1,12 +1,14 @@
-"""Figures: what they draw, and atomic PNG writes."""
+"""Figures: what they draw, readable ticks, a legend entry per marker kind, and atomic PNG/SVG/PDF writes."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from scalinglaws import frontier, plots
+from scalinglaws.errors import InputError
 from scalinglaws.table import fit_table, read_table
 
 TABLE = Path(__file__).resolve().parents[1] / "fixtures" / "analysis" / "sweep.csv"
@@ -64,3 +66,142 @@ def test_loss_plot_shades_the_bootstrap_band():
     ax = plots.loss_vs(df, "N", {"L(N)": fit}, {"L(N)": (g, lo, hi)}, fitted=env).axes[0]
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert "L(N): 95% bootstrap interval" in labels and "points fitted" in labels
+
+
+# ---------------------------------------------------------------- ticks, legends, formats
+
+
+def _narrow_table():
+    """Runs over 0.35 decades of N and loss 3.0-3.6 (a short log axis both ways), two budgets and unbudgeted."""
+    N = np.geomspace(1e5, 2.2e5, 6)
+    return pd.DataFrame({"N": np.tile(N, 2), "D": 1e7, "C": 6e12, "loss": np.r_[3.6 - 0.1 * np.arange(6),
+                                                                               3.5 - 0.1 * np.arange(6)],
+                         "budget": [1e12] * 6 + [np.nan] * 6})
+
+
+def _curves():
+    rows = []
+    for i, N in enumerate(np.geomspace(2e4, 4e5, 5)):
+        for C in np.geomspace(1e9, 1e12 * (i + 1), 12):
+            rows.append({"run_id": f"r{i}", "N": N, "flops_6nd": C, "val_loss": 2.8 + 3.0 * (C / 1e9) ** -0.3})
+    return pd.DataFrame(rows)
+
+
+def _figures(approach2):
+    df = read_table(TABLE)
+    actual = df["loss"].to_numpy()
+    return {"loss_vs N": plots.loss_vs(df, "N", fitted=df.head(5)),
+            "loss_vs narrow": plots.loss_vs(_narrow_table(), "N"),
+            "isoflop": plots.isoflop_curves(approach2),
+            "frontier": plots.frontier({"Approach 2": approach2}),
+            "training_curves": plots.training_curves(_curves()),
+            "residuals": plots.residuals(actual, actual * 1.01),
+            "residuals by group": plots.residuals(actual, actual * 1.01, labels=["fit", "held out"] * (len(df) // 2)
+                                                  + ["fit"] * (len(df) % 2))}
+
+
+def _shown_labels(axis):
+    """(location, Text) of every tick label in view with text, major and minor."""
+    lo, hi = sorted(axis.get_view_interval())
+    pairs = list(zip(axis.get_majorticklocs(), axis.get_majorticklabels())) + \
+        list(zip(axis.get_minorticklocs(), axis.get_minorticklabels()))
+    return [(loc, t) for loc, t in pairs if lo <= loc <= hi and t.get_visible() and t.get_text()]
+
+
+def _number(text: str) -> float:
+    return float(text.replace("\u2212", "-"))
+
+
+def test_log_loss_axes_have_plain_tick_labels():
+    import matplotlib.pyplot as plt
+
+    for fig in (plots.loss_vs(read_table(TABLE), "N"), plots.loss_vs(_narrow_table(), "N"),
+                plots.training_curves(_curves())):
+        fig.canvas.draw()
+        ax = fig.axes[0]
+        assert ax.get_yscale() == "log"
+        shown = _shown_labels(ax.yaxis)
+        assert len(shown) >= 3, [t.get_text() for _, t in shown]
+        for loc, text in shown:  # "3.5", not "$\\mathdefault{3.5\\times10^{0}}$"
+            assert _number(text.get_text()) == pytest.approx(loc, rel=1e-3), text.get_text()
+        plt.close(fig)
+
+
+def test_no_tick_labels_overlap(approach2):
+    import matplotlib.pyplot as plt
+
+    for name, fig in _figures(approach2).items():
+        renderer = fig.canvas.get_renderer()
+        fig.canvas.draw()
+        for ax in fig.axes:  # the plot and any colour bar
+            for axis in (ax.xaxis, ax.yaxis):
+                boxes = [t.get_window_extent(renderer) for _, t in _shown_labels(axis)]
+                for i, a in enumerate(boxes):
+                    for b in boxes[i + 1:]:
+                        assert not a.overlaps(b), f"{name}: tick labels overlap on the {axis.axis_name} axis"
+        plt.close(fig)
+
+
+def _marker_kind(artist):
+    """What a reader tells apart: a line marker or a scatter marker, its shape, filled or hollow."""
+    from matplotlib.collections import PathCollection
+    from matplotlib.colors import to_rgba_array
+    from matplotlib.lines import Line2D
+
+    if isinstance(artist, Line2D):
+        if artist.get_marker() in (None, "None", "", " ", "none"):
+            return None
+        return "line", artist.get_marker(), to_rgba_array(artist.get_markerfacecolor())[0, 3] > 0
+    if isinstance(artist, PathCollection):
+        filled = len(artist.get_facecolor()) and to_rgba_array(artist.get_facecolor())[:, 3].max() > 0
+        return "scatter", tuple(np.round(artist.get_paths()[0].vertices, 4).ravel()), bool(filled)
+    return None
+
+
+def test_every_marker_kind_drawn_has_a_legend_entry(approach2):
+    import matplotlib.pyplot as plt
+
+    for name, fig in _figures(approach2).items():
+        ax = fig.axes[0]
+        drawn = {_marker_kind(a) for a in ax.lines if len(a.get_xdata())} | \
+            {_marker_kind(c) for c in ax.collections if len(c.get_offsets())}
+        drawn.discard(None)
+        if not drawn:
+            continue
+        legend = ax.get_legend()
+        assert legend is not None, name
+        entries = {_marker_kind(h) for h in legend.legend_handles}
+        assert drawn <= entries, f"{name}: drawn without a legend entry: {drawn - entries}"
+        plt.close(fig)
+
+
+def _png_chunks(data: bytes) -> dict:
+    """The chunks of a PNG file: type -> payload (the first of each type)."""
+    import struct
+
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    chunks, i = {}, 8
+    while i < len(data):
+        (n,), kind = struct.unpack(">I", data[i:i + 4]), data[i + 4:i + 8].decode()
+        chunks.setdefault(kind, data[i + 8:i + 8 + n])
+        i += 12 + n
+    return chunks
+
+
+@pytest.mark.parametrize("fmt, magic", [("png", b"\x89PNG\r\n\x1a\n"), ("svg", b"<svg"), ("pdf", b"%PDF-")])
+def test_save_figure_formats_and_raster_dpi(tmp_path, fmt, magic):
+    import struct
+
+    fig = plots.residuals(np.array([3.0, 3.5, 4.0]), np.array([3.1, 3.4, 4.1]))
+    width_in, height_in = fig.get_size_inches()
+    data = plots.save_figure(fig, tmp_path / f"r.{fmt}").read_bytes()
+    assert magic in data[:400]
+    if fmt == "png":
+        chunks = _png_chunks(data)
+        px_x, px_y, unit = struct.unpack(">IIB", chunks["pHYs"])
+        assert unit == 1 and px_x == px_y and px_x * 0.0254 == pytest.approx(plots.FIGURE_DPI, abs=0.5)
+        assert plots.FIGURE_DPI >= 150
+        width, height = struct.unpack(">II", chunks["IHDR"][:8])
+        assert (width, height) == (round(width_in * plots.FIGURE_DPI), round(height_in * plots.FIGURE_DPI))
+    with pytest.raises(InputError, match="format"):
+        plots.save_figure(plots.residuals([1.0, 2.0], [1.0, 2.0]), tmp_path / "r.jpg", format="jpg")
