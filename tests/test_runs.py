@@ -73,3 +73,15 @@ def test_exit_on_user_error_prints_one_line_and_exits_2(capsys):
 
     with pytest.raises(KeyError):
         bug()
+
+
+def test_a_tuned_runs_id_follows_its_laws_numbers_not_the_files_name(tmp_path):
+    from scalinglaws.lr_tuning import LRLaw
+
+    law = LRLaw(lr_ref=4e-3, exponent=-0.5, N_ref=1e5)
+    a, b = law.save(tmp_path / "a.json"), law.save(tmp_path / "b.json")
+    tuned = run_id(run_identity(config("train.lr_rule=tuned", f"train.lr_law={a}"), "cpu"))
+    assert run_id(run_identity(config("train.lr_rule=tuned", f"train.lr_law={b}"), "cpu")) == tuned
+    LRLaw(lr_ref=4e-3, exponent=-0.4, N_ref=1e5).save(b)
+    assert run_id(run_identity(config("train.lr_rule=tuned", f"train.lr_law={b}"), "cpu")) != tuned
+    assert tuned != run_id(run_identity(config(), "cpu"))

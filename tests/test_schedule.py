@@ -41,9 +41,9 @@ def test_constant_and_unknown_schedules():
 
 
 def test_kaplan_lr_rule_eq_d1():
-    assert peak_lr(rule("kaplan", 1.0, 128), 10**6, 128) == pytest.approx(0.003239 - 0.0001395 * math.log(1e6))
-    assert peak_lr(rule("width", 1e-3, 128), 1, 512) == pytest.approx(2.5e-4)
-    assert peak_lr(rule("constant", 7e-4, 128), 1, 512) == 7e-4
+    assert peak_lr(rule("kaplan", 1.0, 128), {"n_params_nonembed": 10**6}, 128) == pytest.approx(0.003239 - 0.0001395 * math.log(1e6))
+    assert peak_lr(rule("width", 1e-3, 128), {"n_params_nonembed": 1}, 512) == pytest.approx(2.5e-4)
+    assert peak_lr(rule("constant", 7e-4, 128), {"n_params_nonembed": 1}, 512) == 7e-4
 
 
 def test_eval_steps_are_log_spaced_and_end_on_the_last_step():
@@ -51,3 +51,16 @@ def test_eval_steps_are_log_spaced_and_end_on_the_last_step():
     assert steps[0] == 1 and steps[-1] == 1000 and len(steps) == 10
     ratios = [b / a for a, b in zip(steps[3:], steps[4:])]
     assert max(ratios) / min(ratios) < 1.3
+
+
+def test_the_tuned_rule_reads_its_law_and_a_bad_law_file_is_a_config_error(tmp_path):
+    from scalinglaws.lr_tuning import LRLaw
+
+    path = LRLaw(lr_ref=4e-3, exponent=-0.5, N_ref=1e5, n_column="n_params").save(tmp_path / "lr_law.json")
+    train = TrainConfig(lr_rule="tuned", lr_law=str(path))
+    assert peak_lr(train, {"n_params": 4e5, "n_params_nonembed": 1}, 64) == pytest.approx(2e-3)
+    with pytest.raises(ConfigError, match="train.lr_law"):
+        TrainConfig(lr_rule="tuned")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="train.lr_law"):
+        peak_lr(TrainConfig(lr_rule="tuned", lr_law=str(tmp_path / "bad.json")), {"n_params": 1}, 64)

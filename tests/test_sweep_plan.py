@@ -174,3 +174,22 @@ def test_sweep_command_help_and_status_json(tmp_path, capsys):
     rows = {r["run_id"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["aaa"]["state"] == "complete" and rows["aaa"]["loss"] == 3.5 and rows["bbb"]["state"] == "pending"
     assert main(["status", str(tmp_path / "s"), "--yaml"]) == 2
+
+
+def test_tune_plans_every_lr_of_the_grid_per_size_at_d_equal_ratio_times_n():
+    lrs = [1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2]
+    plan = expand({"kind": "tune", "sizes": ["a", "b"], "lrs": lrs, "data_ratio": 20}, fake_facts())
+    assert len(plan.runs) == 10 and {r.role for r in plan.runs} == {"tune"}
+    for run in plan.runs:
+        assert run.tokens == consumed_tokens(20 * N[run.size], TPS)
+        assert "train.lr_rule=constant" in run.overrides
+    assert sorted(float(o.split("=")[1]) for r in plan.runs if r.size == "a" for o in r.overrides
+                  if o.startswith("train.lr=")) == lrs
+    batches = expand({"kind": "tune", "sizes": ["a"], "lrs": lrs, "batch_sizes": [4, 16]}, fake_facts())
+    assert len(batches.runs) == 10 and {o for r in batches.runs for o in r.overrides
+                                        if o.startswith("train.batch_size")} == {"train.batch_size=4",
+                                                                                  "train.batch_size=16"}
+    with pytest.raises(ConfigError, match="plan.lrs"):
+        expand({"kind": "tune", "sizes": ["a"], "lrs": [1e-3, 2e-3]}, fake_facts())
+    with pytest.raises(ConfigError, match="plan.data_ratio"):
+        expand({"kind": "tune", "sizes": ["a"], "lrs": lrs, "data_ratio": -1}, fake_facts())

@@ -13,7 +13,7 @@ Every fit returns a `FitResult` (params, intervals, flags, predict). Bad input r
 column or file and the fix. Modules: chinchilla (the Chinchilla law, Approach 3), frontier (Approaches 1 and 2),
 kaplan and powerlaw (Kaplan et al. 2020), critical_batch (Kaplan's B_crit(L) from a batch-size sweep), kaplan_frontier (eq 1.6 on learning curves and
 Kaplan's compute-efficient frontier), generalization (loss on other distributions, Kaplan sec 3.2.2), registry (laws fitted by one machinery), isoflop (robust Approach 2),
-selection (choosing a law by held-out error), noise (seeds, prediction intervals), identify (what a report may
+selection (choosing a law by held-out error), lr_tuning (LR_opt per size and LR_opt(N)), noise (seeds, prediction intervals), identify (what a report may
 print), datasets (published run tables), bootstrap, backtest, table (reading tables), laws and calculator
 (published laws and what they predict), plots, report (the markdown/HTML report), cli.
 """
@@ -31,6 +31,7 @@ from .isoflop import fit_approach2_robust
 from .kaplan import b_crit, fit_L_C, fit_L_D, fit_L_N, fit_L_ND, fit_L_NS
 from .kaplan_frontier import fit_L_NS_curves, frontier_point, kaplan_frontier
 from .laws import Law, load_law, save_law
+from .lr_tuning import LRLaw, fit_lr_law, lr_optima, lr_optimum, read_lr_law
 from .noise import Noise, estimate_noise, prediction_interval
 from .powerlaw import fit_loglinear, fit_power_law
 from .registry import LAWS, describe_laws, fit_law, optimal_N, predict_run
@@ -50,4 +51,5 @@ __all__ = [
     "batch_size_sweeps", "fit_B_crit", "fit_S_E", "fit_critical_batch", "load_B_crit", "measure_critical_batch",
     "save_B_crit", "steps_to_loss", "fit_L_NS_curves", "frontier_point", "kaplan_frontier",
     "fit_generalization", "fit_transfer", "source_losses",
+    "LRLaw", "fit_lr_law", "lr_optima", "lr_optimum", "read_lr_law",
 ]

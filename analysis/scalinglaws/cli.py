@@ -1,6 +1,6 @@
 """Command line: `python -m scalinglaws <command>` (or the `scalinglaws` console script).
 
-Commands: report, fit, laws, backtest, predict, allocate, bcrit, compare, inference. Run any with --help.
+Commands: report, fit, laws, backtest, tune, predict, allocate, bcrit, compare, inference. Run any with --help.
 User mistakes (missing file, bad column, data a fit cannot use) exit with status 2 and one line on stderr.
 """
 from __future__ import annotations
@@ -200,6 +200,36 @@ def cmd_fit(args, console):
         console.print(f"saved {args.save}")
 
 
+def cmd_tune(args, console):
+    from pathlib import Path
+
+    from .lr_tuning import fit_lr_law, lr_optima
+    from .source import runs_with_plan, tuning_runs
+
+    root = Path(_source(args))
+    if not root.is_dir():
+        raise InputError(str(root), "is not a runs directory", "pass the runs of a plan.kind: tune sweep")
+    runs = tuning_runs(runs_with_plan(root))
+    if runs.empty:
+        raise InputError(str(root), "holds no complete runs of a tuning sweep", "launch one (plan.kind: tune)")
+    optima = lr_optima(runs, n_column=args.n)
+    law = fit_lr_law(optima, n_boot=args.bootstrap, seed=args.seed, n_column=args.n, source=str(root))
+    if args.out:
+        law.save(args.out)
+    if args.json:
+        print(json.dumps({"law": {k: v for k, v in law.__dict__.items() if k != "points"},
+                          "optima": [{"N": o.N, "lr_opt": o.lr_opt, "loss_opt": o.loss_opt, "flag": o.flag}
+                                     for o in optima]}, indent=2, default=list))
+        return
+    _print_table(console, "LR_opt per size (parabola in ln LR)", ["N", "LRs", "LR_opt", "loss", "flag"],
+                 [(fmt(o.N), len(o.lrs), fmt(o.lr_opt), fmt(o.loss_opt), o.flag or "-") for o in optima])
+    iv = law.interval.get("exponent")
+    console.print(f"LR_opt(N) = {fmt(law.lr_ref)} (N / {fmt(law.N_ref)})^{law.exponent:.3f}"
+                  + (f", exponent {law.level:.0%} interval [{iv[0]:.3f}, {iv[1]:.3f}]" if iv else ""))
+    if args.out:
+        console.print(f"wrote {args.out}: train with it through train.lr_rule=tuned train.lr_law={args.out}")
+
+
 def cmd_predict(args, console):
     law = load_law(args.law)
     loss = calculator.predict(law, args.N, args.D)
@@ -332,6 +362,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--grid", choices=["chinchilla", "small"], default="chinchilla", help="grid of starts")
     s.add_argument("--no-cv", action="store_true", help="skip leave-one-budget-out cross-validation")
     s.add_argument("--E", type=float, default=0.0, help="the pinned_e law's fixed irreducible loss (default 0)")
+
+    s = add("tune", cmd_tune, "LR_opt per size of a tuning sweep and the law LR_opt(N) (for train.lr_rule=tuned)")
+    s.add_argument("source", help="the runs directory of a plan.kind: tune sweep (or a runs root with --sweep)")
+    s.add_argument("--out", metavar="LR_LAW_JSON", help="write the law here (train.lr_law reads it)")
+    s.add_argument("--n", choices=["n_params", "n_params_nonembed"], default="n_params",
+                   help="what N counts (default n_params: every parameter, as 6ND does)")
+    s.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples over sizes (default 1000)")
+    s.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    s.add_argument("--sweep", metavar="NAME", help=sweep_help)
 
     s = add("predict", cmd_predict, "Loss of N parameters trained on D tokens")
     s.add_argument("--law", default="chinchilla", help=LAW_HELP)

@@ -255,6 +255,45 @@ def residuals(actual, predicted, labels=None, title: str = "Predicted vs actual 
     return fig
 
 
+def lr_curves(optima, law=None, title: str = "Loss vs peak learning rate, per size"):
+    """Each size's tuning grid (loss vs LR, log x; diverged runs marked x at the top), the LR_opt picked (star,
+    hollow when flagged), and on a second panel LR_opt against N with the fitted law `law` (an LRLaw)."""
+    fig, (ax, ax_law) = plt.subplots(1, 2, figsize=(11, 4.5), dpi=100, layout="constrained")
+    fig.suptitle(title)
+    norm = LogNorm(vmin=min(o.N for o in optima), vmax=max(max(o.N for o in optima), min(o.N for o in optima) * 1.01))
+    cmap = plt.get_cmap("viridis")
+    finite = [v for o in optima for v in o.losses if np.isfinite(v)]
+    top = max(finite) if finite else 1.0
+    for o in optima:
+        color = cmap(norm(o.N))
+        lrs, losses = np.array(o.lrs), np.array(o.losses)
+        ok = np.isfinite(losses)
+        ax.plot(lrs[ok], losses[ok], "o-", color=color, ms=4, lw=1, label=f"N = {fmt(o.N)}")
+        ax.plot(lrs[~ok], np.full((~ok).sum(), top), "x", color=color, ms=6)
+        ax.plot([o.lr_opt], [o.loss_opt], "*", ms=12, color=color, mfc="white" if o.flag else color, mec=color)
+    ax.set_xscale("log")
+    ax.set_xlabel("peak learning rate")
+    ax.set_ylabel(f"final {LABELS['loss']}")
+    ax.legend(fontsize=7, title="x: diverged; star: LR_opt", title_fontsize=7)
+    N = np.array([o.N for o in optima])
+    ax_law.scatter(N, [o.lr_opt for o in optima], c=[cmap(norm(n)) for n in N], s=40, zorder=3, label="LR_opt")
+    if law is not None:
+        grid = log_grid(N)
+        lo, hi = law.interval.get("exponent", (None, None))
+        label = f"LR_opt = {fmt(law.lr_ref)} (N / {fmt(law.N_ref)})^{law.exponent:.3f}"
+        if lo is not None:
+            label += f" [{lo:.3f}, {hi:.3f}]"
+        ax_law.plot(grid, law.lr(grid), "k-", lw=1.2, label=label)
+    ax_law.set_xscale("log")
+    ax_law.set_yscale("log")
+    ax_law.set_xlabel(LABELS["N"])
+    ax_law.set_ylabel("LR_opt")
+    ax_law.legend(fontsize=7)
+    _tidy(ax, loss_axis="none")
+    _tidy(ax_law, loss_axis="none")
+    return fig
+
+
 def save_figure(fig, path, format: str | None = None) -> Path:
     """Write `fig` to `path` atomically (a temporary file beside it, then os.replace) and close it.
 

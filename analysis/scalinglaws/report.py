@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import _sections, _sections_laws
+from . import _sections, _sections_laws, _sections_tune
 from ._context import NOT_IDENTIFIED_TITLE, Context, NotApplicable, Progress, Section
 from ._files import write_text
 from ._format import fmt
@@ -24,8 +24,10 @@ from .roles import assign_roles
 from .source import load_source
 
 WSD_TITLE = "WSD: many token budgets from one run"  # only when the input has WSD cooldown runs
+TUNE_TITLE = "Learning-rate tuning"  # only when the input has runs of a tuning sweep
 SECTIONS = [
     ("Data", _sections.data),
+    (TUNE_TITLE, _sections_tune.lr_tuning),
     ("Chinchilla Approach 1: envelope of training curves", _sections.approach1),
     ("Chinchilla Approach 2: isoFLOP profiles", _sections_laws.robust_approach2),
     ("Chinchilla Approach 3: parametric fit", _sections.approach3),
@@ -39,7 +41,7 @@ SECTIONS = [
     (WSD_TITLE, _sections.wsd_savings),
     ("Targets", _sections.targets),
 ]
-SECTION_TITLES = tuple(title for title, _ in SECTIONS if title != WSD_TITLE)  # the sections every report has
+SECTION_TITLES = tuple(title for title, _ in SECTIONS if title not in (WSD_TITLE, TUNE_TITLE))  # the sections every report has
 
 
 def _run_section(ctx: Context, title: str, build) -> Section | None:

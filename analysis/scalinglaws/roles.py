@@ -12,6 +12,8 @@ Kaplan L(N) runs (many N at one D), L(D) runs (one N at many D, e.g. WSD cooldow
   Both keep the best loss where one N (or D) appears twice.
 - all: every row except WSD long runs (Kaplan's L(N, D), eq 1.5).
 
+Runs of LR-tuning sweeps (`role` "tune") feed no law: most of them are trained at a deliberately wrong LR.
+
 None means "no dedicated runs": the report then uses the lower envelope of `all` (best loss at each N or D).
 """
 from __future__ import annotations
@@ -47,7 +49,7 @@ def _largest_group(df: pd.DataFrame, by: str, distinct: str) -> pd.DataFrame | N
 
 def assign_roles(table: pd.DataFrame) -> Roles:
     """Split a validated table (canonical N, D, C, loss) into the runs each family of fits uses."""
-    long = table["role"].eq("long") if "role" in table else pd.Series(False, index=table.index)
+    long = table["role"].isin(["long", "tune"]) if "role" in table else pd.Series(False, index=table.index)
     usable = table[~long]
     if "budget" in usable and usable["budget"].notna().any():
         isoflop = usable["budget"].notna()
@@ -57,4 +59,5 @@ def assign_roles(table: pd.DataFrame) -> Roles:
     cooldown = rest["role"].eq("cooldown") if "role" in rest else pd.Series(False, index=rest.index)
     budget = "tokens_budget" if "tokens_budget" in rest and rest["tokens_budget"].notna().all() else "D"
     return Roles(chinchilla=chinchilla, L_N=_largest_group(rest[~cooldown], budget, "N"),
-                 L_D=_largest_group(rest, "N", "D"), all=usable, long_runs=int(long.sum()))
+                 L_D=_largest_group(rest, "N", "D"), all=usable,
+                 long_runs=int(table["role"].eq("long").sum()) if "role" in table else 0)

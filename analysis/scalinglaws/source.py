@@ -30,6 +30,7 @@ class Source:
     (e.g. C computed as 6 N D).
     not_fitted: the runs left out, one row each (run_id, sweep, n_params, tokens, status, error where known).
     wsd_runs: the complete WSD long runs and cooldowns (role, tokens, branch_step, batch_size, n_ctx, times).
+    tune_runs: the runs of LR-tuning sweeps (plan role "tune"), complete or diverged (`tuning_runs`).
     """
 
     table: pd.DataFrame
@@ -37,6 +38,7 @@ class Source:
     where: str = "table"
     excluded: dict = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    tune_runs: pd.DataFrame | None = None
     not_fitted: pd.DataFrame = field(default_factory=pd.DataFrame)
     wsd_runs: pd.DataFrame = field(default_factory=pd.DataFrame)
 
@@ -57,6 +59,15 @@ def _plan_columns(root: Path) -> pd.DataFrame | None:
     if not frames:
         return None
     return pd.concat(frames, ignore_index=True).drop_duplicates("run_id", keep="last")
+
+
+def runs_with_plan(path: Path) -> pd.DataFrame:
+    """The summaries of a runs directory (`table.load_runs_dir`) with their sweep plans' `budget` and `role`."""
+    raw = load_runs_dir(path)
+    plan = _plan_columns(path)
+    if plan is not None and "run_id" in raw:
+        raw = raw.merge(plan[[c for c in plan if c == "run_id" or c not in raw]], on="run_id", how="left")
+    return raw
 
 
 def _source(table: pd.DataFrame, **kw) -> Source:
@@ -83,16 +94,28 @@ def load_source(source, columns: dict | None = None) -> Source:
     path = Path(source)
     if not path.is_dir():
         return _source(read_table(path, columns=columns), where=str(path))
-    raw = load_runs_dir(path)
-    plan = _plan_columns(path)
-    if plan is not None and "run_id" in raw:
-        raw = raw.merge(plan[[c for c in plan if c == "run_id" or c not in raw]], on="run_id", how="left")
+    raw = runs_with_plan(path)
     kw = {}
     if "role" in raw:
         wsd = raw[raw["role"].isin(["long", "cooldown"]) & raw.get("status", "complete").eq("complete")]
         kw["wsd_runs"] = wsd[[c for c in WSD_COLUMNS if c in wsd]].reset_index(drop=True)
+    if "role" in raw and raw["role"].eq("tune").any():
+        kw["tune_runs"] = tuning_runs(raw)
     if "status" in raw:
         bad = raw[raw["status"] != "complete"]
         kw["not_fitted"] = bad[[c for c in NOT_FITTED_COLUMNS if c in bad]].reset_index(drop=True)
     curves = load_curves(path) if any(path.rglob("metrics.parquet")) else None
     return _source(read_table(raw, columns=columns), curves=curves, where=str(path), **kw)
+
+
+TUNE_COLUMNS = ("run_id", "sweep", "n_params", "n_params_nonembed", "batch_size", "lr", "loss", "status")
+
+
+def tuning_runs(raw: pd.DataFrame) -> pd.DataFrame:
+    """The runs of LR-tuning sweeps in a runs table with plan columns (role "tune"; every run when there is no
+    role column): complete ones with their loss, diverged ones with loss inf (an LR too high to train)."""
+    runs = raw[raw["role"].eq("tune")] if "role" in raw else raw
+    if "status" in runs:
+        runs = runs[runs["status"].isin(["complete", "diverged"])]
+        runs = runs.assign(loss=runs["loss"].where(runs["status"].eq("complete"), float("inf")))
+    return runs[[c for c in TUNE_COLUMNS if c in runs]].reset_index(drop=True)

@@ -293,7 +293,7 @@ def from_mapping(cls, values):
 
 
 SCHEDULES = ("cosine", "wsd", "constant")
-LR_RULES = ("constant", "kaplan", "width")
+LR_RULES = ("constant", "kaplan", "width", "tuned")
 
 
 @dataclass(frozen=True)
@@ -311,6 +311,7 @@ class TrainConfig:
     lr: float = setting(3.0e-3, Number(), "3e-3")  # peak LR (lr_rule constant; the base of lr_rule width)
     lr_rule: str = setting("constant", OneOf(LR_RULES, "rule"))  # see schedule.peak_lr
     lr_base_width: int = setting(128, Number(integer=True))  # lr_rule width: lr * lr_base_width / d_model
+    lr_law: str | None = setting(None, None, "lr_law.json")  # lr_rule tuned: the LR law file (`scalinglaws tune`)
     schedule: str = setting("cosine", OneOf(SCHEDULES, "schedule"))  # see schedule.lr_multiplier
     warmup_frac: float = setting(0.02, UnitInterval())
     min_lr_ratio: float = setting(0.1, UnitInterval())
@@ -334,6 +335,9 @@ class TrainConfig:
 
     def __post_init__(self):
         check_fields(self)
+        if self.lr_rule == "tuned" and not self.lr_law:
+            raise ConfigError("train.lr_law", "is required by train.lr_rule=tuned",
+                              "set train.lr_law=<file written by `scalinglaws tune <runs> --out lr_law.json`>")
 
     @classmethod
     def from_dict(cls, values: Mapping) -> TrainConfig:

@@ -53,7 +53,8 @@ def bits_per_byte(loss_nats: float, bytes_per_token: float) -> float:
 # Settings that do not change a run's result, left out of its identity (model.name only labels the preset the
 # fields were read from: model=nano and the same fields given one by one are one run).
 NOT_IDENTITY = {"data": {"num_workers", "cache_dir"},
-                "train": {"threads", "checkpoint_minutes", "save_at_steps", "save_final"}, "model": {"name"}}
+                "train": {"threads", "checkpoint_minutes", "save_at_steps", "save_final", "lr_law"},
+                "model": {"name"}}
 # Lightning's short precision names and the ones they stand for (lightning.fabric's precision connector).
 PRECISION_ALIASES = {"64": "64-true", 64: "64-true", "32": "32-true", 32: "32-true", "16": "16-mixed",
                      16: "16-mixed", "bf16": "bf16-mixed"}
@@ -94,6 +95,10 @@ def run_identity(cfg, device_kind: str | None = None) -> dict:
               "train": TrainConfig.from_dict(cfg.train).to_dict()}
     out = {group: {k: v for k, v in values.items() if k not in NOT_IDENTITY.get(group, set())}
            for group, values in groups.items()}
+    if out["train"]["lr_rule"] == "tuned":  # the law's numbers, not its file name, decide the LR
+        from scalinglab.schedule import lr_law
+        law = lr_law(groups["train"]["lr_law"])
+        out["lr_law"] = {"lr_ref": law.lr_ref, "exponent": law.exponent, "N_ref": law.N_ref, "n_column": law.n_column}
     kind = resolve_device_kind(cfg.trainer.accelerator) if device_kind is None else device_kind
     out["precision"] = resolve_precision(cfg.trainer.precision, kind)
     out["device"] = kind

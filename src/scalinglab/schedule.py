@@ -12,21 +12,38 @@ from __future__ import annotations
 import math
 
 from scalinglab.config import TrainConfig
+from scalinglab.errors import ConfigError
 from scalinglab.runs import cooldown_start
 
 
-def peak_lr(train: TrainConfig, n_params_nonembed: int, d_model: int) -> float:
-    """Peak LR for a model under train.lr_rule.
+def peak_lr(train: TrainConfig, counts: dict, d_model: int) -> float:
+    """Peak LR for a model under train.lr_rule; `counts` are GPT.param_counts (n_params, n_params_nonembed).
 
     constant: train.lr.
     kaplan:   LR(N) = 0.003239 - 0.0001395 ln N (Kaplan et al. 2020, eq D.1, N non-embedding).
     width:    lr * lr_base_width / d_model (the hidden-layer rule of muP, Yang et al. 2022, for Adam).
+    tuned:    LR_opt(N) = lr_ref (N / N_ref)^p from the law file train.lr_law, fitted on a tuning sweep
+              (scalinglaws.lr_tuning; Porian et al. 2024), N counted as the law says.
     """
     if train.lr_rule == "kaplan":
-        return 0.003239 - 0.0001395 * math.log(n_params_nonembed)
+        return 0.003239 - 0.0001395 * math.log(counts["n_params_nonembed"])
     if train.lr_rule == "width":
         return train.lr * train.lr_base_width / d_model
+    if train.lr_rule == "tuned":
+        law = lr_law(train.lr_law)
+        return float(law.lr(counts[law.n_column]))
     return train.lr
+
+
+def lr_law(path: str):
+    """The scalinglaws.lr_tuning.LRLaw in `path`; a missing or damaged file is a ConfigError on train.lr_law."""
+    from scalinglaws.errors import InputError
+    from scalinglaws.lr_tuning import read_lr_law
+
+    try:
+        return read_lr_law(path)
+    except InputError as error:
+        raise ConfigError("train.lr_law", f"{error.field}: {error.problem}", error.fix) from None
 
 
 def lr_multiplier(step: int, total: int, train: TrainConfig) -> float:

@@ -11,6 +11,9 @@ Kinds (docs/DESIGN.md section 4):
 - kaplan_d:    a large model at a range of D (Kaplan et al. 2020, L(D)).
 - wsd_budgets: per size one long constant-LR run and one cooldown per D_i branched from its checkpoint at the
                step where D_i's cooldown starts (Hagele et al. 2024): many D for ~1.2 runs of compute.
+- tune:        per size, a grid of peak LRs `plan.lrs` (optionally x `plan.batch_sizes`) at D = `plan.data_ratio`
+               x N (20: near the compute-optimal D, Hoffmann et al. 2022), constant LR rule; `scalinglaws tune`
+               reads LR_opt per size off the runs and fits LR_opt(N) for `train.lr_rule=tuned` (Porian et al. 2024).
 
 Wherever a kind takes `plan.sizes` it takes `plan.ladder` instead (scalinglab.ladder: sizes evenly spaced in log N
 under the plan's FLOP convention, one shape rule for all; `model_sizes` is the one place that reads either).
@@ -30,7 +33,7 @@ from scalinglab.errors import ConfigError
 from scalinglab.runs import consumed_tokens, cooldown_start, steps_for_tokens
 from scalinglab.units import duration, si
 
-KINDS = ("grid", "isoflop", "kaplan_n", "kaplan_d", "wsd_budgets")
+KINDS = ("grid", "isoflop", "kaplan_n", "kaplan_d", "wsd_budgets", "tune")
 CONVENTIONS = ("6nd", "kaplan", "chinchilla")
 SIZE_FIELDS = ("family", "n_layer", "d_model", "n_head", "n_kv_head", "d_ff", "n_ctx")
 DEFAULT_FLOPS_PER_SECOND = 1.0e10  # 6ND FLOP/s of a 1-thread nano run on a 2-core CPU (docs/SWEEPS.md)
@@ -273,6 +276,23 @@ def expand(plan: dict, facts_of: Callable[[list[str]], ModelFacts], base_model=N
                 facts = facts_of([*size.overrides, *extra])
                 tokens = dict(zip(keys, combo)).get("train.tokens", facts.tokens)
                 admit(size, extra, _number(tokens, "plan.grid[train.tokens]"))
+    elif kind == "tune":
+        _require_sizes(given, kind)
+        lrs = _numbers(plan.get("lrs"), "plan.lrs")
+        if len(set(lrs)) < 3:
+            raise ConfigError("plan.lrs", f"lists {len(set(lrs))} distinct learning rates",
+                              "give >= 3 (5 or more, a factor ~2 apart: e.g. plan.lrs=[1e-3,2e-3,4e-3,8e-3,1.6e-2])")
+        batches = plan.get("batch_sizes")
+        batches = [None] if batches is None else [int(_number(b, f"plan.batch_sizes[{i}]"))
+                                                  for i, b in enumerate(_numbers(batches, "plan.batch_sizes"))]
+        ratio = _number(plan.get("data_ratio", 20), "plan.data_ratio")
+        for size in sizes:
+            n_params = facts_of(list(size.overrides)).n_params
+            for batch in batches:
+                for lr in sorted(set(lrs)):
+                    extra = ["train.lr_rule=constant", f"train.lr={lr:g}"]
+                    extra += [] if batch is None else [f"train.batch_size={batch}"]
+                    admit(size, extra, ratio * n_params, role="tune")
     else:
         _expand_wsd(plan, _require_sizes(given, kind), facts_of, convention, min_tokens, allow_repeat, out)
     return out

@@ -159,7 +159,7 @@ def run_facts(cfg: DictConfig, model_cfg, dm, rdir: Path) -> tuple:
     probe = GPT(model_cfg)
     counts = probe.param_counts()
     per_token = {**flops_per_token(model_cfg, counts), "flops_measured": flops_measured(probe)}
-    lr = peak_lr(train, counts["n_params_nonembed"], model_cfg.d_model)
+    lr = peak_lr(train, counts, model_cfg.d_model)
     return model_cfg, counts, per_token, lr, dm.tokens_per_epoch
 
 

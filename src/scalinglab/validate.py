@@ -119,6 +119,9 @@ def validate(cfg: DictConfig) -> TrainConfig:
     """Check the settings no component constructor checks; return the run's TrainConfig."""
     _check_resolvable(cfg)
     train = TrainConfig.from_dict(cfg.train)
+    if train.lr_rule == "tuned":
+        from scalinglab.schedule import lr_law
+        lr_law(train.lr_law)  # a missing or damaged law file is refused before any data is read
     _check_trainer(cfg)
     check_name(str(cfg.sweep), "sweep")
     return train

@@ -1,0 +1,43 @@
+"""The report's learning-rate tuning section (see `_context` for what a section receives).
+
+`lr_tuning`: for the runs of a tuning sweep (plan.kind: tune), LR_opt per size from a parabola in ln LR and the
+power law LR_opt(N) fitted to them (lr_tuning.py; Porian et al. 2024, arXiv:2406.19146), saved as lr_law.json
+beside the report for `train.lr_rule=tuned`.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from . import plots
+from ._context import Context, NotApplicable, Section
+from ._format import fmt
+from .lr_tuning import fit_lr_law, lr_optima
+
+LR_LAW_FILE = "lr_law.json"
+
+
+def lr_tuning(ctx: Context, s: Section) -> None:
+    runs = ctx.source.tune_runs
+    if runs is None or runs.empty:
+        raise NotApplicable
+    ctx.progress.step("LR_opt per size")
+    optima = lr_optima(runs)
+    law = fit_lr_law(optima, n_boot=max(ctx.bootstrap_n, 200), seed=ctx.seed, level=ctx.level,
+                     source=ctx.source.where)
+    law.save(ctx.out / LR_LAW_FILE)
+    diverged = int((runs["loss"] == float("inf")).sum())
+    s.text.append(f"{len(runs)} runs of a tuning sweep ({diverged} diverged), {len(optima)} sizes. Per size, LR_opt "
+                  "is the vertex of a parabola in ln LR through the best LR and up to two neighbours on each side "
+                  "(Porian et al. 2024 sec 3.3); a size whose best LR is the grid's edge keeps that LR, flagged, and "
+                  "is left out of the law when two or more others remain.")
+    iv = law.interval.get("exponent")
+    s.text.append(f"LR_opt(N) = {fmt(law.lr_ref)} (N / {fmt(law.N_ref)})^{law.exponent:.3f}"
+                  + (f" ({law.level:.0%} interval of the exponent [{iv[0]:.3f}, {iv[1]:.3f}], bootstrap over sizes)"
+                     if iv else "") + f", N counted as {law.n_column}. Saved as `{LR_LAW_FILE}`: train with it "
+                  f"through `train.lr_rule=tuned train.lr_law={LR_LAW_FILE}`.")
+    s.tables.append(("LR_opt per size", pd.DataFrame([
+        {"N": o.N, "LRs tried": len(o.lrs), "best grid LR": o.lrs[min(range(len(o.losses)), key=lambda i: o.losses[i])],
+         "LR_opt": o.lr_opt, "loss at LR_opt": o.loss_opt, "law LR": float(law.lr(o.N)), "flag": o.flag or "-"}
+        for o in optima])))
+    ctx.figure(s, plots.lr_curves(optima, law), "lr_tuning.png",
+               "Left: final loss vs peak LR per size (stars: LR_opt). Right: LR_opt vs N and the fitted law.")
