@@ -193,3 +193,22 @@ def test_tune_plans_every_lr_of_the_grid_per_size_at_d_equal_ratio_times_n():
         expand({"kind": "tune", "sizes": ["a"], "lrs": [1e-3, 2e-3]}, fake_facts())
     with pytest.raises(ConfigError, match="plan.data_ratio"):
         expand({"kind": "tune", "sizes": ["a"], "lrs": lrs, "data_ratio": -1}, fake_facts())
+
+
+def test_seeds_repeat_every_run_and_the_largest_budget_can_have_more():
+    base = {"kind": "isoflop", "budgets": [1e11, 1e12], "sizes": ["a", "b"]}
+    plain = expand(base, fake_facts())
+    seeded = expand({**base, "seeds": [0, 1]}, fake_facts())
+    assert len(seeded.runs) == 2 * len(plain.runs)
+    assert [r.overrides[-1] for r in seeded.runs[:2]] == ["train.seed=0", "train.seed=1"]  # seeds adjacent
+    assert [r.overrides[:-1] for r in seeded.runs[::2]] == [r.overrides for r in plain.runs]
+    more = expand({**base, "seeds": [0, 1], "seeds_at_largest": [0, 1, 2]}, fake_facts())
+    per_budget = {b: sum(r.budget == b for r in more.runs) for b in (1e11, 1e12)}
+    assert per_budget == {1e11: 4, 1e12: 6}
+    for bad in ({"seeds": [0, 0]}, {"seeds": [-1]}, {"seeds": ["x"]}):
+        with pytest.raises(ConfigError, match="plan.seeds"):
+            expand({**base, **bad}, fake_facts())
+    with pytest.raises(ConfigError, match="plan.seeds_at_largest"):
+        expand({"kind": "kaplan_n", "tokens": [1e5], "sizes": ["a"], "seeds_at_largest": [0, 1]}, fake_facts())
+    with pytest.raises(ConfigError, match="wsd_budgets"):
+        expand({"kind": "wsd_budgets", "tokens": [1e5, 2e5], "sizes": ["a"], "seeds": [0, 1]}, fake_facts())

@@ -18,6 +18,9 @@ Kinds (docs/DESIGN.md section 4):
 Wherever a kind takes `plan.sizes` it takes `plan.ladder` instead (scalinglab.ladder: sizes evenly spaced in log N
 under the plan's FLOP convention, one shape rule for all; `model_sizes` is the one place that reads either).
 
+`plan.seeds: [0, 1]` repeats every run once per seed (`train.seed=s`; repeated seeds give the fits their
+run-to-run noise); `plan.seeds_at_largest: [0, 1, 2]` gives the largest isoFLOP budget its own list.
+
 A run whose D is below one batch (or `plan.min_tokens`) or above one epoch of the corpus (unless
 `plan.allow_repeat`) is skipped with the reason. In an isoflop plan, `plan.tokens_per_param: [lo, hi]` keeps at
 each budget only the sizes with lo <= D/N <= hi: one ladder of sizes, centred on each budget's optimum.
@@ -25,7 +28,7 @@ each budget only the sizes with lo <= D/N <= hi: one ladder of sizes, centred on
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from scalinglab.config import positive_number
@@ -295,6 +298,40 @@ def expand(plan: dict, facts_of: Callable[[list[str]], ModelFacts], base_model=N
                     admit(size, extra, ratio * n_params, role="tune")
     else:
         _expand_wsd(plan, _require_sizes(given, kind), facts_of, convention, min_tokens, allow_repeat, out)
+    return _with_seeds(plan, kind, out)
+
+
+def _seed_list(value, name: str) -> list[int] | None:
+    if value is None:
+        return None
+    values = value if isinstance(value, (list, tuple)) else [value]
+    if not values or any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in values) \
+            or len(set(values)) != len(values):
+        raise ConfigError(name, f"must be a list of distinct integers >= 0, got {value!r}", f"set {name}=[0,1]")
+    return list(values)
+
+
+def _with_seeds(plan: dict, kind: str, out: Plan) -> Plan:
+    """Each run once per seed of `plan.seeds` (the largest isoFLOP budget: `plan.seeds_at_largest`), seeds
+    adjacent in the launch order; without either key the plan is unchanged."""
+    seeds = _seed_list(plan.get("seeds"), "plan.seeds")
+    largest = _seed_list(plan.get("seeds_at_largest"), "plan.seeds_at_largest")
+    if seeds is None and largest is None:
+        return out
+    if kind == "wsd_budgets":
+        raise ConfigError("plan.seeds", "is not supported by kind wsd_budgets (cooldowns branch from one long run)",
+                          "launch one wsd_budgets sweep per seed with train.seed=<s>")
+    if largest is not None and kind != "isoflop":
+        raise ConfigError("plan.seeds_at_largest", f"applies to kind isoflop only, not {kind}",
+                          "use plan.seeds")
+    top = max((r.budget for r in out.runs if r.budget is not None), default=None)
+    runs = []
+    for run in out.runs:
+        these = largest if largest is not None and run.budget == top else seeds
+        for seed in these if these is not None else [None]:
+            extra = [] if seed is None else [f"train.seed={seed}"]
+            runs.append(replace(run, overrides=[*run.overrides, *extra]))
+    out.runs = runs
     return out
 
 
