@@ -75,8 +75,9 @@ class Context:
 
     source: what was read; roles: which runs feed which fit (`roles.assign_roles`); isoflop: the runs of the
     Chinchilla approaches, backtest and counting conventions (roles.chinchilla); curves: their training curves.
-    fits: every fit made so far by key ("Approach 2", "L(N)", ...); backtest_mape: the backtest's error on the
-    largest budget, once known.
+    fits: every fit made so far by key ("Approach 2", "L(N)", ...), and selections: the rows each was fitted to
+    (`fit` and `keep` record both; report.py writes them to fits.json); backtest_mape: the backtest's error on
+    the largest budget, once known.
     """
 
     source: Source
@@ -90,6 +91,7 @@ class Context:
     grid: str
     progress: Progress
     fits: dict[str, FitResult] = field(default_factory=dict)
+    selections: dict[str, pd.DataFrame] = field(default_factory=dict)  # key -> the rows that fit was given
     backtest_mape: float | None = None
     fig_format: str = "png"  # figures are written as png, svg or pdf (plots.FORMATS); a section names them .png
 
@@ -103,8 +105,13 @@ class Context:
                 result = bootstrap(fit_fn, df, n=self.bootstrap_n, level=self.level, seed=self.seed, **kw)
             except InputError as e:
                 result = replace(point, flags=(*point.flags, f"bootstrap failed: {e}"))
-        self.fits[key] = result
-        return result
+        return self.keep(key, result, df)
+
+    def keep(self, key: str, fit: FitResult, df: pd.DataFrame) -> FitResult:
+        """Record `fit` as ctx.fits[key], fitted to the rows `df` (its data selection in fits.json)."""
+        self.fits[key] = fit
+        self.selections[key] = df
+        return fit
 
     def figure(self, section: Section, fig, name: str, caption: str) -> None:
         """Save `fig` as out/name (its suffix replaced by fig_format) and show it in `section` with `caption`."""

@@ -26,7 +26,7 @@ def robust_approach2(ctx: Context, s: Section) -> None:
     n = max(ctx.bootstrap_n, 200)
     fit = fit_table(fit_approach2_robust, ctx.isoflop, window=APPROACH2_WINDOW, n_resamples=n, seed=ctx.seed,
                     level=ctx.level)
-    ctx.fits["Approach 2"] = fit
+    ctx.keep("Approach 2", fit, ctx.isoflop)
     minima, noise = fit.extra["minima"], fit.extra["noise"]
     s.text.append(f"Per budget, a parabola in log N fitted by weighted least squares to the {APPROACH2_WINDOW} "
                   "sizes nearest the lowest loss; each minimum's uncertainty from "
@@ -43,7 +43,7 @@ def robust_approach2(ctx: Context, s: Section) -> None:
         s.tables.append(("Parameters", params_table(fit, ["a", "b", "k_N", "k_D"])))
     try:
         classic = fit_table(frontier.fit_approach2, ctx.isoflop, window=APPROACH2_WINDOW)
-        ctx.fits["Approach 2 (classic)"] = classic
+        ctx.keep("Approach 2 (classic)", classic, ctx.isoflop)
         s.text.append(f"Classic Approach 2 (unweighted, refusing every budget whose vertex is outside its sizes): "
                       f"a = {classic.params['a']:.3f} over {len(classic.extra['minima'])} budgets "
                       f"({len(classic.extra['refused'])} refused).")
@@ -65,7 +65,7 @@ def law_selection(ctx: Context, s: Section) -> None:
     sel = select_law(ctx.isoflop, grid=ctx.grid, n_boot=ctx.bootstrap_n, seed=ctx.seed, level=ctx.level)
     for name, fit in sel.all_runs.items():
         if not isinstance(fit, str):
-            ctx.fits[f"law {name}"] = fit
+            ctx.keep(f"law {name}", fit, ctx.isoflop)
     s.text += sel.text(ctx.level)
     s.tables.append(("Held-out error per law (|predicted - actual| / actual)", sel.scores_table()))
     if sel.winner is not None:

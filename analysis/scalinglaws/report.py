@@ -3,13 +3,15 @@
 The report is `SECTIONS`, a list of (title, section function) pairs run in order (`_sections`; what a section
 function receives and may raise is in `_context`). `build_report(source, out_dir, ...)` takes a table
 (.csv/.parquet path or DataFrame) or a scalinglab runs directory, and writes report.md, report.html
-(self-contained, figures referenced by relative path) and the figures (PNG, SVG or PDF) into out_dir, each file
-atomically. A fit
-the data cannot support gets a section saying why.
+(self-contained, figures referenced by relative path), the figures (PNG, SVG or PDF) and fits.json (every fit:
+law, parameters, intervals, the runs and numbers it was fitted to; `fits_document`) into out_dir, each file
+atomically. A fit the data cannot support gets a section saying why.
 """
 from __future__ import annotations
 
 import html
+import json
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -19,6 +21,7 @@ from ._context import NOT_IDENTIFIED_TITLE, Context, NotApplicable, Progress, Se
 from ._files import write_text
 from ._format import fmt
 from .errors import InputError
+from .identify import not_identified
 from .plots import FORMATS
 from .roles import assign_roles
 from .source import load_source
@@ -41,6 +44,7 @@ SECTIONS = [
     (WSD_TITLE, _sections.wsd_savings),
     ("Targets", _sections.targets),
 ]
+FITS_JSON = "fits.json"  # written next to the report: every fit of ctx.fits (fits_document)
 SECTION_TITLES = tuple(title for title, _ in SECTIONS if title not in (WSD_TITLE, TUNE_TITLE))  # the sections every report has
 
 
@@ -102,11 +106,46 @@ def render_html(title: str, sections: list[Section]) -> str:
                       f"<style>{HTML_STYLE}</style></head><body>", body, "</body></html>"])
 
 
+def _finite(value):
+    """`value` with every non-finite float replaced by None (JSON has no inf/nan: a scale beyond the float range,
+    or an interval that could not be computed, is null; the fit's flags say why)."""
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def fits_document(ctx: Context, title: str) -> dict:
+    """fits.json: the report's settings and, per fit key, what `FitResult.to_dict` gives (name, params,
+    intervals, level, objective, flags, n_points), the reasons it is not identified, and its data selection:
+    the ids of the runs it was fitted to (when the input has run ids) and the numbers the fit saw
+    (columns + rows of FitResult.data)."""
+    from . import __version__
+
+    fits = {}
+    for key, fit in ctx.fits.items():
+        rows = ctx.selections.get(key)
+        run_ids = (pd.unique(rows["run_id"].astype(str)).tolist() if rows is not None and "run_id" in rows
+                   else None)
+        data = fit.data.reset_index(drop=True)
+        fits[key] = {"key": key, **fit.to_dict(),
+                     "not_identified": [{"problem": p, "fix": f} for p, f in not_identified(fit)],
+                     "data": {"run_ids": run_ids, "columns": [str(c) for c in data.columns],
+                              "rows": json.loads(data.to_json(orient="values", double_precision=15))}}
+    return _finite({"title": title, "source": str(ctx.source.where), "scalinglaws": __version__,
+                    "settings": {"bootstrap_n": ctx.bootstrap_n, "seed": ctx.seed, "level": ctx.level,
+                                 "grid": ctx.grid},
+                    "fits": fits})
+
+
 def build_report(source, out_dir, bootstrap_n: int = 1000, seed: int = 0, level: float = 0.95,
                  grid: str = "chinchilla", columns: dict | None = None, progress: bool = True,
                  title: str = "Scaling-law report", name: str = "report", commentary=None,
                  fig_format: str = "png") -> Path:
-    """Fit everything the data supports and write <name>.md, <name>.html and figures into out_dir.
+    """Fit everything the data supports and write <name>.md, <name>.html, figures and fits.json into out_dir.
 
     Parameters
     ----------
@@ -165,6 +204,7 @@ def build_report(source, out_dir, bootstrap_n: int = 1000, seed: int = 0, level:
                 sections.append(section)
     if notes:
         sections.append(Section("Commentary", text=notes))
+    write_text(out / FITS_JSON, json.dumps(fits_document(ctx, title), indent=1, allow_nan=False) + "\n")
     write_text(out / f"{name}.md", render_markdown(title, sections))
     write_text(out / f"{name}.html", render_html(title, sections))
     return out / f"{name}.md"
