@@ -11,6 +11,7 @@ import pandas as pd
 from . import chinchilla, frontier, kaplan, plots
 from ._context import Context, NotApplicable, Section, flags_text, holds, mape, params_table, power_law_band
 from ._format import fmt
+from ._sections_kaplan import KAPLAN_EXPONENTS
 from .backtest import backtest
 from .errors import InputError
 from .identify import not_identified
@@ -202,7 +203,9 @@ def backtest_largest(ctx: Context, s: Section) -> None:
 def comparison(ctx: Context, s: Section) -> None:
     """Every fitted exponent next to the published one (PUBLISHED_EXPONENTS)."""
     rows = []
-    for label, key, param, published, source in PUBLISHED_EXPONENTS:
+    kaplan = {spec[0]: spec for spec in KAPLAN_EXPONENTS}  # fills Kaplan's frontier row, adds B_crit and eq 1.6
+    specs = [kaplan.pop(e[0], e) for e in PUBLISHED_EXPONENTS] + list(kaplan.values())
+    for label, key, param, published, source in specs:
         fit = ctx.fits.get(key) if key else None
         value = fit.params.get(param) if fit is not None else None
         iv = fit.intervals.get(param) if fit is not None else None
@@ -212,8 +215,14 @@ def comparison(ctx: Context, s: Section) -> None:
         rows.append({"quantity": label, "published": published, "source": source, "fitted": shown,
                      f"{ctx.level:.0%} interval": f"[{iv[0]:.3f}, {iv[1]:.3f}]" if iv else "-"})
     s.tables.append(("Exponents", pd.DataFrame(rows)))
-    s.text.append("Kaplan's 0.73 has no fitted counterpart here: it came from L(N, S_min) with early stopping, "
-                  "and is compared with the Chinchilla frontier exponents above.")
+    frontier = ctx.fits.get("Kaplan frontier")
+    if frontier is not None and not not_identified(frontier):
+        s.text.append("Kaplan's 0.73 is set against alpha_C_min / alpha_N of L(N, S_min) fitted on the learning "
+                      f"curves, with the {frontier.extra['B_crit_source']} B_crit(L) (section 'Kaplan L(N, S_min) "
+                      "and the compute-efficient frontier'); the Chinchilla frontier exponents are above.")
+    else:
+        s.text.append("Kaplan's 0.73 has no fitted counterpart here: it came from L(N, S_min) with early stopping, "
+                      "and is compared with the Chinchilla frontier exponents above.")
 
 
 def wsd_savings(ctx: Context, s: Section) -> None:

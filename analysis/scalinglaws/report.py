@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import _sections, _sections_laws, _sections_tune
+from . import _sections, _sections_kaplan, _sections_laws, _sections_tune
 from ._context import NOT_IDENTIFIED_TITLE, Context, NotApplicable, Progress, Section
 from ._files import write_text
 from ._format import fmt
@@ -36,6 +36,9 @@ SECTIONS = [
     ("Chinchilla Approach 3: parametric fit", _sections.approach3),
     ("Compute-optimal frontier", _sections.frontier_lines),
     ("Kaplan laws", _sections.kaplan_laws),
+    ("Critical batch size", _sections_kaplan.critical_batch),
+    ("Kaplan L(N, S_min) and the compute-efficient frontier", _sections_kaplan.kaplan_ns),
+    ("Generalization to other distributions", _sections_kaplan.generalization),
     ("Backtest: predicting the largest budget", _sections.backtest_largest),
     ("Laws by held-out error", _sections_laws.law_selection),
     ("Fitted vs published exponents", _sections.comparison),

@@ -84,3 +84,28 @@ def kaplan_curves(sizes, batch_sizes, n_ctx=64, final_loss=None, points=40, nois
                          "n_ctx": n_ctx, "steps": int(steps[-1]), "tokens": float(steps[-1] * B),
                          "loss": float(frames[-1]["val_loss"].iloc[-1])})
     return pd.DataFrame(runs), pd.concat(frames, ignore_index=True)
+
+
+SOURCE_OFFSETS = {"speeches": -0.1, "plays": 0.4, "bible": 0.9}  # bible: held out of training in every run
+
+
+def write_kaplan_runs(root, sizes=(3e4, 1e5, 3e5, 1e6), batch_sizes=(8, 32, 128), seed=0):
+    """A runs directory `<root>/bs/<run_id>/` of `kaplan_curves` runs whose summaries also hold per-source losses
+    (val_loss/<source> = loss + SOURCE_OFFSETS[source] + 0.005 noise, bible held out) and whose curves hold a
+    gradient noise scale (half the true B_crit(L)); returns (root, runs, curves)."""
+    from pathlib import Path
+
+    runs, curves = kaplan_curves(sizes, batch_sizes, noise=0.002, seed=seed)
+    curves["grad_noise_scale"] = 0.5 * KAPLAN_TRUE["B_star"] / curves["val_loss"] ** (1 / KAPLAN_TRUE["alpha_B"])
+    rng = np.random.default_rng(seed)
+    for source, offset in SOURCE_OFFSETS.items():
+        runs[f"val_loss/{source}"] = runs["loss"] + offset + rng.normal(0, 0.005, len(runs))
+    runs["holdout_source"] = "bible"
+    root = Path(root)
+    for row in runs.to_dict("records"):
+        run_dir = root / row["sweep"] / row["run_id"]
+        run_dir.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame([row]).to_parquet(run_dir / "summary.parquet", index=False)
+        curves[curves["run_id"] == row["run_id"]].drop(columns="run_id").to_parquet(run_dir / "metrics.parquet",
+                                                                                       index=False)
+    return root, runs, curves

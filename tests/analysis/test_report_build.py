@@ -6,9 +6,14 @@ import re
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+from _synthetic_runs import KAPLAN_TRUE, SOURCE_OFFSETS, write_kaplan_runs
 
+from scalinglaws import report
+from scalinglaws._context import NOT_IDENTIFIED_TITLE
+from scalinglaws.critical_batch import load_B_crit
 from scalinglaws.errors import InputError
 from scalinglaws.report import SECTION_TITLES, build_report
 
@@ -62,6 +67,12 @@ def test_report_from_runs_dir_has_every_section_and_figure(runs_report):
     assert all(f'src="{name}"' in html for name in figures)  # relative references
     assert html.count("<h2>") == len(SECTION_TITLES)
     assert not [p for p in runs_report.parent.iterdir() if p.name.startswith(".")]  # no temp files left
+    # the Kaplan sections say in one line what this input lacks (no batch sizes, no per-source losses)
+    assert "this input has no learning curves with batch sizes" in _section(md, "Critical batch size")
+    assert "(batch_size, n_ctx: a runs directory); this input has none" in _section(md, KAPLAN_TITLES[1])
+    assert "columns of the run summaries); this input has none" in _section(md, KAPLAN_TITLES[2])
+    assert "| N_opt ~ C^a, Kaplan | 0.73 | Kaplan 2020 eq 1.7 (non-embedding N) | not fitted | - |" in md
+    assert not (runs_report.parent / "bcrit.json").exists()
 
 
 class _Tags(HTMLParser):
@@ -160,3 +171,54 @@ def test_commentary_file_becomes_the_last_section(tmp_path):
     with pytest.raises(InputError, match="commentary"):
         build_report(TABLE, tmp_path / "none", bootstrap_n=0, progress=False, commentary=tmp_path / "missing.md")
     assert not (tmp_path / "none").exists()
+
+
+KAPLAN_TITLES = ("Critical batch size", "Kaplan L(N, S_min) and the compute-efficient frontier",
+                 "Generalization to other distributions")
+TRUE_A = 1 / (KAPLAN_TRUE["alpha_N"] * (1 / KAPLAN_TRUE["alpha_N"] + 1 / KAPLAN_TRUE["alpha_S"]
+                                        + 1 / KAPLAN_TRUE["alpha_B"]))
+
+
+def _section(md: str, title: str) -> str:
+    return md.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+@pytest.fixture(scope="module")
+def kaplan_report(tmp_path_factory):
+    """The report's Kaplan sections (and the comparison) on a batch-size sweep of 4 sizes x 3 batch sizes whose
+    curves follow eq 1.6 with S = S_min (1 + B_crit(L)/B); the Chinchilla sections are left out (no budgets)."""
+    root, _, _ = write_kaplan_runs(tmp_path_factory.mktemp("kaplan_runs"))
+    out = tmp_path_factory.mktemp("kaplan_report")
+    keep = {"Data", *KAPLAN_TITLES, "Fitted vs published exponents", NOT_IDENTIFIED_TITLE}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(report, "SECTIONS", [entry for entry in report.SECTIONS if entry[0] in keep])
+        md = build_report(root, out, bootstrap_n=30, seed=0, grid="small", progress=False).read_text()
+    return md, out
+
+
+def test_kaplan_sections_measure_what_the_curves_were_made_with(kaplan_report):
+    md, out = kaplan_report
+    assert re.findall(r"^## (.+)$", md, flags=re.M) == ["Data", *KAPLAN_TITLES, "Fitted vs published exponents",
+                                                       NOT_IDENTIFIED_TITLE]
+    assert "Not fitted" not in md and "0 fit(s)" not in md
+    bcrit = _section(md, "Critical batch size")
+    law = load_B_crit(out / "bcrit.json")  # written by the report, and what it prints
+    assert f"alpha_B = {law.params['alpha_B']:.3f} [" in bcrit
+    assert law.params["alpha_B"] == pytest.approx(KAPLAN_TRUE["alpha_B"], abs=0.015)
+    assert np.log(law.params["B_star"]) == pytest.approx(np.log(KAPLAN_TRUE["B_star"]), abs=0.3)
+    assert "| alpha_B | " in bcrit and "| 0.21 |" in bcrit  # Kaplan's value beside the fit
+    frontier = _section(md, KAPLAN_TITLES[1])
+    assert "from B_crit(L) fitted above" in frontier
+    a = float(re.search(r"\| non-embedding N \|(?: [^|]+ \|){8} ([0-9.]+) \[", frontier).group(1))
+    assert a == pytest.approx(TRUE_A, abs=0.02)
+    row = re.search(r"\| N_opt ~ C\^a, Kaplan \| 0\.73 \| [^|]+ \| ([0-9.]+) \| \[", md)
+    assert row and float(row.group(1)) == pytest.approx(a, abs=1e-3)
+    assert re.search(r"\| N_opt ~ C\^a, Kaplan, total N \| 0\.73 \| [^|]+ \| [0-9.]+ \|", md)
+    transfer = _section(md, KAPLAN_TITLES[2])
+    for source, offset in SOURCE_OFFSETS.items():
+        held = "yes" if source == "bible" else "no"
+        gap = float(re.search(rf"\| {source} \| {held} \| 12 \| 4 \|[^|]+\|[^|]+\| (-?[0-9.]+) \[",
+                              transfer).group(1))
+        assert gap == pytest.approx(offset, abs=0.01), source
+    for name in ("bcrit.png", "bcrit_steps_tokens.png", "noise_scale.png", "loss_vs_s_min.png", "generalization.png"):
+        assert f"]({name})" in md and (out / name).read_bytes().startswith(PNG_MAGIC), name
