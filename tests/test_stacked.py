@@ -6,7 +6,6 @@ compare their metrics.parquet and summary.parquet (fp32, max |loss difference| <
 """
 from __future__ import annotations
 
-import math
 import os
 import signal
 import subprocess
@@ -192,7 +191,7 @@ def test_stack_step_matches_k_separate_adamw_runs(family):
         assert moved > 1e-4  # the comparison is not of untrained weights
 
 
-def test_a_member_with_a_damaged_checkpoint_fails_alone(tmp_path):
+def test_a_member_with_a_damaged_checkpoint_has_it_moved_aside_and_trains_from_the_start(tmp_path, caplog):
     cache = tmp_path / "cache"
     cfgs = [config(tmp_path, cache, "train.tokens=5120", f"train.seed={seed}") for seed in (0, 1)]
     from scalinglab.runs import run_id, run_identity
@@ -200,11 +199,11 @@ def test_a_member_with_a_damaged_checkpoint_fails_alone(tmp_path):
     damaged = run_dir(cfgs[1].paths.runs, "single", run_id(run_identity(cfgs[1]))) / "checkpoints" / "last.ckpt"
     damaged.parent.mkdir(parents=True)
     damaged.write_bytes(b"not a checkpoint")
-    with pytest.raises(RuntimeError, match="failed"):
+    with caplog.at_level("WARNING", logger="scalinglab.store"):
         train_group(cfgs)
+    assert str(damaged) in caplog.text and list(damaged.parent.glob("last.ckpt.damaged-*"))
     table = read_sweep(tmp_path / "single").set_index("seed")
-    assert table.loc[0, "status"] == "complete" and table.loc[1, "status"] == "failed"
-    assert table.loc[1, "error"] and math.isnan(table.loc[1, "loss"])
+    assert (table["status"] == "complete").all() and table["loss"].notna().all()
 
 
 def test_an_early_stopped_member_ends_where_it_would_alone_and_the_others_go_on(tmp_path, monkeypatch):

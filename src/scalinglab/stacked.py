@@ -29,7 +29,7 @@ from scalinglab.errors import ConfigError
 from scalinglab.module import Diverged, LanguageModel
 from scalinglab.runs import resolve_device_kind, resolve_precision
 from scalinglab.stacked_step import OptimizerSettings, Stack
-from scalinglab.store import CHECKPOINT, StoreError, atomic_write, remove_temporaries, run_lock, write_metrics
+from scalinglab.store import CHECKPOINT, StoreError, atomic_write, run_lock, write_metrics
 
 __all__ = ["stack_key", "train_group", "train_members", "is_member_checkpoint", "build_stack", "stack_groups",
            "write_group_file", "train_group_file", "STACK_ENV", "SYNC_EVERY"]
@@ -157,7 +157,7 @@ def _resume(run: _Run) -> None:
 def train_group(cfgs: list[DictConfig]) -> list[dict]:
     """Train the runs `cfgs` describe as one stack (skipping complete ones and ones another process holds);
     one summary row per config, in order. Every config is validated before anything trains."""
-    from scalinglab.train import finished, open_run, running
+    from scalinglab.train import claim_run_dir, finished, open_run, running
 
     opened = [open_run(cfg) for cfg in cfgs]
     keys = {stack_key(cfg) for cfg in cfgs}
@@ -176,9 +176,9 @@ def train_group(cfgs: list[DictConfig]) -> list[dict]:
             if not locks.enter_context(run_lock(rdir)):
                 results[i] = running(cfg, rid)
                 continue
+            claim_run_dir(rdir)
             results[i] = finished(cfg, rdir, rid)
             if results[i] is None:
-                remove_temporaries(rdir)
                 todo.append(i)
         for i, summary in zip(todo, train_members([(cfgs[i], *opened[i]) for i in todo])):
             results[i] = summary

@@ -3,13 +3,20 @@
     <runs>/<sweep>/<run_id>/config.yaml        resolved config
                             metrics.parquet    one row per eval point
                             summary.parquet    one row; the run is complete only when status == "complete"
-                            checkpoints/last.ckpt
+                            checkpoints/last.ckpt   (and step-<k>.ckpt kept for WSD cooldowns)
+                            .lock              flock'ed while a process trains the run
 
 Every file is written to a temporary name in its own directory and moved into place with os.replace, so a reader
 never sees a half-written file: a killed writer leaves at most a `.tmp-*` file, which readers ignore (and train.py
 removes under the run's lock). A write the file system refuses (read-only, permission denied, disk full) raises
 StoreError, a ConfigError naming the directory and the fix. This module imports no torch, so the analysis side and
 quick status commands stay light.
+
+Damaged state is found, never trusted: `check_run` lists every file of a run directory that does not read back
+(a summary or metrics file that is not parquet, a complete run without its curve, a config that is not YAML, a
+checkpoint that is not torch's zip layout, a `.lock` that is not a file). Under the run's lock, `repair_run` moves
+each such file aside (`<name>.damaged-<time>`, named in a warning; readers never open those names) and, for a
+complete run, its summary too, so the run is trained again.
 
 Test hook (chaos tests only): with SCALINGLAB_FAULT=write:<file name> set, the first writer of that file SIGKILLs
 its own process group after the temporary file is complete and before os.replace (see `fault_point`).
@@ -18,10 +25,15 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import logging
 import os
 import re
 import signal
+import stat
+import time
+import zipfile
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -41,7 +53,9 @@ CHECKPOINT = "checkpoints/last.ckpt"
 LOCK = ".lock"
 TMP_PREFIX = files.TMP_PREFIX
 FAULT_ENV = "SCALINGLAB_FAULT"
+DAMAGED_TAG = ".damaged-"  # <name>.damaged-<time>: a damaged file moved aside (kept for a person to look at)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=,+-]*$")
+log = logging.getLogger(__name__)
 
 
 class StoreError(ConfigError):
@@ -179,14 +193,33 @@ def file_lock(path: Path | str, wait: bool = True):
 
 
 def run_lock(path: Path | str):
-    """Hold the exclusive lock of a run directory; yields False if another process holds it (see file_lock)."""
-    return file_lock(Path(path) / LOCK, wait=False)
+    """Hold the exclusive lock of a run directory; yields False if another process holds it (see file_lock).
+
+    A `.lock` that is not a regular file (a folder, a FIFO that would block the open) is moved aside first."""
+    lock = Path(path) / LOCK
+    problem = _lock_problem(lock)
+    if problem is not None:
+        try:
+            move_aside(lock, problem)
+        except FileNotFoundError:  # another process moved it first
+            pass
+    return file_lock(lock, wait=False)
+
+
+def _lock_problem(lock: Path) -> str | None:
+    try:
+        mode = os.stat(lock).st_mode
+    except FileNotFoundError:
+        return None
+    except OSError as exc:  # a dangling or looping link, ...: a lock nobody can take
+        return f"cannot be opened ({exc.strerror or exc})"
+    return None if stat.S_ISREG(mode) else "is not a regular file (flock needs one)"
 
 
 def is_locked(path: Path | str) -> bool:
     """True while some process holds the run's lock (sweep status reports it as running)."""
     file = Path(path) / LOCK
-    if not file.exists():
+    if not file.exists() or _lock_problem(file) is not None:
         return False
     with open(file) as handle:
         try:
@@ -197,16 +230,21 @@ def is_locked(path: Path | str) -> bool:
     return False
 
 
+class DamagedFile(ConfigError):
+    """A results file that does not read back (cut short, overwritten, not what its name says)."""
+
+
 def _read_table(file: Path) -> pa.Table:
-    """A run's parquet file; a damaged or cut-short one is a ConfigError naming the file and the run to redo."""
+    """A run's parquet file; a damaged or cut-short one is a DamagedFile naming the file and the run to redo."""
     try:
         return pq.read_table(file)
-    except pa.ArrowException:  # ArrowInvalid (bad magic bytes, cut short), ArrowIOError, ...
+    except (pa.ArrowException, OSError):  # ArrowInvalid (bad magic bytes, cut short), ArrowIOError, a folder ...
         raise damaged(file) from None
 
 
-def damaged(file: Path) -> ConfigError:
-    return ConfigError(str(file), "cannot be read (damaged or cut short)", f"delete {file.parent} and run that run again")
+def damaged(file: Path, problem: str = "cannot be read (damaged or cut short)") -> DamagedFile:
+    return DamagedFile(str(file), problem, f"relaunch the run (its damaged files are moved aside and it is trained "
+                       f"again), or delete {file.parent} and run that run again")
 
 
 def read_summary(path: Path | str) -> dict | None:
@@ -225,11 +263,131 @@ def read_summary(path: Path | str) -> dict | None:
 
 
 def run_status(path: Path | str) -> str:
-    """complete | diverged | failed from the summary; otherwise running-or-interrupted | pending."""
-    summary = read_summary(path)
+    """complete | diverged | failed from the summary; damaged when it does not read back; otherwise
+    running-or-interrupted | pending."""
+    try:
+        summary = read_summary(path)
+    except DamagedFile:
+        return "damaged"
     if summary is not None:
         return summary["status"]
     return "interrupted" if (Path(path) / CHECKPOINT).exists() else "pending"
+
+
+# ------------------------------------------------------------------------------------------ damaged state
+
+ENDED = ("complete", "diverged", "failed")
+
+
+@dataclass(frozen=True)
+class Damage:
+    """One file of a run directory that does not read back, and why."""
+
+    file: Path
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.problem}"
+
+
+def zip_checkpoint_problem(path: Path) -> str | None:
+    """Why `path` is not a checkpoint torch.save wrote (its zip layout with a data.pkl), or None; reads only the
+    zip directory (torch-free; train.py also loads a checkpoint before resuming from it)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        return f"does not load ({type(exc).__name__}: {exc})"
+    if not any(name.endswith("/data.pkl") or name == "data.pkl" for name in names):
+        return "does not load (no data.pkl: not a torch checkpoint)"
+    return None
+
+
+def checkpoint_files(path: Path | str) -> list[Path]:
+    """The run's checkpoints: last.ckpt and the kept step-<k>.ckpt files (damaged ones moved aside excluded)."""
+    folder = Path(path) / CHECKPOINT.split("/")[0]
+    return sorted(folder.glob("*.ckpt")) if folder.is_dir() else []
+
+
+def _yaml_problem(file: Path) -> str | None:
+    import yaml
+
+    try:
+        value = yaml.safe_load(file.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        return f"is not readable YAML ({type(exc).__name__})"
+    return None if isinstance(value, dict) else "is not a YAML mapping (a resolved config)"
+
+
+def check_run(path: Path | str, checkpoint_problem: Callable[[Path], str | None] = zip_checkpoint_problem
+              ) -> list[Damage]:
+    """Every file of the run directory `path` that does not read back, in one pass (empty for a healthy run).
+
+    summary.parquet and metrics.parquet must read as parquet (the summary: one row with a known status; a complete
+    run's metrics: present, with a row); config.yaml must be a YAML mapping; each checkpoint must pass
+    `checkpoint_problem` (zip layout here; train.py passes one that loads it); `.lock` must be a regular file.
+    A summary written by a newer scalinglab raises ConfigError (an upgrade, not damage).
+    """
+    path = Path(path)
+    found: list[Damage] = []
+    status = None
+    try:
+        summary = read_summary(path)
+        status = None if summary is None else summary.get("status")
+        if summary is not None and status not in ENDED:
+            found.append(Damage(path / SUMMARY, f"has status {status!r}, not one of {list(ENDED)}"))
+    except DamagedFile as exc:
+        found.append(Damage(path / SUMMARY, exc.problem))
+    metrics = path / METRICS
+    if metrics.exists() or status == "complete":
+        try:
+            if not metrics.exists():
+                found.append(Damage(metrics, "is missing (a complete run keeps its curve)"))
+            elif _read_table(metrics).num_rows == 0 and status == "complete":
+                found.append(Damage(metrics, "has no rows (a complete run has at least one eval point)"))
+        except DamagedFile as exc:
+            found.append(Damage(metrics, exc.problem))
+    if (path / CONFIG).exists():
+        problem = _yaml_problem(path / CONFIG)
+        if problem:
+            found.append(Damage(path / CONFIG, problem))
+    for ckpt in checkpoint_files(path):
+        problem = checkpoint_problem(ckpt)
+        if problem:
+            found.append(Damage(ckpt, problem))
+    problem = _lock_problem(path / LOCK)
+    if problem:
+        found.append(Damage(path / LOCK, problem))
+    return found
+
+
+def move_aside(file: Path, problem: str) -> Path:
+    """Rename a damaged `file` to `<name>.damaged-<UTC time>` beside it (never read again) and warn, naming both."""
+    file = Path(file)
+    aside = file.with_name(f"{file.name}{DAMAGED_TAG}{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{os.getpid()}")
+    os.rename(file, aside)
+    log.warning("%s %s: moved aside to %s", file, problem, aside.name)
+    return aside
+
+
+def repair_run(path: Path | str, checkpoint_problem: Callable[[Path], str | None] = zip_checkpoint_problem
+               ) -> list[Damage]:
+    """Move every damaged file of a run aside (check_run, move_aside); the caller holds the run's lock.
+
+    A run whose summary says complete but whose other files do not read back loses its summary as well, so it is
+    trained again (a resume point that still loads is kept). Returns what was found."""
+    path = Path(path)
+    found = check_run(path, checkpoint_problem)
+    for damage in found:
+        if damage.file.name == LOCK:  # run_lock moves a bad lock aside itself, before taking it
+            continue
+        if damage.file.exists():
+            move_aside(damage.file, damage.problem)
+        else:
+            log.warning("%s %s", damage.file, damage.problem)
+    if found and (path / SUMMARY).exists() and read_summary(path)["status"] == "complete":
+        move_aside(path / SUMMARY, "belongs to a complete run whose other files do not read back (trained again)")
+    return found
 
 
 def _summary_files(path: Path) -> Iterable[Path]:
