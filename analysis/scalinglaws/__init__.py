@@ -21,8 +21,8 @@ from . import datasets
 from .backtest import Backtest, backtest
 from .bootstrap import bootstrap
 from .chinchilla import chinchilla_loss, compute_optimal, fit_approach3
-from .critical_batch import (batch_size_sweeps, fit_B_crit, fit_critical_batch, fit_S_E, load_B_crit,
-                             measure_critical_batch, save_B_crit, steps_to_loss)
+from .critical_batch import (batch_size_sweeps, fit_B_crit, fit_critical_batch, fit_S_E, measure_critical_batch,
+                             steps_to_loss)
 from .errors import InputError
 from .frontier import budget_groups, fit_approach1, fit_approach2
 from .generalization import fit_generalization, fit_transfer, source_losses
@@ -30,7 +30,7 @@ from .identify import not_identified
 from .isoflop import fit_approach2_robust
 from .kaplan import b_crit, fit_L_C, fit_L_D, fit_L_N, fit_L_ND, fit_L_NS
 from .kaplan_frontier import fit_L_NS_curves, frontier_point, kaplan_frontier
-from .laws import Law, load_law, save_law
+from .laws import Law, load_B_crit, load_law, save_B_crit, save_law
 from .lr_tuning import LRLaw, fit_lr_law, lr_optima, lr_optimum, read_lr_law
 from .noise import Noise, estimate_noise, prediction_interval
 from .powerlaw import fit_loglinear, fit_power_law

@@ -19,11 +19,12 @@ import pandas as pd
 from . import _plots_kaplan as kplots
 from ._context import Context, Section, flags_text, holds
 from ._format import fmt
-from .critical_batch import ALPHA_B, B_STAR, MIN_BATCH_SIZES, batch_size_sweeps, fit_critical_batch, save_B_crit
+from .critical_batch import ALPHA_B, B_STAR, MIN_BATCH_SIZES, batch_size_sweeps, fit_critical_batch
 from .errors import InputError
 from .generalization import SOURCE_PREFIX, fit_generalization
 from .identify import not_identified
 from .kaplan_frontier import N_COLUMNS, PUBLISHED_FRONTIER_EXPONENT, fit_L_NS_curves, frontier_point, kaplan_frontier
+from .laws import save_B_crit
 
 BCRIT_FILE = "bcrit.json"
 # (label, fit key, parameter, published value, source); a label already in _sections.PUBLISHED_EXPONENTS is
@@ -78,7 +79,7 @@ def critical_batch(ctx: Context, s: Section) -> None:
             s.text.append(f"B_crit(L) could not be measured: {e}")
             fit = None
         if fit is not None:
-            ctx.fits["B_crit(L)"] = fit
+            ctx.keep("B_crit(L)", fit, runs[labels.notna()])
             _critical_batch_text(ctx, s, fit, runs, labels, published)
             if not not_identified(fit):
                 noise_laws[f"fit: B* = {fit.params['B_star']:.3g}, alpha_B = {fit.params['alpha_B']:.3f}"] = (
@@ -152,11 +153,12 @@ def kaplan_ns(ctx: Context, s: Section) -> None:
             s.text.append(f"L(N, S_min) with {N_COLUMNS[n_col]} could not be fitted: {e}")
             continue
         key = f"L(N, S_min){suffix}"
-        ctx.fits[key] = fit
+        used = runs[runs["run_id"].isin(fit.data["run_id"])]
+        ctx.keep(key, fit, used)
         if not holds(ctx, s, key):
             continue
         frontier = kaplan_frontier(fit)
-        ctx.fits[f"Kaplan frontier{suffix}"] = frontier
+        ctx.keep(f"Kaplan frontier{suffix}", frontier, used)
         rows.append({"N counted as": N_COLUMNS[n_col], "runs": int(fit.data["run_id"].nunique()),
                      "sizes": int(fit.data["N"].nunique()), "points": len(fit.data),
                      "alpha_N": f"{fit.params['alpha_N']:.4f} {_interval(fit, 'alpha_N', 4)}",

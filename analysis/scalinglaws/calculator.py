@@ -13,7 +13,7 @@ import pandas as pd
 from scipy.optimize import minimize_scalar
 
 from .errors import InputError
-from .laws import Law, load_law
+from .laws import Law, load_B_crit, load_law
 
 B_STAR = 2e8  # tokens, Kaplan et al. 2020 eq 5.3 / design notes section 3
 A_B = 0.21
@@ -110,9 +110,33 @@ def allocate(law, C: float) -> Allocation:
     return Allocation(C=C, N=float(N), D=float(D), loss=float(law.loss(N, D)), intervals=intervals)
 
 
-def bcrit(loss):
-    """Kaplan's critical batch size in tokens: B_crit(L) = B* / L^(1/a_B), B* = 2e8, a_B = 0.21 (Kaplan 2020 eq 5.3)."""
-    return _scalar(B_STAR / _positive("loss", loss) ** (1.0 / A_B))
+def bcrit(loss, law=None):
+    """The critical batch size in tokens, B_crit(L) = B* / L^(1/a_B) (Kaplan et al. 2020, eq 5.3).
+
+    law None: Kaplan's published B* = 2e8, a_B = 0.21; else the path of a fitted B_crit(L)
+    (laws.save_B_crit: the report's bcrit.json, or `scalinglaws fit RUNS --approach bcrit --save`).
+    """
+    loss = _positive("loss", loss)
+    if law is None:
+        return _scalar(B_STAR / loss ** (1.0 / A_B))
+    return _scalar(np.asarray(load_B_crit(law).predict(loss), dtype=float))
+
+
+def bcrit_summary(loss: float, law=None) -> dict:
+    """B_crit at `loss` with where it comes from: loss, B_crit_tokens, law (the file, or "Kaplan 2020 eq 5.3"),
+    params (B_star, alpha_B), interval (percentiles over the fit's bootstrap draws; None without) and level."""
+    loss = float(_positive("loss", loss))
+    if law is None:
+        return {"loss": loss, "B_crit_tokens": bcrit(loss), "law": "Kaplan 2020 eq 5.3",
+                "params": {"B_star": B_STAR, "alpha_B": A_B}, "interval": None, "level": None}
+    fit = load_B_crit(law)
+    samples, interval = fit.extra["samples"].dropna(), None
+    if len(samples):
+        values = samples["B_star"].to_numpy(float) / loss ** (1.0 / samples["alpha_B"].to_numpy(float))
+        tail = 100 * (1 - fit.level) / 2
+        interval = [float(v) for v in np.percentile(values, [tail, 100 - tail])]
+    return {"loss": loss, "B_crit_tokens": float(fit.predict(loss)), "law": str(law), "params": dict(fit.params),
+            "interval": interval, "level": fit.level}
 
 
 def compare(law, plans: Mapping[str, tuple[float, float]] | None = None) -> pd.DataFrame:

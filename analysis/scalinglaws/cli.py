@@ -15,7 +15,7 @@ from rich.table import Table
 from . import __version__, calculator
 from ._format import fmt
 from .errors import InputError
-from .laws import PUBLISHED, load_law, save_law
+from .laws import PUBLISHED, load_law, save_B_crit, save_law
 from .table import describe_excluded
 
 FIT_NAMES = {"2": "Approach 2 (isoFLOP profiles)", "3": "Approach 3 (parametric L(N, D))",
@@ -158,6 +158,8 @@ def cmd_fit(args, console):
 
     if args.law:
         return _fit_law(args, console)
+    if args.approach == "bcrit" and not args.dataset and args.source:
+        return _fit_bcrit(args, console)
     if args.dataset or not args.source:
         raise InputError("source", "--approach needs a table or runs directory", "pass one, or use --law with --dataset")
     if args.save and args.approach == "2":
@@ -259,11 +261,38 @@ def cmd_allocate(args, console):
 
 
 def cmd_bcrit(args, console):
-    b = calculator.bcrit(args.loss)
+    r = calculator.bcrit_summary(args.loss, args.law)
     if args.json:
-        print(json.dumps({"loss": args.loss, "B_crit_tokens": b}))
-        return
-    console.print(f"B_crit(L={args.loss}) = {b:.4g} tokens (Kaplan 2020: B* / L^(1/0.21), B* = 2e8)")
+        return print(json.dumps(r))
+    iv = f" ({r['level']:.0%} interval [{fmt(r['interval'][0])}, {fmt(r['interval'][1])}])" if r["interval"] else ""
+    console.print(f"B_crit(L={args.loss}) = {r['B_crit_tokens']:.4g} tokens{iv} ({r['law']}: B* / L^(1/alpha_B), "
+                  f"B* = {fmt(r['params']['B_star'])}, alpha_B = {r['params']['alpha_B']:.4g})")
+
+
+def _fit_bcrit(args, console):
+    """`fit --approach bcrit`: B_crit(L) from the batch-size sweeps of a runs directory (critical_batch)."""
+    from .critical_batch import fit_critical_batch
+    from .roles import assign_roles
+    from .source import load_source
+
+    source = load_source(_source(args), _columns(args.col))
+    if source.curves is None:
+        raise InputError(str(args.source), "--approach bcrit needs learning curves (metrics.parquet)",
+                         "pass the runs directory of a batch-size sweep (plan kind batch_size)")
+    runs = assign_roles(source.table).all
+    fit = fit_critical_batch(source.curves, runs.assign(n_params=runs["N"]), n_boot=args.bootstrap, seed=args.seed)
+    if args.save:
+        save_B_crit(fit, args.save)
+    points = fit.extra["points"]
+    if args.json:
+        return print(json.dumps({**fit.to_dict(), "points": json.loads(points.to_json(orient="records"))}, indent=2))
+    _print_params(console, fit, f"{fit.name} from {len(points)} target losses, {len(fit.extra['sweeps'])} sweep(s)")
+    _print_table(console, "B_crit at each target loss (Kaplan eq 5.1; tokens)", list(points.columns),
+                 [[fmt(v) for v in r] for r in points.itertuples(index=False)])
+    for flag in fit.flags:
+        console.print(f"[yellow]warning:[/yellow] {flag}")
+    if args.save:
+        console.print(f"saved {args.save} (scalinglaws bcrit --loss L --law {args.save})")
 
 
 def cmd_compare(args, console):
@@ -337,8 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("source", nargs="?", help="a .csv/.parquet table or a runs directory")
     s.add_argument("--dataset", help="a published table shipped with scalinglaws (chinchilla_epoch), with --law")
     which = s.add_mutually_exclusive_group(required=True)
-    which.add_argument("--approach", choices=["2", "3", "kaplan"],
-                       help="2: isoFLOP parabolas; 3: L = E + A/N^alpha + B/D^beta; kaplan: eq 1.5 L(N, D)")
+    which.add_argument("--approach", choices=["2", "3", "kaplan", "bcrit"],
+                       help="2: isoFLOP parabolas; 3: L = E + A/N^alpha + B/D^beta; kaplan: eq 1.5 L(N, D); "
+                            "bcrit: B_crit(L) = B*/L^(1/alpha_B) from a batch-size sweep (Kaplan eq 5.1-5.3)")
     which.add_argument("--law", choices=list(LAWS), help="a law of the registry (see `scalinglaws laws`)")
     s.add_argument("--E", type=float, default=0.0, help="--law pinned_e: the fixed irreducible loss (default 0)")
     s.add_argument("--col", action="append", help=col_help)
@@ -347,7 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     s.add_argument("--window", type=int, default=None,
                    help="approach 2: fit each parabola to this many sizes around the budget's lowest loss (default: all)")
-    s.add_argument("--save", metavar="FIT_JSON", help="save the law (approach 3 or kaplan) for predict/allocate")
+    s.add_argument("--save", metavar="FIT_JSON", help="save the law: approach 3/kaplan for predict, bcrit for bcrit --law")
     s.add_argument("--sweep", metavar="NAME", help=sweep_help)
 
     add("laws", cmd_laws, "List the laws `fit --law` and `backtest` fit, with their formulas and sources")
@@ -381,8 +411,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--law", default="chinchilla", help=LAW_HELP)
     s.add_argument("--C", type=float, required=True, help="training FLOPs")
 
-    s = add("bcrit", cmd_bcrit, "Kaplan's critical batch size (tokens) at a given loss")
+    s = add("bcrit", cmd_bcrit, "The critical batch size (tokens) at a given loss, B_crit(L) = B*/L^(1/alpha_B)")
     s.add_argument("--loss", type=float, required=True, help="loss in nats/token")
+    s.add_argument("--law", metavar="BCRIT_JSON", help="a fitted B_crit(L): the report's bcrit.json or `fit RUNS "
+                   "--approach bcrit --save FILE` (default: Kaplan 2020's B* = 2e8 tokens, alpha_B = 0.21)")
 
     s = add("compare", cmd_compare, "Compare named (N, D) plans with the compute-optimal model of equal compute")
     s.add_argument("--law", default="chinchilla", help=LAW_HELP)

@@ -13,32 +13,27 @@ B* ~ 2e8 tokens, alpha_B ~ 0.21).
 - `measure_critical_batch(curves, runs)`: for every batch-size sweep and target loss, the eq 5.1 fit.
 - `fit_critical_batch(curves, runs, n_boot)`: the measured B_crit(L) and the eq 5.3 fit, with bootstrap
   intervals over whole learning curves.
-- `save_B_crit(fit, path)` / `load_B_crit(path)`: a fitted B_crit(L) as JSON, for `scalinglaws bcrit --law`.
+A fitted B_crit(L) is saved and read as JSON by `laws.save_B_crit` / `laws.load_B_crit` (`scalinglaws bcrit --law`).
 
 Inputs: `curves` has one row per eval point (run_id, step, val_loss; `lr` when known), `runs` one row per run
 (run_id, batch_size in sequences, n_ctx, and the shape: n_params, plus sweep, n_layer, d_model when present).
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares, nnls
 
-from ._files import write_text
 from .errors import InputError
 from .powerlaw import as_positive_array, fit_loglinear, predictor
 from .result import FitResult
 
 __all__ = ["steps_to_loss", "fit_S_E", "fit_B_crit", "batch_size_sweeps", "measure_critical_batch",
-           "fit_critical_batch", "save_B_crit", "load_B_crit", "B_STAR", "ALPHA_B", "MIN_BATCH_SIZES"]
+           "fit_critical_batch", "B_STAR", "ALPHA_B", "MIN_BATCH_SIZES"]
 
 B_STAR, ALPHA_B = 2e8, 0.21  # Kaplan et al. 2020, eq 5.3: B* in tokens
 MIN_BATCH_SIZES = 3  # eq 5.1 has 2 parameters: a third batch size tests it
 SHAPE_COLUMNS = ("sweep", "family", "n_layer", "d_model", "n_head", "n_kv_head", "d_ff", "n_ctx", "n_params")
-BCRIT_FORM = "bcrit_kaplan_eq_5_3"
 
 
 def steps_to_loss(step, loss, targets) -> np.ndarray:
@@ -238,7 +233,10 @@ def _sweep_matrices(curves: pd.DataFrame, runs: pd.DataFrame, losses=None, n_los
     labels = batch_size_sweeps(runs)
     B = _tokens_per_step(runs)
     out = {}
-    for label in pd.unique(labels.dropna()):
+    order = runs.assign(_label=labels).dropna(subset=["_label"])
+    if "n_params" in order:  # smallest model first
+        order = order.sort_values("n_params", kind="stable")
+    for label in pd.unique(order["_label"]):
         members = runs.index[labels == label]
         data = {}
         for i in members:
@@ -416,62 +414,3 @@ def fit_critical_batch(curves: pd.DataFrame, runs: pd.DataFrame, losses=None, n_
                      intervals=intervals, level=level, objective=point.objective, flags=tuple(flags),
                      extra={"points": points, "steps": steps, "samples": samples, "point_intervals": point_iv,
                             "n_boot": int(n_boot), "n_failed": n_failed, "sweeps": list(matrices)})
-
-
-def save_B_crit(fit: FitResult, path) -> Path:
-    """Write a fitted B_crit(L) (`fit_critical_batch` or `fit_B_crit`) to `path` as JSON, atomically.
-
-    Parameters
-    ----------
-    fit : FitResult
-        params B_star, alpha_B (Kaplan et al. 2020, eq 5.3); bootstrap samples are kept when present.
-    path : str or Path
-        The file to write.
-
-    Returns
-    -------
-    Path
-        `path`; `load_B_crit(path)` reads it back.
-    """
-    d = fit.to_dict()
-    d["form"] = BCRIT_FORM
-    d["formula"] = "B_crit(L) = B_star / L^(1/alpha_B), tokens (Kaplan et al. 2020, eq 5.3)"
-    samples = fit.extra.get("samples")
-    if samples is not None and len(samples):
-        d["samples"] = samples.dropna().to_dict("records")
-    return write_text(path, json.dumps(d, indent=2) + "\n")
-
-
-def load_B_crit(path) -> FitResult:
-    """A B_crit(L) law saved by `save_B_crit` (e.g. the report's bcrit.json).
-
-    Parameters
-    ----------
-    path : str or Path
-        The JSON file.
-
-    Returns
-    -------
-    FitResult
-        params B_star, alpha_B; predict(L) -> B_crit (tokens); intervals and extra["samples"] as saved.
-        InputError for a missing file or one that holds no B_crit law (Kaplan et al. 2020, eq 5.3).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(str(path), "file not found", "pass a B_crit fit written by the report (bcrit.json) or "
-                         "`scalinglaws fit RUNS --approach bcrit --save FILE`")
-    try:
-        d = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(str(path), f"not valid JSON ({e})", "pass a file written by save_B_crit") from None
-    params = d.get("params") if isinstance(d, dict) else None
-    if d.get("form") != BCRIT_FORM or not isinstance(params, dict) or not {"B_star", "alpha_B"} <= set(params):
-        raise InputError(str(path), "holds no B_crit(L) law (form, B_star, alpha_B)",
-                         "pass a file written by `scalinglaws fit RUNS --approach bcrit --save FILE` or the "
-                         "report's bcrit.json")
-    B_star, alpha_B = float(params["B_star"]), float(params["alpha_B"])
-    return FitResult(name=d.get("name", "B_crit(L)"), params={"B_star": B_star, "alpha_B": alpha_B},
-                     predict=predictor(lambda l: B_star / l ** (1.0 / alpha_B), ["L"]),
-                     intervals={k: (float(v[0]), float(v[1])) for k, v in d.get("intervals", {}).items()},
-                     level=float(d.get("level", 0.95)), flags=tuple(d.get("flags", ())),
-                     extra={"samples": pd.DataFrame(d.get("samples", []), columns=["B_star", "alpha_B"])})

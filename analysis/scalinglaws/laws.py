@@ -7,6 +7,10 @@ A `Law` is a functional form plus its parameters:
   D_opt(C) = G^-1 (C/6)^(alpha/(alpha+beta)), G = (alpha A / (beta B))^(1/(alpha+beta)).
 - form "kaplan_nd": L(N, D) = [(N_c/N)^(a_N/a_D) + D_c/D]^a_D (Kaplan et al. 2020, eq. 1.5; N non-embedding).
 
+A fitted critical batch size B_crit(L) = B_star / L^(1/alpha_B) (Kaplan et al. 2020, eq 5.3;
+critical_batch.fit_critical_batch) is saved the same way by `save_B_crit` and read by `load_B_crit`
+(`scalinglaws bcrit --law`).
+
 Each published law cites its paper and table.
 """
 from __future__ import annotations
@@ -17,10 +21,13 @@ from pathlib import Path
 from typing import Mapping
 
 import numpy as np
+import pandas as pd
 
 from ._files import write_text
 from .chinchilla import chinchilla_loss, compute_optimal
 from .errors import InputError
+from .powerlaw import predictor
+from .result import FitResult
 
 CHINCHILLA_PARAMS = ("E", "A", "B", "alpha", "beta")
 KAPLAN_ND_PARAMS = ("N_c", "D_c", "a_N", "a_D")
@@ -29,6 +36,7 @@ FORMS = {"chinchilla": CHINCHILLA_PARAMS, "kaplan_nd": KAPLAN_ND_PARAMS}
 # Other spellings a fit may use for the eq 1.5 parameters, mapped to ours.
 _ALIASES = {"alpha_N": "a_N", "alpha_D": "a_D", "Nc": "N_c", "Dc": "D_c", "aN": "a_N", "aD": "a_D"}
 
+BCRIT_FORM = "bcrit_kaplan_eq_5_3"  # the "form" of a saved B_crit(L) fit
 PF_DAY = 8.64e19  # FLOPs in one petaflop/s-day
 KAPLAN_C_C_PF_DAYS = 3.1e8  # Kaplan 2020, L(C_min) = (C_c / C_min)^0.050, C_c in PF-days
 KAPLAN_A_C = 0.050
@@ -214,3 +222,62 @@ def load_law(spec) -> Law:
     if not isinstance(d, dict) or not isinstance(d.get("params"), dict):
         raise InputError(str(path), "no 'params' object", "pass a file written by `fit --save`")
     return law_from_fit(d, name=d.get("name", path.stem))
+
+
+def save_B_crit(fit: FitResult, path) -> Path:
+    """Write a fitted B_crit(L) (`fit_critical_batch` or `fit_B_crit`) to `path` as JSON, atomically.
+
+    Parameters
+    ----------
+    fit : FitResult
+        params B_star, alpha_B (Kaplan et al. 2020, eq 5.3); bootstrap samples are kept when present.
+    path : str or Path
+        The file to write.
+
+    Returns
+    -------
+    Path
+        `path`; `load_B_crit(path)` reads it back.
+    """
+    d = fit.to_dict()
+    d["form"] = BCRIT_FORM
+    d["formula"] = "B_crit(L) = B_star / L^(1/alpha_B), tokens (Kaplan et al. 2020, eq 5.3)"
+    samples = fit.extra.get("samples")
+    if samples is not None and len(samples):
+        d["samples"] = samples.dropna().to_dict("records")
+    return write_text(path, json.dumps(d, indent=2) + "\n")
+
+
+def load_B_crit(path) -> FitResult:
+    """A B_crit(L) law saved by `save_B_crit` (e.g. the report's bcrit.json).
+
+    Parameters
+    ----------
+    path : str or Path
+        The JSON file.
+
+    Returns
+    -------
+    FitResult
+        params B_star, alpha_B; predict(L) -> B_crit (tokens); intervals and extra["samples"] as saved.
+        InputError for a missing file or one that holds no B_crit law (Kaplan et al. 2020, eq 5.3).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(str(path), "file not found", "pass a B_crit fit written by the report (bcrit.json) or "
+                         "`scalinglaws fit RUNS --approach bcrit --save FILE`")
+    try:
+        d = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(str(path), f"not valid JSON ({e})", "pass a file written by save_B_crit") from None
+    params = d.get("params") if isinstance(d, dict) else None
+    if d.get("form") != BCRIT_FORM or not isinstance(params, dict) or not {"B_star", "alpha_B"} <= set(params):
+        raise InputError(str(path), "holds no B_crit(L) law (form, B_star, alpha_B)",
+                         "pass a file written by `scalinglaws fit RUNS --approach bcrit --save FILE` or the "
+                         "report's bcrit.json")
+    B_star, alpha_B = float(params["B_star"]), float(params["alpha_B"])
+    return FitResult(name=d.get("name", "B_crit(L)"), params={"B_star": B_star, "alpha_B": alpha_B},
+                     predict=predictor(lambda l: B_star / l ** (1.0 / alpha_B), ["L"]),
+                     intervals={k: (float(v[0]), float(v[1])) for k, v in d.get("intervals", {}).items()},
+                     level=float(d.get("level", 0.95)), flags=tuple(d.get("flags", ())),
+                     extra={"samples": pd.DataFrame(d.get("samples", []), columns=["B_star", "alpha_B"])})

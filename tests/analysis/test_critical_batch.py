@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 from _synthetic_runs import KAPLAN_TRUE, kaplan_curves
 
-from scalinglaws.critical_batch import (batch_size_sweeps, fit_B_crit, fit_critical_batch, fit_S_E, load_B_crit,
-                                        measure_critical_batch, save_B_crit, steps_to_loss)
+from scalinglaws.critical_batch import (batch_size_sweeps, fit_B_crit, fit_critical_batch, fit_S_E,
+                                        measure_critical_batch, steps_to_loss)
 from scalinglaws.errors import InputError
+from scalinglaws.laws import load_B_crit, save_B_crit
 
 
 def true_B_crit(L):
@@ -107,3 +108,39 @@ def test_saved_fit_reads_back(tmp_path):
     (tmp_path / "other.json").write_text(json.dumps({"params": {"E": 1.0}}))
     with pytest.raises(InputError, match="holds no B_crit"):
         load_B_crit(tmp_path / "other.json")
+
+
+def test_cli_fits_saves_and_uses_a_fitted_B_crit(tmp_path, capsys):
+    from _synthetic_runs import write_kaplan_runs
+
+    from scalinglaws.cli import main
+
+    root, _, _ = write_kaplan_runs(tmp_path / "runs", sizes=(1e5, 3e5))
+    saved = tmp_path / "bcrit.json"
+    assert main(["fit", str(root), "--approach", "bcrit", "--bootstrap", "20", "--save", str(saved), "--json"]) == 0
+    fitted = json.loads(capsys.readouterr().out)
+    assert fitted["params"]["alpha_B"] == pytest.approx(KAPLAN_TRUE["alpha_B"], abs=0.02)
+    assert len(fitted["points"]) == 16 and set(fitted["intervals"]) == {"B_star", "alpha_B"}
+    assert main(["bcrit", "--loss", "5.0", "--law", str(saved), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    p = fitted["params"]
+    assert out["B_crit_tokens"] == pytest.approx(p["B_star"] / 5.0 ** (1 / p["alpha_B"]), rel=1e-9)
+    lo, hi = out["interval"]
+    assert lo < out["B_crit_tokens"] < hi
+    assert out["B_crit_tokens"] == pytest.approx(true_B_crit(5.0), rel=0.15)
+    # without --law: Kaplan's published formula, as before
+    assert main(["bcrit", "--loss", "5.0", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["B_crit_tokens"] == pytest.approx(2e8 / 5.0 ** (1 / 0.21))
+
+
+def test_cli_bcrit_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
+    from scalinglaws.cli import main
+
+    assert main(["bcrit", "--loss", "5.0", "--law", str(tmp_path / "missing.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "missing.json: file not found" in err and "Fix:" in err
+    table = tmp_path / "runs.csv"
+    pd.DataFrame({"N": [1e5, 2e5], "D": [1e8, 1e8], "loss": [4.0, 3.9]}).to_csv(table, index=False)
+    assert main(["fit", str(table), "--approach", "bcrit"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "needs learning curves" in err

@@ -13,7 +13,7 @@ from _synthetic_runs import KAPLAN_TRUE, SOURCE_OFFSETS, write_kaplan_runs
 
 from scalinglaws import report
 from scalinglaws._context import NOT_IDENTIFIED_TITLE
-from scalinglaws.critical_batch import load_B_crit
+from scalinglaws.laws import load_B_crit
 from scalinglaws.errors import InputError
 from scalinglaws.report import SECTION_TITLES, build_report
 
