@@ -9,7 +9,8 @@ Three kinds of source:
 - ``text_files``: the user's own files by glob. A ``.txt`` file is one document; every row of a ``.jsonl``/``.json``
   or ``.parquet`` file is one document, read through HF ``datasets`` from the column ``text_column``.
 - ``hf``: a Hugging Face dataset by name/config/split (or a directory written by ``Dataset.save_to_disk``), one
-  document per row of ``text_column``.
+  document per row of ``text_column``. With ``streaming: true`` it is read as a ``datasets`` IterableDataset, row
+  by row, as far as the token cache needs (token_stream.py); nothing is downloaded or held beyond that.
 
 Each source also has a cheap ``fingerprint`` (no text read) that keys the token cache: archive digests for
 ``builtin``, (path, size, mtime) for files, the dataset's name/revision/files for ``hf``.
@@ -250,8 +251,11 @@ def text_file_documents(files: list[Path], text_column: str, hf_cache_dir: str |
 
 def hf_documents(name: str, config: str | None, split: str, text_column: str, data_files=None,
                  revision: str | None = None, max_documents: int | None = None,
-                 hf_cache_dir: str | Path | None = None) -> Iterator[tuple[str, str]]:
-    """Documents of a Hugging Face dataset: a hub name (load_dataset) or a save_to_disk directory (load_from_disk)."""
+                 hf_cache_dir: str | Path | None = None, streaming: bool = False) -> Iterator[tuple[str, str]]:
+    """Documents of a Hugging Face dataset: a hub name (load_dataset) or a save_to_disk directory (load_from_disk).
+
+    streaming=True reads it as an IterableDataset (`load_dataset(..., streaming=True)`): rows are fetched as the
+    caller asks for them, and closing this generator stops the reading."""
     import datasets
 
     where = f"dataset {name!r}"
@@ -266,17 +270,46 @@ def hf_documents(name: str, config: str | None, split: str, text_column: str, da
                 dataset = dataset[split]
         else:
             dataset = datasets.load_dataset(name, config, split=split, data_files=data_files, revision=revision,
-                                            cache_dir=None if hf_cache_dir is None else str(hf_cache_dir))
+                                            cache_dir=None if hf_cache_dir is None else str(hf_cache_dir),
+                                            **({"streaming": True} if streaming else {}))
+        if streaming and isinstance(dataset, datasets.Dataset):  # a save_to_disk directory: already on disk
+            dataset = dataset.to_iterable_dataset()
     except ConfigError:
         raise
     except Exception as error:
         raise ConfigError("data.source.name", f"cannot load {where} (config {config!r}, split {split!r}): "
                           f"{type(error).__name__}: {error}", "check the dataset name/config/split, network "
                           "access to the Hugging Face hub (or HF_DATASETS_OFFLINE), or use data=text_files") from error
+    if streaming:
+        yield from _streamed_texts(dataset, name, text_column, max_documents)
+        return
     if max_documents is not None:
         dataset = dataset.select(range(min(int(max_documents), len(dataset))))
     for row, text in enumerate(_column_texts(dataset, text_column, where)):
         yield f"{name}#{row}", text if isinstance(text, str) else ""
+
+
+def _streamed_texts(dataset, name: str, column: str, max_documents: int | None) -> Iterator[tuple[str, str]]:
+    """(doc_id, text) of an IterableDataset's rows, pulled one at a time; the row iterator is closed on exit."""
+    columns = dataset.column_names  # None when the features are only known once rows are read
+    if columns is not None and column not in columns:
+        raise ConfigError("data.source.text_column", f"dataset {name!r} has no column {column!r} (its columns: "
+                          f"{columns})", f"set data.source.text_column to one of {columns}")
+    if max_documents is not None:
+        dataset = dataset.take(int(max_documents))
+    rows = iter(dataset)
+    try:
+        for row_number, row in enumerate(rows):
+            if column not in row:
+                raise ConfigError("data.source.text_column", f"row {row_number} of dataset {name!r} has no column "
+                                  f"{column!r} (its columns: {list(row)})", "set data.source.text_column to one of "
+                                  f"{list(row)}")
+            text = row[column]
+            yield f"{name}#{row_number}", text if isinstance(text, str) else ""
+    finally:
+        close = getattr(rows, "close", None)
+        if close is not None:
+            close()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -297,6 +330,19 @@ def check_source(source: dict) -> None:
                           "save_to_disk directory")
     if kind in ("text_files", "hf") and not source.get("text_column", "text"):
         raise ConfigError("data.source.text_column", "is empty", "name the column that holds the text")
+    streaming = source.get("streaming", False)
+    if not isinstance(streaming, bool):
+        raise ConfigError("data.source.streaming", f"is {streaming!r}", "set it to true or false")
+    if streaming and kind != "hf":
+        raise ConfigError("data.source.streaming", f"is true with data.source.kind={kind}", "stream a Hugging Face "
+                          "dataset (data=hf, with local files: data.source.name=parquet data.source.data_files=...), "
+                          "or set data.source.streaming=false")
+    for key, what in (("stream_tokens", "training tokens, or null for what the run consumes"),
+                      ("tokenizer_bytes", "bytes of text to train the tokenizer on, or null for the default")):
+        value = source.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 1
+                                  or value != int(value)):
+            raise ConfigError(f"data.source.{key}", f"is {value!r}", f"give a positive whole number of {what}")
 
 
 def file_fingerprint(path: Path) -> tuple:
@@ -333,6 +379,8 @@ def source_fingerprint(source: dict, project_root: Path | None = None) -> str:
         parts += [file_fingerprint(path) for path in resolve_paths(source["paths"], project_root)]
     else:
         keys = ("name", "config", "split", "text_column", "data_files", "revision", "max_documents")
+        if source.get("streaming"):  # a streamed cache holds the first stream_tokens tokens of the dataset
+            keys += ("streaming", "stream_tokens", "tokenizer_bytes")
         parts = [(key, source.get(key)) for key in keys]
         local = _local_data_files(source.get("data_files"))
         if os.path.isdir(source["name"]):
@@ -355,4 +403,5 @@ def iter_documents(source: dict, cache_dir: str | Path, project_root: Path | Non
     else:
         yield from hf_documents(source["name"], source.get("config"), source.get("split", "train"),
                                 source.get("text_column", "text"), source.get("data_files"), source.get("revision"),
-                                source.get("max_documents"), hf_cache_dir=None)  # hub data: HF's own cache
+                                source.get("max_documents"), hf_cache_dir=None,  # hub data: HF's own cache
+                                streaming=source.get("streaming", False))

@@ -49,6 +49,7 @@ from scalinglab.corpus import check_source
 from scalinglab.errors import ConfigError, report_user_error
 from scalinglab.runs import consumed_tokens, steps_for_tokens, tokens_per_epoch, train_windows
 from scalinglab import token_cache
+from scalinglab.token_stream import stream_budget
 from scalinglab.tokenizer import check_vocab_size, load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -178,6 +179,10 @@ class TokenDataModule(L.LightningDataModule):
         self.tokens_per_step = self.batch_size * self.n_ctx
         self.steps = steps_for_tokens(train.tokens, self.tokens_per_step)
         self.tokens_total = consumed_tokens(train.tokens, self.tokens_per_step)
+        if self.source.get("streaming"):  # a streamed cache holds what the run needs (token_stream.py)
+            budget = self.source.get("stream_tokens")
+            self.source["stream_tokens"] = int(budget) if budget is not None else stream_budget(self.tokens_total,
+                                                                                                self.n_ctx)
         self.manifest: dict | None = None
 
     # -- building / loading ---------------------------------------------------------------------------

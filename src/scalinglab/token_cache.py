@@ -153,8 +153,13 @@ def build_token_cache(source: dict, vocab_size: int, val_tokens: int, tokenizer_
     """Read the corpus, split it by document, train/load the tokenizer, write both splits; return the manifest.
 
     Everything is written under a temporary directory that is renamed to `final_dir` at the end, so an
-    interrupted build never leaves a cache that looks complete.
+    interrupted build never leaves a cache that looks complete. A streamed source (data.source.streaming) is
+    built by token_stream.build_streamed_cache instead, without holding the corpus.
     """
+    if source.get("streaming"):
+        from scalinglab.token_stream import build_streamed_cache
+
+        return build_streamed_cache(source, vocab_size, val_tokens, tokenizer_file, cache_dir, final_dir, progress)
     start = time.perf_counter()
     ids, texts = [], []
     for doc_id, text in iter_documents(source, cache_dir, PROJECT_ROOT):
@@ -197,10 +202,7 @@ def build_token_cache(source: dict, vocab_size: int, val_tokens: int, tokenizer_
                           f"{tokenizer.get_vocab_size()} tokens", f"set data.vocab_size={tokenizer.get_vocab_size()}")
 
     dtype = token_dtype(vocab_size)
-    final_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = final_dir.with_name(final_dir.name + f".tmp-{os.getpid()}")
-    shutil.rmtree(tmp_dir, ignore_errors=True)
-    tmp_dir.mkdir()
+    tmp_dir = new_build_dir(final_dir)
     try:
         val_ids.tofile(tmp_dir / "val.bin")
         bytes_train = sum(b for b, v in zip(doc_bytes, is_val) if not v)
@@ -215,19 +217,34 @@ def build_token_cache(source: dict, vocab_size: int, val_tokens: int, tokenizer_
             "vocab_size": int(vocab_size), "tokenizer_vocab_size": int(tokenizer.get_vocab_size()),
             "val_tokens_requested": int(val_tokens), "dtype": dtype.name, "eot_id": int(eot),
             "source": source, "corpus_fingerprint": source_fingerprint(source, PROJECT_ROOT), "split_key": split_key,
-            "sha256": {name: sha256_file(tmp_dir / name) for name in DIGESTED},
-            "sample_sha256": {name: sample_digest(tmp_dir / name) for name in SPLITS},
-            "versions": _versions(), "build_seconds": round(time.perf_counter() - start, 3),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "build_seconds": round(time.perf_counter() - start, 3),
         }
-        write_text(tmp_dir / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True))  # written last: its presence marks a complete cache
-        try:
-            os.replace(tmp_dir, final_dir)
-        except OSError:  # another process finished the same cache first; keep theirs
-            shutil.rmtree(tmp_dir, ignore_errors=True)
+        return publish(tmp_dir, final_dir, manifest)
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         raise
+
+
+def new_build_dir(final_dir: Path) -> Path:
+    """An empty `<key>.tmp-<pid>` folder beside `final_dir` for this process's build."""
+    final_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = final_dir.with_name(final_dir.name + f".tmp-{os.getpid()}")
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+    tmp_dir.mkdir()
+    return tmp_dir
+
+
+def publish(tmp_dir: Path, final_dir: Path, manifest: dict) -> dict:
+    """Finish a build: record the digests of tmp_dir's files and the versions in `manifest`, write it last (its
+    presence marks a complete cache), rename tmp_dir to final_dir; return the manifest now at final_dir."""
+    manifest = {**manifest, "sha256": {name: sha256_file(tmp_dir / name) for name in DIGESTED},
+                "sample_sha256": {name: sample_digest(tmp_dir / name) for name in SPLITS},
+                "versions": _versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    write_text(tmp_dir / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True))
+    try:
+        os.replace(tmp_dir, final_dir)
+    except OSError:  # another process finished the same cache first; keep theirs
+        shutil.rmtree(tmp_dir, ignore_errors=True)
     return json.loads((final_dir / "manifest.json").read_text())
 
 

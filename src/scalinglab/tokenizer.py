@@ -88,14 +88,19 @@ def token_byte_lengths(tokenizer: Tokenizer) -> np.ndarray:
     return lengths
 
 
-def encode_documents(tokenizer: Tokenizer, texts: list[str], eot_id: int, dtype: np.dtype) -> np.ndarray:
-    """Token ids of the documents, each followed by end-of-text, as one flat array of `dtype`."""
+def encode_documents(tokenizer: Tokenizer, texts: list[str], eot_id: int, dtype: np.dtype,
+                     lengths: bool = False):
+    """Token ids of the documents, each followed by end-of-text, as one flat array of `dtype`; with lengths=True,
+    also each document's token count (end-of-text included), so a caller can cut between documents."""
     if not texts:
-        return np.zeros(0, dtype=dtype)
+        return (np.zeros(0, dtype=dtype), np.zeros(0, dtype=np.int64)) if lengths else np.zeros(0, dtype=dtype)
     encodings = tokenizer.encode_batch_fast(texts, add_special_tokens=False)
     pieces = []
     eot = np.array([eot_id], dtype=dtype)
     for encoding in encodings:
         pieces.append(np.asarray(encoding.ids, dtype=dtype))
         pieces.append(eot)
-    return np.concatenate(pieces)
+    ids = np.concatenate(pieces)
+    if lengths:
+        return ids, np.array([len(e.ids) + 1 for e in encodings], dtype=np.int64)
+    return ids
