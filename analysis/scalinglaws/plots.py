@@ -82,6 +82,15 @@ def tidy_log_axis(axis, plain: bool = False) -> None:
     axis.set_minor_formatter(NullFormatter())
 
 
+def tidy_figure(fig) -> None:
+    """tidy_log_axis on every log axis of every panel (colour bars included) of `fig`; an axis whose label names
+    the loss gets plain labels. save_figure applies it, so every written figure follows the module's rules."""
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            if axis.get_scale() == "log":
+                tidy_log_axis(axis, plain="loss" in axis.get_label_text())
+
+
 def _tidy(ax, loss_axis: str = "y") -> None:
     """tidy_log_axis on every log axis of `ax`; the `loss_axis` one gets plain labels."""
     for name, axis in (("x", ax.xaxis), ("y", ax.yaxis)):
@@ -298,7 +307,8 @@ def save_figure(fig, path, format: str | None = None) -> Path:
     """Write `fig` to `path` atomically (a temporary file beside it, then os.replace) and close it.
 
     format: one of FORMATS, default the suffix of `path` (PNG when it has none of them). PNG is written at
-    FIGURE_DPI dots per inch (recorded in the file's pHYs chunk); SVG and PDF are vector.
+    FIGURE_DPI dots per inch (recorded in the file's pHYs chunk); SVG and PDF are vector. Log axes are tidied
+    first (`tidy_figure`).
     """
     try:
         if format is not None and format not in FORMATS:
@@ -306,6 +316,7 @@ def save_figure(fig, path, format: str | None = None) -> Path:
         format = format or Path(path).suffix.lstrip(".").lower()
         if format not in FORMATS:
             format = "png"
+        tidy_figure(fig)
         return atomic_write(path, lambda tmp: fig.savefig(tmp, format=format, dpi=FIGURE_DPI))
     finally:
         plt.close(fig)

@@ -205,3 +205,19 @@ def test_save_figure_formats_and_raster_dpi(tmp_path, fmt, magic):
         assert (width, height) == (round(width_in * plots.FIGURE_DPI), round(height_in * plots.FIGURE_DPI))
     with pytest.raises(InputError, match="format"):
         plots.save_figure(plots.residuals([1.0, 2.0], [1.0, 2.0]), tmp_path / "r.jpg", format="jpg")
+
+
+def test_save_figure_tidies_every_log_axis_of_any_figure(tmp_path):
+    import matplotlib.pyplot as plt
+
+    fig, (ax, other) = plt.subplots(1, 2)
+    ax.plot([1e5, 2e5, 4e5], [3.6, 3.3, 3.0], "o-")
+    ax.set(xscale="log", yscale="log", ylabel=plots.LABELS["loss"])  # drawn without plots' own tidying
+    other.plot([1.0, 2.0], [1e3, 3e3])
+    other.set(yscale="log", ylabel="tokens")
+    plots.save_figure(fig, tmp_path / "f.svg")
+    fig.canvas.draw()
+    shown = _shown_labels(ax.yaxis)
+    assert len(shown) >= 3 and all(_number(t.get_text()) == pytest.approx(loc) for loc, t in shown)
+    assert all("10^" in t.get_text() for _, t in _shown_labels(other.yaxis))  # not a loss: 1-2-5 x 10^k
+    assert not [t for t in other.yaxis.get_minorticklabels() if t.get_text()]
