@@ -197,8 +197,8 @@ def generalization(ctx: Context, s: Section) -> None:
     except InputError as e:
         s.text.append(f"Not measured: {e}")
         return
-    s.text.append("Each run's final validation loss on every data source against its loss on the whole "
-                  "validation split (`loss`), across model sizes; a line L_source = slope L_train + offset per "
+    s.text.append("Each run's final validation loss on every data source against its validation loss on the "
+                  "training distribution (`loss`, which leaves a held-out source out), across model sizes; a line L_source = slope L_train + offset per "
                   "source, with bootstrap intervals over sizes. Kaplan et al. 2020 (sec 3.2.2, Figure 8) find the "
                   "loss on other distributions follows the training loss with a roughly constant offset (slope "
                   "about 1). A source the runs held out of training (holdout_source) measures transfer and is "

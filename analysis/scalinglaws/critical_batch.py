@@ -195,7 +195,7 @@ def batch_size_sweeps(runs: pd.DataFrame) -> pd.Series:
     keys = [c for c in SHAPE_COLUMNS if c in runs]
     labels = np.full(len(runs), np.nan, dtype=object)
     if keys:
-        shapes = runs[keys].astype(str).agg("|".join, axis=1).to_numpy()
+        shapes = np.array(["|".join(map(str, row)) for row in runs[keys].astype(object).to_numpy()])  # NaN: "nan"
         for shape in pd.unique(shapes):
             pos = np.flatnonzero(shapes == shape)
             if len(np.unique(B[pos][np.isfinite(B[pos])])) >= MIN_BATCH_SIZES:

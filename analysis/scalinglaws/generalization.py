@@ -2,8 +2,8 @@
 
 Kaplan et al. find that the loss on a distribution other than the training one tracks the training loss across
 model sizes with a roughly constant offset: a line of slope about 1. Here each run's validation loss on every
-data source (`val_loss/<source>` columns of the run summaries) is set against its loss on the whole validation
-split (`loss`), and a line L_source = slope L_train + offset is fitted per source across the runs, with
+data source (`val_loss/<source>` columns of the run summaries) is set against its loss on the training
+distribution (`loss`: the validation split without a held-out source's windows), and a line L_source = slope L_train + offset is fitted per source across the runs, with
 bootstrap intervals over model sizes (all runs of a size drawn together). A source a run held out of training
 (`holdout_source`) measures transfer; its points are fitted apart from those of runs that trained on it.
 

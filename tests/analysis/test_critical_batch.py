@@ -69,6 +69,7 @@ def test_steps_to_loss_interpolates_the_running_minimum():
 def test_sweeps_are_runs_of_one_shape_at_three_or_more_batch_sizes():
     runs, _ = kaplan_curves([1e5, 4e5], [8, 32, 128], points=5)
     runs = pd.concat([runs, runs.iloc[:2].assign(run_id=["x1", "x2"], n_params=1.0, batch_size=[8, 16])])
+    runs["family"] = [None if n == 1e5 else "gpt2" for n in runs["n_params_nonembed"]]  # null in older runs
     labels = batch_size_sweeps(runs)
     assert labels.iloc[:6].nunique() == 2 and labels.iloc[6:].isna().all()
 
