@@ -65,10 +65,13 @@ def steps_vs_tokens(fit: FitResult, title: str = "Steps vs tokens to reach each 
         S = r.S_min + r.E_min / B
         ax.plot(S * B, S, color=color, lw=1, ls="-" if not r.flags else ":")
     fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=f"target {LABELS['loss']}")
+    ax.scatter([], [], color="0.5", s=16, label="(E, S) of one batch size (colour: target loss)")
+    ax.plot([], [], color="0.5", lw=1, label="S = S_min + E_min / B (dotted: flagged)")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("tokens E = B S")
     ax.set_ylabel("optimizer steps S")
+    ax.legend(fontsize=7)
     return fig
 
 
@@ -111,10 +114,13 @@ def loss_vs_s_min(fit: FitResult, title: str = "Learning curves vs S_min with L(
     for N in np.unique(d["N"]):
         ax.plot(grid, np.asarray(fit.predict(np.full_like(grid, N), grid), float), color=cmap(norm(N)), lw=1.5)
     fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=LABELS["N"])
+    ax.plot([], [], ".", color="0.5", ms=3, label="eval points (colour: N)")
+    ax.plot([], [], color="0.5", lw=1.5, label="L(N, S_min) fitted, one line per N")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("S_min = S / (1 + B_crit(L)/B) (steps)")
     ax.set_ylabel(f"validation {LABELS['loss']}")
+    ax.legend(fontsize=7)
     return fig
 
 
@@ -130,6 +136,10 @@ def generalization(fits: dict, title: str = "Loss on each data source vs trainin
                    zorder=3)
         grid = np.linspace(pts["loss_train"].min(), pts["loss_train"].max(), 50)
         ax.plot(grid, fit.predict(grid), color=f"C{i}", lw=1.5, ls="--" if held else "-", label=label)
+    for held, marker in ((False, "o"), (True, "s")):
+        if any(h == held for _, h in fits):
+            ax.scatter([], [], color="0.5", marker=marker, s=20,
+                       label="runs, source held out of training" if held else "runs, source in training")
     x = np.concatenate(xs)
     ax.plot([x.min(), x.max()], [x.min(), x.max()], "k:", lw=1, label="y = x")
     ax.set_xlabel(f"validation {LABELS['loss']}, training distribution")

@@ -280,10 +280,13 @@ def lr_curves(optima, law=None, title: str = "Loss vs peak learning rate, per si
         ax.plot(lrs[ok], losses[ok], "o-", color=color, ms=4, lw=1, label=f"N = {fmt(o.N)}")
         ax.plot(lrs[~ok], np.full((~ok).sum(), top), "x", color=color, ms=6)
         ax.plot([o.lr_opt], [o.loss_opt], "*", ms=12, color=color, mfc="white" if o.flag else color, mec=color)
+    if any(not np.isfinite(o.losses).all() for o in optima):
+        ax.plot([], [], "x", color="0.4", ms=6, label="diverged (drawn at the top)")
+    ax.plot([], [], "*", color="0.4", ms=10, label="LR_opt (hollow: flagged)")
     ax.set_xscale("log")
     ax.set_xlabel("peak learning rate")
     ax.set_ylabel(f"final {LABELS['loss']}")
-    ax.legend(fontsize=7, title="x: diverged; star: LR_opt", title_fontsize=7)
+    ax.legend(fontsize=7)
     N = np.array([o.N for o in optima])
     ax_law.scatter(N, [o.lr_opt for o in optima], c=[cmap(norm(n)) for n in N], s=40, zorder=3, label="LR_opt")
     if law is not None:

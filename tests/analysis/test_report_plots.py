@@ -87,10 +87,42 @@ def _curves():
     return pd.DataFrame(rows)
 
 
+def _other_figures() -> dict:
+    """The tuning and Kaplan figures, from small hand-made fits."""
+    from scalinglaws import _plots_kaplan as kplots
+    from scalinglaws.lr_tuning import LROptimum
+    from scalinglaws.result import FitResult
+
+    nan = float("nan")
+    optima = [LROptimum(N=1e5, lr_opt=1e-3, loss_opt=3.2, flag=None, lrs=(3e-4, 1e-3, 3e-3, 1e-2),
+                        losses=(3.4, 3.2, 3.3, nan)),
+              LROptimum(N=4e5, lr_opt=3e-3, loss_opt=3.0, flag="vertex at the grid's edge", lrs=(1e-3, 3e-3),
+                        losses=(3.1, 3.0))]
+    L = np.array([3.0, 3.5, 4.0, 4.5])
+    points = pd.DataFrame({"sweep": "bs", "L": L, "B_crit": 2e8 / L ** (1 / 0.21), "S_min": 1e3 / L,
+                           "E_min": 1e6 / L, "flags": ["", "", "", "eq 5.1: one batch size"]})
+    B = np.array([1e3, 4e3, 1.6e4])
+    steps = pd.DataFrame([{"sweep": "bs", "L": r.L, "B": b, "S": r.S_min + r.E_min / b, "E": (r.S_min + r.E_min / b) * b}
+                          for r in points.itertuples() for b in B])
+    bcrit = FitResult(name="B_crit(L)", params={"B_star": 2e8, "alpha_B": 0.21}, predict=None,
+                      extra={"points": points, "steps": steps})
+    curves = pd.DataFrame([{"run_id": f"r{n}", "N": N, "S_min": S, "loss": 2.5 + (1e5 / N) ** 0.1 + (1e3 / S) ** 0.5}
+                           for n, N in enumerate((1e5, 4e5)) for S in np.geomspace(10, 1e4, 8)])
+    ns = FitResult(name="L(N, S_min)", params={}, data=curves,
+                   predict=lambda N, S: 2.5 + (1e5 / N) ** 0.1 + (1e3 / S) ** 0.5)
+    line = lambda slope: FitResult(name="transfer", params={"slope": slope}, predict=lambda x: 0.2 + slope * x,  # noqa: E731
+                                   extra={"points": pd.DataFrame({"loss_train": L, "loss_source": 0.2 + slope * L})})
+    return {"lr_curves": plots.lr_curves(optima),
+            "bcrit_vs_loss": kplots.bcrit_vs_loss(bcrit, (2e8, 0.21)),
+            "steps_vs_tokens": kplots.steps_vs_tokens(bcrit),
+            "loss_vs_s_min": kplots.loss_vs_s_min(ns),
+            "generalization": kplots.generalization({("web", False): line(1.0), ("books", True): line(1.1)})}
+
+
 def _figures(approach2):
     df = read_table(TABLE)
     actual = df["loss"].to_numpy()
-    return {"loss_vs N": plots.loss_vs(df, "N", fitted=df.head(5)),
+    return {**_other_figures(),"loss_vs N": plots.loss_vs(df, "N", fitted=df.head(5)),
             "loss_vs narrow": plots.loss_vs(_narrow_table(), "N"),
             "isoflop": plots.isoflop_curves(approach2),
             "frontier": plots.frontier({"Approach 2": approach2}),
@@ -162,16 +194,16 @@ def test_every_marker_kind_drawn_has_a_legend_entry(approach2):
     import matplotlib.pyplot as plt
 
     for name, fig in _figures(approach2).items():
-        ax = fig.axes[0]
-        drawn = {_marker_kind(a) for a in ax.lines if len(a.get_xdata())} | \
-            {_marker_kind(c) for c in ax.collections if len(c.get_offsets())}
-        drawn.discard(None)
-        if not drawn:
-            continue
-        legend = ax.get_legend()
-        assert legend is not None, name
-        entries = {_marker_kind(h) for h in legend.legend_handles}
-        assert drawn <= entries, f"{name}: drawn without a legend entry: {drawn - entries}"
+        for ax in fig.axes:  # every panel (a colour bar draws no markers)
+            drawn = {_marker_kind(a) for a in ax.lines if len(a.get_xdata())} | \
+                {_marker_kind(c) for c in ax.collections if len(c.get_offsets())}
+            drawn.discard(None)
+            if not drawn:
+                continue
+            legend = ax.get_legend()
+            assert legend is not None, name
+            entries = {_marker_kind(h) for h in legend.findobj()}  # every artist a legend entry draws
+            assert drawn <= entries, f"{name}: drawn without a legend entry: {drawn - entries}"
         plt.close(fig)
 
 
