@@ -102,11 +102,12 @@ def _other_figures() -> dict:
     points = pd.DataFrame({"sweep": "bs", "L": L, "B_crit": 2e8 / L ** (1 / 0.21), "S_min": 1e3 / L,
                            "E_min": 1e6 / L, "flags": ["", "", "", "eq 5.1: one batch size"]})
     B = np.array([1e3, 4e3, 1.6e4])
-    steps = pd.DataFrame([{"sweep": "bs", "L": r.L, "B": b, "S": r.S_min + r.E_min / b, "E": (r.S_min + r.E_min / b) * b}
-                          for r in points.itertuples() for b in B])
+    steps = pd.DataFrame([{"sweep": "bs", "L": r.L, "B": b, "S": r.S_min + r.E_min / b,
+                           "E": (r.S_min + r.E_min / b) * b} for r in points.itertuples() for b in B])
     bcrit = FitResult(name="B_crit(L)", params={"B_star": 2e8, "alpha_B": 0.21}, predict=None,
                       extra={"points": points, "steps": steps})
-    curves = pd.DataFrame([{"run_id": f"r{n}", "N": N, "S_min": S, "loss": 2.5 + (1e5 / N) ** 0.1 + (1e3 / S) ** 0.5}
+    curves = pd.DataFrame([{"run_id": f"r{n}", "N": N, "S_min": S,
+                            "loss": 2.5 + (1e5 / N) ** 0.1 + (1e3 / S) ** 0.5}
                            for n, N in enumerate((1e5, 4e5)) for S in np.geomspace(10, 1e4, 8)])
     ns = FitResult(name="L(N, S_min)", params={}, data=curves,
                    predict=lambda N, S: 2.5 + (1e5 / N) ** 0.1 + (1e3 / S) ** 0.5)
