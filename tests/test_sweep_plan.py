@@ -212,3 +212,12 @@ def test_seeds_repeat_every_run_and_the_largest_budget_can_have_more():
         expand({"kind": "kaplan_n", "tokens": [1e5], "sizes": ["a"], "seeds_at_largest": [0, 1]}, fake_facts())
     with pytest.raises(ConfigError, match="wsd_budgets"):
         expand({"kind": "wsd_budgets", "tokens": [1e5, 2e5], "sizes": ["a"], "seeds": [0, 1]}, fake_facts())
+
+
+def test_plan_role_labels_every_run_and_is_checked():
+    plan = expand({"kind": "isoflop", "budgets": [1e11], "sizes": ["a", "b"], "role": "ablation"}, fake_facts())
+    assert {r.role for r in plan.runs} == {"ablation"}
+    with pytest.raises(ConfigError, match="plan.role"):
+        expand({"kind": "isoflop", "budgets": [1e11], "sizes": ["a"], "role": "baseline"}, fake_facts())
+    with pytest.raises(ConfigError, match="plan.role"):
+        expand({"kind": "wsd_budgets", "tokens": [1e5], "sizes": ["a"], "role": "ablation"}, fake_facts())

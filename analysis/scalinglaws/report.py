@@ -28,11 +28,13 @@ from .source import load_source
 
 WSD_TITLE = "WSD: many token budgets from one run"  # only when the input has WSD cooldown runs
 TUNE_TITLE = "Learning-rate tuning"  # only when the input has runs of a tuning sweep
+ABLATION_TITLE = "Ablation: tuned LR law vs another LR rule"  # only with an ablation sweep (plan.role: ablation)
 SECTIONS = [
     ("Data", _sections.data),
     (TUNE_TITLE, _sections_tune.lr_tuning),
     ("Chinchilla Approach 1: envelope of training curves", _sections.approach1),
     ("Chinchilla Approach 2: isoFLOP profiles", _sections_laws.robust_approach2),
+    (ABLATION_TITLE, _sections_tune.lr_ablation),
     ("Chinchilla Approach 3: parametric fit", _sections.approach3),
     ("Compute-optimal frontier", _sections.frontier_lines),
     ("Kaplan laws", _sections.kaplan_laws),
@@ -48,7 +50,8 @@ SECTIONS = [
     ("Targets", _sections.targets),
 ]
 FITS_JSON = "fits.json"  # written next to the report: every fit of ctx.fits (fits_document)
-SECTION_TITLES = tuple(title for title, _ in SECTIONS if title not in (WSD_TITLE, TUNE_TITLE))  # the sections every report has
+SECTION_TITLES = tuple(title for title, _ in SECTIONS
+                       if title not in (WSD_TITLE, TUNE_TITLE, ABLATION_TITLE))  # the sections every report has
 
 
 def _run_section(ctx: Context, title: str, build) -> Section | None:

@@ -12,7 +12,8 @@ Kaplan L(N) runs (many N at one D), L(D) runs (one N at many D, e.g. WSD cooldow
   Both keep the best loss where one N (or D) appears twice.
 - all: every row except WSD long runs (Kaplan's L(N, D), eq 1.5).
 
-Runs of LR-tuning sweeps (`role` "tune") feed no law: most of them are trained at a deliberately wrong LR.
+Runs of LR-tuning sweeps (`role` "tune") feed no law: most of them are trained at a deliberately wrong LR; nor do
+runs of an ablation sweep (`role` "ablation": the same plan under another setting, compared in its own section).
 
 None means "no dedicated runs": the report then uses the lower envelope of `all` (best loss at each N or D).
 """
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 MIN_POINTS = 3
+NO_LAW_ROLES = ("long", "tune", "ablation")  # plan roles whose runs feed no law
 
 
 @dataclass
@@ -49,7 +51,7 @@ def _largest_group(df: pd.DataFrame, by: str, distinct: str) -> pd.DataFrame | N
 
 def assign_roles(table: pd.DataFrame) -> Roles:
     """Split a validated table (canonical N, D, C, loss) into the runs each family of fits uses."""
-    long = table["role"].isin(["long", "tune"]) if "role" in table else pd.Series(False, index=table.index)
+    long = table["role"].isin(NO_LAW_ROLES) if "role" in table else pd.Series(False, index=table.index)
     usable = table[~long]
     if "budget" in usable and usable["budget"].notna().any():
         isoflop = usable["budget"].notna()

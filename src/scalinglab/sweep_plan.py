@@ -18,6 +18,9 @@ Kinds (docs/DESIGN.md section 4):
 Wherever a kind takes `plan.sizes` it takes `plan.ladder` instead (scalinglab.ladder: sizes evenly spaced in log N
 under the plan's FLOP convention, one shape rule for all; `model_sizes` is the one place that reads either).
 
+`plan.role: ablation` labels every run of the plan (the plan's `role` column, which scalinglaws reads: runs with
+role tune, ablation or long feed no law of the report; the ablation section compares them).
+
 `plan.seeds: [0, 1]` repeats every run once per seed (`train.seed=s`; repeated seeds give the fits their
 run-to-run noise); `plan.seeds_at_largest: [0, 1, 2]` gives the largest isoFLOP budget its own list.
 
@@ -298,7 +301,21 @@ def expand(plan: dict, facts_of: Callable[[list[str]], ModelFacts], base_model=N
                     admit(size, extra, ratio * n_params, role="tune")
     else:
         _expand_wsd(plan, _require_sizes(given, kind), facts_of, convention, min_tokens, allow_repeat, out)
-    return _with_seeds(plan, kind, out)
+    return _with_role(plan, kind, _with_seeds(plan, kind, out))
+
+
+ROLES = ("run", "tune", "ablation")  # what plan.role may set (long/cooldown belong to wsd_budgets)
+
+
+def _with_role(plan: dict, kind: str, out: Plan) -> Plan:
+    role = plan.get("role")
+    if role is None:
+        return out
+    if kind == "wsd_budgets" or role not in ROLES:
+        raise ConfigError("plan.role", f"cannot be {role!r} for kind {kind}" if role in ROLES
+                          else f"unknown role {role!r}", f"use one of {', '.join(ROLES)} (not with wsd_budgets)")
+    out.runs = [replace(run, role=role) for run in out.runs]
+    return out
 
 
 def _seed_list(value, name: str) -> list[int] | None:

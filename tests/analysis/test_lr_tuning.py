@@ -135,3 +135,35 @@ def test_the_report_has_a_tuning_section_and_keeps_tuning_runs_out_of_every_law(
     text = (tmp_path / "out" / "report.md").read_text()
     assert "## Learning-rate tuning" in text and "lr_tuning.png" in text
     assert read_lr_law(tmp_path / "out" / "lr_law.json").exponent == pytest.approx(-0.4, abs=1e-6)
+
+
+def test_the_ablation_section_fits_a_under_each_lr_rule_and_keeps_ablation_runs_out_of_the_laws(tmp_path):
+    from _synthetic_runs import chinchilla, isoflop
+    from scalinglaws._context import Context, Progress, Section
+    from scalinglaws._sections_tune import lr_ablation
+    from scalinglaws.chinchilla import compute_optimal
+    from scalinglaws.roles import assign_roles
+    from scalinglaws.source import load_source
+
+    def around_optimum(alpha, beta):  # sizes centred on the law's N_opt(C)
+        return lambda C: compute_optimal(C, 1.8, 400.0, 400.0, alpha, beta)[0]
+
+    budgets = [1e15, 1e16, 1e17, 1e18]
+    main_runs = isoflop(chinchilla(alpha=0.34, beta=0.34), budgets, seed=1, centre=around_optimum(0.34, 0.34))
+    main_runs = main_runs.assign(role="run", lr_rule="tuned")
+    ablation = isoflop(chinchilla(alpha=0.25, beta=0.40), budgets[1:], seed=2, centre=around_optimum(0.25, 0.40))
+    ablation = ablation.assign(role="ablation", lr_rule="width")
+    table = pd.concat([main_runs, ablation], ignore_index=True)
+    table["run_id"] = [f"r{i}" for i in range(len(table))]  # the same (N, D) in both sweeps, as in a runs directory
+    source = load_source(table)
+    roles = assign_roles(source.table)
+    assert len(roles.chinchilla) == len(main_runs) and len(roles.all) == len(main_runs)  # no law sees the ablation
+    ctx = Context(source=source, roles=roles, isoflop=roles.chinchilla, curves=None, out=tmp_path, bootstrap_n=0,
+                  seed=0, level=0.95, grid="small", progress=Progress(False, 1))
+    section = Section("ablation")
+    lr_ablation(ctx, section)
+    result = section.tables[0][1].set_index("runs")
+    assert list(result["LR rule"]) == ["lr_rule tuned", "lr_rule width"] and list(result["budgets"]) == [3, 3]
+    # a = beta / (alpha + beta) (Hoffmann et al. 2022 eq 4): 0.5 under the "tuned" law, 0.615 under "width".
+    assert result.loc["the report's isoFLOP runs", "a"] == pytest.approx(0.5, abs=0.03)
+    assert result.loc["the ablation sweep", "a"] == pytest.approx(0.40 / 0.65, abs=0.03)
