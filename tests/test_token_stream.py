@@ -149,3 +149,12 @@ def test_a_missing_text_column_of_a_stream_names_the_setting(tmp_path, parquet):
     with pytest.raises(ConfigError, match="no column 'story'") as error:
         make(tmp_path, source).prepare()
     assert error.value.field == "data.source.text_column"
+
+
+def test_a_build_outside_a_terminal_prints_no_empty_progress_lines(tmp_path, parquet, capfd):
+    source = {"kind": "hf", "name": "parquet", "data_files": str(parquet), "text_column": "text", "streaming": True,
+              "tokenizer_bytes": SAMPLE}
+    make(tmp_path, source, progress=True).prepare()  # stdout and stderr are captured here: not a terminal
+    captured = capfd.readouterr()
+    for text in (captured.out, captured.err):  # tokenizers' BPE bars wrote one empty line per stage to stdout
+        assert "\n\n" not in "\n" + text, repr(text[:200])

@@ -120,7 +120,9 @@ def _train_or_load_tokenizer(train_texts: list[str], vocab_size: int, tokenizer_
     if path.exists():
         return load_tokenizer(path, field=str(path), fix=f"delete {path} (a cached tokenizer) and run again to "
                               "retrain it")
-    tokenizer = train_bpe(train_texts, vocab_size, length=len(train_texts), show_progress=progress)
+    # tokenizers' own bars print one empty line per stage to stdout when it is not a terminal (a log file, CI)
+    tokenizer = train_bpe(train_texts, vocab_size, length=len(train_texts),
+                          show_progress=progress and sys.stdout.isatty() and sys.stderr.isatty())
     path.parent.mkdir(parents=True, exist_ok=True)
     for tmp in path.parent.glob(f"{path.name}.tmp-*"):  # left by a killed build (another live one keeps its own)
         if not _pid_alive(tmp.name.rpartition(".tmp-")[2]):
