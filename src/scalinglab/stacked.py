@@ -52,13 +52,15 @@ def _autocast(cfg: DictConfig) -> torch.dtype | None:
 
 def stack_key(cfg: DictConfig) -> tuple | None:
     """What members of one stack must share (shape, batch, optimizer settings, device, precision), or None for
-    a run that trains alone: one that branches or keeps step checkpoints (WSD), compiles, uses dropout, logs to
+    a run that trains alone: one that branches or keeps step checkpoints (WSD), compiles, uses dropout, measures
+    the gradient noise scale (train.grad_noise_scale), logs to
     a Lightning logger, keeps its final weights, passes other lightning.Trainer arguments, needs several devices or
     a precision other than fp32 and bf16-mixed."""
     from scalinglab.validate import TRAINER_NOT_IDENTITY, trainer_passthrough
 
     t, trainer = cfg.train, cfg.trainer
     alone = (t.branch_from is not None or list(t.save_at_steps) or t.compile or cfg.model.get("dropout", 0.0)
+             or t.get("grad_noise_scale")  # measured from the step's own gradients (module.measure_noise_scale)
              or any(v is not None for v in cfg.logger.values()) or t.get("save_final")
              or set(trainer_passthrough(cfg)) - set(TRAINER_NOT_IDENTITY)
              or trainer.precision not in (*PRECISIONS, "auto")
@@ -98,7 +100,7 @@ class _Run:
         self.model_cfg, self.counts, self.per_token, lr, tokens_per_epoch = run_facts(cfg, model_cfg, dm, rdir)
         self.module = build_module(cfg, self.model_cfg, dm, self.per_token, lr, tokens_per_epoch, cls=Member)
         self.module.to(device)
-        self.module._val_batches = list(dm.val_dataloader())
+        self.module.set_validation(dm)  # per-source losses as alone (the noise scale trains alone: stack_key)
         self.optimizer = None  # AdamW state to load once the stack exists (a resumed member)
         self.status, self.error, self.stopped, self.started = "running", None, False, time.time()
         self.checkpoint_seconds = 60.0 * float(cfg.train.checkpoint_minutes)

@@ -5,10 +5,17 @@
                          tokenizer.json       the tokenizer (the user's, or a byte-level BPE trained on train.bin's
                                               documents: <cache>/tokenizers/bpe-<split>.json)
                          token_bytes.npy      UTF-8 bytes of each token id (for bits per byte)
+                         val_source.bin       (a corpus with sources) the source of each val.bin token: uint8
+                                              indices into the manifest's `sources`
                          manifest.json        counts, hashes and versions; written last, so its presence marks a
                                               complete cache
 
 The validation split is whole documents, in a fixed hash order (`split_by_document`). `cache_key` reads no text.
+Where the documents have sources, val.bin holds them taken in turn from each source (each source's in that hash
+order; otherwise in corpus order), so the windows evaluated (the first data.val_tokens tokens) sample every source. With `holdout_source`
+(data.holdout_source), every document of that source goes to validation and none to training
+or to the tokenizer: val.bin is the ordinary validation documents, then the held-out ones (`tokens_val_holdout`
+tokens at its end, in hash order).
 A build happens under a lock per key (store.file_lock), in a `<key>.tmp-<pid>` folder renamed into place at the
 end; a killed build's folders are removed by the next build of that key.
 
@@ -27,6 +34,7 @@ import shutil
 import sys
 import time
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -34,12 +42,13 @@ import numpy as np
 from scalinglab.config import PROJECT_ROOT
 from scalinglab.corpus import iter_documents, sha256_file, source_fingerprint
 from scalinglab.errors import ConfigError
+from scalinglab.sources import check_holdout, document_source, encode_sourced, has_sources, interleave_sources
 from scalinglab.store import file_lock, write_text
 from scalinglab.tokenizer import encode_documents, end_of_text_id, load_tokenizer, token_byte_lengths, train_bpe
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 1  # bump when the cache layout or the split rule changes
+CACHE_FORMAT = 2  # bump when the cache layout or the split rule changes (2: val_source.bin, holdout_source)
 ENCODE_CHUNK_BYTES = 4 << 20  # text per encode_batch call (progress granularity)
 MAX_SPLIT_ATTEMPTS = 4
 
@@ -151,7 +160,7 @@ def _encode_to_file(tokenizer, texts: list[str], eot_id: int, dtype: np.dtype, p
 
 
 def build_token_cache(source: dict, vocab_size: int, val_tokens: int, tokenizer_file, cache_dir: Path,
-                      final_dir: Path, progress: bool = True) -> dict:
+                      final_dir: Path, progress: bool = True, holdout_source: str | None = None) -> dict:
     """Read the corpus, split it by document, train/load the tokenizer, write both splits; return the manifest.
 
     Everything is written under a temporary directory that is renamed to `final_dir` at the end, so an
@@ -175,6 +184,19 @@ def build_token_cache(source: dict, vocab_size: int, val_tokens: int, tokenizer_
     if len(texts) < 2:
         raise ConfigError("data.source", f"the corpus has 1 document ({ids[0]}); the validation split is made of "
                           "whole documents", "give at least 2 documents (e.g. split the file into several .txt files)")
+    doc_sources = [document_source(i) for i in ids] if has_sources(source) else None
+    names = sorted(set(doc_sources)) if doc_sources else []
+    if len(names) > 255:
+        raise ConfigError("data.source.source_column", f"has {len(names)} distinct values; per-source losses take at "
+                          "most 255 sources", "name a coarser column (e.g. a domain, not a URL), or null")
+    check_holdout(holdout_source, names, source)
+    index = {name: i for i, name in enumerate(names)}
+    held = [i for i in range(len(ids)) if holdout_source is not None and doc_sources[i] == holdout_source]
+    held.sort(key=lambda i: hashlib.sha256(ids[i].encode()).digest())
+    rest = [i for i in range(len(ids)) if holdout_source is None or doc_sources[i] != holdout_source]
+    if len(rest) < 2:
+        raise ConfigError("data.holdout_source", f"leaves {len(rest)} document of other sources; the validation "
+                          "split is made of whole documents", "hold out a smaller source, or null")
     doc_bytes = [len(t.encode("utf-8")) for t in texts]
     log.info("corpus: %d documents, %.1f MB", len(texts), sum(doc_bytes) / 1e6)
 
@@ -182,16 +204,24 @@ def build_token_cache(source: dict, vocab_size: int, val_tokens: int, tokenizer_
     # if the held-out documents encode to fewer than val_tokens tokens, hold out more and retrain.
     bytes_per_token_guess = 4.0 if vocab_size <= 8192 else 4.8
     for attempt in range(MAX_SPLIT_ATTEMPTS):
-        is_val = split_by_document(ids, doc_bytes, int(val_tokens * bytes_per_token_guess))
-        train_texts = [t for t, v in zip(texts, is_val) if not v]
-        val_texts = [t for t, v in zip(texts, is_val) if v]
-        split_key = _hash([source_fingerprint(source, PROJECT_ROOT), sorted(np.array(ids)[is_val].tolist())])
+        is_val = np.zeros(len(ids), dtype=bool)
+        is_val[rest] = split_by_document([ids[i] for i in rest], [doc_bytes[i] for i in rest],
+                                         int(val_tokens * bytes_per_token_guess))
+        is_train = ~is_val
+        is_train[np.array(held, dtype=np.int64)] = False
+        train_texts = [t for t, v in zip(texts, is_train) if v]
+        val_docs = [i for i in range(len(ids)) if is_val[i]]
+        if doc_sources:  # the evaluated head (data.val_tokens) samples every source: see the module docstring
+            val_docs = interleave_sources(val_docs, ids, doc_sources)
+        val_texts = [texts[i] for i in val_docs]
+        split_key = _hash([source_fingerprint(source, PROJECT_ROOT), sorted(np.array(ids)[~is_train].tolist())])
         tokenizer = _train_or_load_tokenizer(train_texts, vocab_size, tokenizer_file, cache_dir, split_key, progress)
         eot = end_of_text_id(tokenizer)
-        val_ids = encode_documents(tokenizer, val_texts, eot, token_dtype(vocab_size))
+        val_ids, val_owner = encode_sourced(tokenizer, val_texts, doc_sources and [index[doc_sources[i]] for i in
+                                                                                     val_docs], eot, token_dtype(vocab_size))
         if val_ids.size >= val_tokens:
             break
-        if is_val.sum() == len(ids) - 1:  # every document but one is held out already
+        if is_val.sum() == len(rest) - 1:  # every document but one is held out already
             raise ConfigError("data.val_tokens", f"is {val_tokens}, but all documents but one hold only "
                               f"{val_ids.size} tokens ({sum(doc_bytes)} bytes in the whole corpus)",
                               "lower data.val_tokens (or give more text)")
@@ -204,18 +234,28 @@ def build_token_cache(source: dict, vocab_size: int, val_tokens: int, tokenizer_
                           f"{tokenizer.get_vocab_size()} tokens", f"set data.vocab_size={tokenizer.get_vocab_size()}")
 
     dtype = token_dtype(vocab_size)
+    held_ids, held_owner = encode_sourced(tokenizer, [texts[i] for i in held], [index[holdout_source]] * len(held)
+                                           if held else None, eot, dtype)
+    val_ids = np.concatenate([val_ids, held_ids])
+    by_source = {split: dict(Counter(doc_sources[i] for i in range(len(ids)) if is_train[i] == (split == "train")))
+                 for split in ("train", "val")} if doc_sources else {"train": {}, "val": {}}
     tmp_dir = new_build_dir(final_dir)
     try:
         val_ids.tofile(tmp_dir / "val.bin")
-        bytes_train = sum(b for b, v in zip(doc_bytes, is_val) if not v)
+        if doc_sources:
+            owners = [val_owner] + ([held_owner] if held else [])
+            np.concatenate(owners).astype(np.uint8).tofile(tmp_dir / "val_source.bin")
+        bytes_train = sum(b for b, v in zip(doc_bytes, is_train) if v)
         with _progress(bytes_train, "tokenizing", progress) as bar:
             tokens_train = _encode_to_file(tokenizer, train_texts, eot, dtype, tmp_dir / "train.bin", bar)
         tokenizer.save(str(tmp_dir / "tokenizer.json"))
         np.save(tmp_dir / "token_bytes.npy", token_byte_lengths(tokenizer))
         manifest = {
             "tokens_train": int(tokens_train), "tokens_val": int(val_ids.size),
-            "bytes_train": int(bytes_train), "bytes_val": int(sum(b for b, v in zip(doc_bytes, is_val) if v)),
-            "documents": len(texts), "documents_train": int((~is_val).sum()), "documents_val": int(is_val.sum()),
+            "bytes_train": int(bytes_train), "bytes_val": int(sum(b for b, v in zip(doc_bytes, is_train) if not v)),
+            "documents": len(texts), "documents_train": int(is_train.sum()), "documents_val": int((~is_train).sum()),
+            "sources": names, "holdout_source": holdout_source, "tokens_val_holdout": int(held_ids.size),
+            "documents_by_source": by_source,
             "vocab_size": int(vocab_size), "tokenizer_vocab_size": int(tokenizer.get_vocab_size()),
             "val_tokens_requested": int(val_tokens), "dtype": dtype.name, "eot_id": int(eot),
             "source": source, "corpus_fingerprint": source_fingerprint(source, PROJECT_ROOT), "split_key": split_key,
@@ -250,10 +290,12 @@ def publish(tmp_dir: Path, final_dir: Path, manifest: dict) -> dict:
     return json.loads((final_dir / "manifest.json").read_text())
 
 
-def cache_key(source: dict, vocab_size: int, val_tokens: int, tokenizer_file) -> str:
-    """Key of a token cache: (corpus fingerprint, split and tokenizer settings); cheap, reads no text."""
+def cache_key(source: dict, vocab_size: int, val_tokens: int, tokenizer_file, holdout_source: str | None = None
+              ) -> str:
+    """Key of a token cache: (corpus fingerprint, split and tokenizer settings, held-out source); reads no text."""
     tokenizer_hash = None if tokenizer_file is None else sha256_file(tokenizer_file)
-    return _hash([CACHE_FORMAT, source_fingerprint(source, PROJECT_ROOT), vocab_size, val_tokens, tokenizer_hash])
+    return _hash([CACHE_FORMAT, source_fingerprint(source, PROJECT_ROOT), vocab_size, val_tokens, tokenizer_hash,
+                  holdout_source])
 
 
 MANIFEST_KEYS = ("tokens_train", "tokens_val", "dtype", "sha256")
@@ -343,9 +385,10 @@ def read_manifest(cache_path: Path) -> dict:
     return manifest
 
 
-def cache_path(cache_dir: Path | str, source: dict, vocab_size: int, val_tokens: int, tokenizer_file) -> Path:
+def cache_path(cache_dir: Path | str, source: dict, vocab_size: int, val_tokens: int, tokenizer_file,
+               holdout_source: str | None = None) -> Path:
     """<cache_dir>/tokens/<cache_key>: where the cache of these settings lives (built or not)."""
-    return Path(cache_dir) / "tokens" / cache_key(source, vocab_size, val_tokens, tokenizer_file)
+    return Path(cache_dir) / "tokens" / cache_key(source, vocab_size, val_tokens, tokenizer_file, holdout_source)
 
 
 def _damage(path: Path) -> ConfigError | None:
@@ -358,7 +401,8 @@ def _damage(path: Path) -> ConfigError | None:
 
 
 def ensure_token_cache(path: Path, source: dict, vocab_size: int, val_tokens: int, tokenizer_file,
-                       cache_dir: Path, progress: bool = True) -> bool:
+                       cache_dir: Path, progress: bool = True,
+                       holdout_source: str | None = None) -> bool:
     """Build the cache at `path` (= cache_path(...)) unless it is complete and checks out; True if it was reused.
 
     Parallel runs wait on one lock per key, so the cache is built once; the builder first removes what killed
@@ -380,5 +424,5 @@ def ensure_token_cache(path: Path, source: dict, vocab_size: int, val_tokens: in
             shutil.rmtree(aside, ignore_errors=True)
             os.replace(path, aside)
             shutil.rmtree(aside, ignore_errors=True)
-        build_token_cache(source, vocab_size, val_tokens, tokenizer_file, cache_dir, path, progress)
+        build_token_cache(source, vocab_size, val_tokens, tokenizer_file, cache_dir, path, progress, holdout_source)
     return False
