@@ -12,8 +12,8 @@
 
 The validation split is whole documents, in a fixed hash order (`split_by_document`). `cache_key` reads no text.
 Where the documents have sources, val.bin holds them taken in turn from each source (each source's in that hash
-order; otherwise in corpus order), so the windows evaluated (the first data.val_tokens tokens) sample every source. With `holdout_source`
-(data.holdout_source), every document of that source goes to validation and none to training
+order; otherwise in corpus order), so the windows evaluated (the first data.val_tokens tokens) sample every source.
+With `holdout_source` (data.holdout_source), every document of that source goes to validation and none to training
 or to the tokenizer: val.bin is the ordinary validation documents, then the held-out ones (`tokens_val_holdout`
 tokens at its end, in hash order).
 A build happens under a lock per key (store.file_lock), in a `<key>.tmp-<pid>` folder renamed into place at the
