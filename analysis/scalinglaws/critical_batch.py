@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import least_squares, nnls
+from scipy.optimize import nnls
 
 from .errors import InputError
 from .powerlaw import as_positive_array, fit_loglinear, predictor
@@ -73,27 +73,64 @@ def steps_to_loss(step, loss, targets) -> np.ndarray:
 
 
 def _solve_S_E(S: np.ndarray, E: np.ndarray):
-    """(log S_min, log E_min, least_squares result, lower bounds) of eq 5.1 for steps S and tokens E."""
+    """(log S_min, log E_min, sum of squares, converged, lower bounds) of eq 5.1 for steps S and tokens E.
+
+    Least squares on log S in (log S_min, log E_min) inside the bounds S_min <= min S, E_min <= min E (1e-10 of
+    them counts as zero), by Levenberg-Marquardt from the linear solution below (and, when that ends on a bound,
+    also from B_crit in the middle of the batch sizes, keeping the better): two parameters, so the 2 x 2 normal equations are solved in
+    closed form (the bootstrap refits this thousands of times)."""
     # S = S_min + E_min / B with B = E / S; relative residuals make it linear in (S_min, E_min): 1 = S_min/S + E_min/E
     coef, _ = nnls(np.column_stack([1 / S, 1 / E]), np.ones_like(S))
-    lo = np.log([S.min(), E.min()]) - 23.0  # S_min <= min S and E_min <= min E; 1e-10 of them is "zero"
-    hi = np.log([S.min(), E.min()]) + 1e-9
-    start = np.clip(np.log(np.maximum(coef, 1e-12 * np.array([S.min(), E.min()]))), lo + 1e-6, hi - 1e-6)
+    hi = np.log([S.min(), E.min()])
+    lo = hi - 23.0
     lS, lB = np.log(S), np.log(E / S)
+    best = _levenberg_marquardt(np.clip(np.log(np.maximum(coef, 1e-12 * np.exp(hi))), lo, hi), lS, lB, lo, hi)
+    if np.any(best[0] <= lo + 1e-3):  # a bound: its gradient vanishes there, so try from inside as well
+        best = min(best, _levenberg_marquardt(hi - np.log(2.0), lS, lB, lo, hi), key=lambda fit: fit[1])
+    return best[0][0], best[0][1], best[1], best[2], lo
 
-    def residual(theta):
-        return np.logaddexp(theta[0], theta[1] - lB) - lS
 
-    best = least_squares(residual, start, bounds=(lo, hi), x_scale="jac")
-    return best.x[0], best.x[1], best, lo
+def _levenberg_marquardt(theta, lS, lB, lo, hi, max_iter: int = 200):
+    """Minimise sum (log(S_min + E_min/B) - log S)^2 over theta = (log S_min, log E_min) within [lo, hi]."""
+    def residual(t):
+        f = np.logaddexp(t[0], t[1] - lB)
+        return f - lS, np.exp(t[0] - f)  # residuals, and d f / d log S_min (d f / d log E_min is 1 minus it)
+
+    r, w = residual(theta)
+    cost, lam = float(r @ r), 1e-3
+    for _ in range(max_iter):
+        j1 = 1 - w
+        a, b, c, g0, g1 = float(w @ w), float(w @ j1), float(j1 @ j1), float(w @ r), float(j1 @ r)
+        free0 = not ((theta[0] <= lo[0] and g0 > 0) or (theta[0] >= hi[0] and g0 < 0))
+        free1 = not ((theta[1] <= lo[1] and g1 > 0) or (theta[1] >= hi[1] and g1 < 0))
+        if (not free0 or abs(g0) < 1e-13) and (not free1 or abs(g1) < 1e-13):
+            return theta, cost, True
+        a_, c_ = a * (1 + lam) + 1e-15, c * (1 + lam) + 1e-15
+        if free0 and free1:
+            det = a_ * c_ - b * b
+            step = np.array([-(c_ * g0 - b * g1) / det, -(a_ * g1 - b * g0) / det])
+        else:
+            step = np.array([-g0 / a_ if free0 else 0.0, -g1 / c_ if free1 else 0.0])
+        trial = np.clip(theta + step, lo, hi)
+        r_t, w_t = residual(trial)
+        if float(r_t @ r_t) <= cost:
+            done = np.max(np.abs(trial - theta)) < 1e-10
+            theta, r, w, cost, lam = trial, r_t, w_t, float(r_t @ r_t), lam / 3
+            if done:
+                return theta, cost, True
+        else:
+            lam *= 4
+            if lam > 1e12:  # no step lowers the cost: a minimum to machine precision
+                return theta, cost, True
+    return theta, cost, False
 
 
 def fit_S_E(S, E) -> FitResult:
     """Kaplan's eq 5.1 at one loss: (S/S_min - 1)(E/E_min - 1) = 1 over batch sizes (Kaplan et al. 2020).
 
     Equivalently S = S_min + E_min / B with B = E / S tokens per step (McCandlish et al. 2018, eq 2.11). Fitted
-    by least squares on log S (the same as on log E, since E = B S); the start is the non-negative linear least
-    squares solution of 1 = S_min/S + E_min/E.
+    by least squares on log S (the same as on log E, since E = B S), Levenberg-Marquardt from the non-negative
+    linear least squares solution of 1 = S_min/S + E_min/E.
 
     Parameters
     ----------
@@ -114,12 +151,22 @@ def fit_S_E(S, E) -> FitResult:
     if len(np.unique(np.round(np.log(B), 9))) < 2:
         raise InputError("batch sizes", f"need at least 2 distinct batch sizes, got {len(np.unique(B))}",
                          "train the model at more batch sizes")
-    lS_min, lE_min, best, lo = _solve_S_E(S, E)
+    params, flags, cost = _fit_S_E(S, E)
+    S_min, E_min = params["S_min"], params["E_min"]
+    return FitResult(name="Kaplan eq 5.1: steps vs tokens at one loss", params=params,
+                     predict=predictor(lambda b: S_min + E_min / b, ["B"]),
+                     data=pd.DataFrame({"B": B, "S": S, "E": E}), objective=cost, flags=tuple(flags))
+
+
+def _fit_S_E(S: np.ndarray, E: np.ndarray):
+    """fit_S_E's params and flags without its checks and FitResult (the bootstrap's inner loop)."""
+    B = E / S
+    lS_min, lE_min, cost, converged, lo = _solve_S_E(S, E)
     S_min, E_min = float(np.exp(lS_min)), float(np.exp(lE_min))
     B_crit = E_min / S_min
     flags = []
-    if best.status <= 0:
-        flags.append(f"not converged: {best.message}")
+    if not converged:
+        flags.append("not converged in 200 Levenberg-Marquardt iterations")
     if lS_min <= lo[0] + 1e-3:
         flags.append("S_min on its bound 0: S falls as 1/B at every batch size (all below B_crit)")
     if lE_min <= lo[1] + 1e-3:
@@ -129,11 +176,7 @@ def fit_S_E(S, E) -> FitResult:
                      f"[{B.min():.3g}, {B.max():.3g}]: extrapolated")
     if len(np.unique(B)) < MIN_BATCH_SIZES:
         flags.append("only 2 batch sizes for 2 parameters: no spare degree of freedom")
-    return FitResult(name="Kaplan eq 5.1: steps vs tokens at one loss",
-                     params={"S_min": S_min, "E_min": E_min, "B_crit": B_crit},
-                     predict=predictor(lambda b: S_min + E_min / b, ["B"]),
-                     data=pd.DataFrame({"B": B, "S": S, "E": E}), objective=float(2 * best.cost),
-                     flags=tuple(flags))
+    return {"S_min": S_min, "E_min": E_min, "B_crit": B_crit}, flags, cost
 
 
 def fit_B_crit(L, B_crit) -> FitResult:
@@ -265,13 +308,9 @@ def _points(matrices: dict) -> list[dict]:
             use = np.isfinite(S[:, k])
             if len(np.unique(B[use])) < MIN_BATCH_SIZES:
                 continue
-            try:
-                fit = fit_S_E(S[use, k], B[use] * S[use, k])
-            except InputError:
-                continue
-            rows.append({"sweep": label, "L": float(L), "S_min": fit.params["S_min"], "E_min": fit.params["E_min"],
-                         "B_crit": fit.params["B_crit"], "batch_sizes": int(len(np.unique(B[use]))),
-                         "flags": "; ".join(fit.flags)})
+            params, flags, _ = _fit_S_E(S[use, k], B[use] * S[use, k])
+            rows.append({"sweep": label, "L": float(L), **params, "batch_sizes": int(len(np.unique(B[use]))),
+                         "flags": "; ".join(flags)})
     return rows
 
 

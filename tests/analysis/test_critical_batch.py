@@ -35,6 +35,24 @@ def test_eq_5_1_recovers_B_crit_from_pairs_it_generated(B_crit):
     np.testing.assert_allclose((s / fit.params["S_min"] - 1) * (e / fit.params["E_min"] - 1), 1.0, rtol=1e-9)
 
 
+def test_eq_5_1_solver_reaches_scipys_least_squares_minimum():
+    from scipy.optimize import least_squares
+
+    rng = np.random.default_rng(3)
+    for _ in range(60):  # B_crit anywhere from far below to far above the batch sizes, 0.3%-5% noise
+        B = np.sort(np.exp(rng.uniform(np.log(1e2), np.log(1e6), rng.integers(3, 7))))
+        S = 1e3 * (1 + np.exp(rng.uniform(np.log(10), np.log(1e7))) / B) * np.exp(rng.normal(0, rng.choice([0.003, 0.05]),
+                                                                                             len(B)))
+        fit = fit_S_E(S, S * B)
+        hi = np.log([S.min(), (S * B).min()])
+
+        def residual(t):
+            return np.logaddexp(t[0], t[1] - np.log(B)) - np.log(S)
+
+        best = min(2 * least_squares(residual, x0, bounds=(hi - 23, hi + 1e-9)).cost for x0 in (hi - 1, hi - 12))
+        assert fit.objective <= best * (1 + 1e-4) + 1e-12
+
+
 def test_eq_5_1_flags_batch_sizes_that_do_not_bracket_B_crit():
     B = np.geomspace(1e3, 4e3, 4)  # all far below B_crit = 1e6: S ~ E_min / B, S_min unmeasurable
     S = 100.0 * (1 + 1e6 / B)
