@@ -6,17 +6,11 @@ arXiv:1812.06162, eq 2.11), i.e. S = S_min (1 + B_crit/B) and E = E_min (1 + B/B
 B_crit(L) = E_min / S_min (eq 5.2). Across losses B_crit(L) = B* / L^(1/alpha_B) (eq 5.3, also eq 1.4; Kaplan:
 B* ~ 2e8 tokens, alpha_B ~ 0.21).
 
-- `steps_to_loss(step, loss, targets)`: the steps at which one learning curve first reaches each target loss.
-- `fit_S_E(S, E)`: eq 5.1 at one loss -> S_min, E_min, B_crit.
-- `fit_B_crit(L, B_crit)`: eq 5.3 -> B_star, alpha_B.
-- `batch_size_sweeps(runs)`: the runs of one model shape trained at 3 or more batch sizes, one label per group.
-- `measure_critical_batch(curves, runs)`: for every batch-size sweep and target loss, the eq 5.1 fit.
-- `fit_critical_batch(curves, runs, n_boot)`: the measured B_crit(L) and the eq 5.3 fit, with bootstrap
-  intervals over whole learning curves.
-A fitted B_crit(L) is saved and read as JSON by `laws.save_B_crit` / `laws.load_B_crit` (`scalinglaws bcrit --law`).
-
-Inputs: `curves` has one row per eval point (run_id, step, val_loss; `lr` when known), `runs` one row per run
-(run_id, batch_size in sequences, n_ctx, and the shape: n_params, plus sweep, n_layer, d_model when present).
+`steps_to_loss` (one curve's steps to each target loss), `fit_S_E` (eq 5.1 at one loss), `fit_B_crit` (eq 5.3),
+`batch_size_sweeps` (runs of one shape at 3 or more batch sizes), `measure_critical_batch` (eq 5.1 at every target
+loss of every sweep) and `fit_critical_batch` (both, with bootstrap intervals over whole curves). Inputs: `curves`
+(run_id, step, val_loss; lr when known) and `runs` (run_id, batch_size in sequences, n_ctx, the shape columns).
+A fit is saved and read as JSON by `laws.save_B_crit` / `laws.load_B_crit` (`scalinglaws bcrit --law`).
 """
 from __future__ import annotations
 
