@@ -275,12 +275,9 @@ CASES = [
          ("bootstrap", ">= 0")),
     # Run directories (sweep status, scalinglaws report/fit on a runs folder)
     Case("status-newer-schema", status(runs_dir(newer_schema)), ("b0s02/summary.parquet", "newer"), fast=True),
-    Case("status-truncated-summary", status(runs_dir(lambda s: cut_short(s / "b0s01" / "summary.parquet"))),
-         ("b0s01/summary.parquet",)),
+    # A damaged run is listed by status and report, not refused: tests/test_damaged_listing.py.
     Case("report-runs-newer-schema", scalinglaws("report", runs_dir(newer_schema)),
          ("b0s02/summary.parquet", "schema_version 2"), fast=True),
-    Case("report-runs-truncated-metrics", scalinglaws("report", runs_dir(
-        lambda s: cut_short(s / "b0s01" / "metrics.parquet"))), ("b0s01/metrics.parquet", "cannot be read"), fast=True),
     Case("fit-runs-truncated-summary", scalinglaws("fit", runs_dir(
         lambda s: cut_short(s / "b0s03" / "summary.parquet")), "--approach", "2"),
          ("b0s03/summary.parquet", "run that run again")),

@@ -69,6 +69,10 @@ def data(ctx: Context, s: Section) -> None:
                                  status=lambda t: t["status"].astype(str).str.upper())))
     else:
         s.text.append("Excluded runs: 0 (no diverged or failed runs).")
+    if len(source.damaged):
+        s.text.append(f"Damaged runs: {source.damaged['run_id'].nunique()} left out of every fit (a file does not "
+                      "read back; relaunching the sweep moves it aside and trains only those runs again).")
+        s.tables.append(("Runs not fitted: DAMAGED (their files do not read back)", source.damaged))
     for note in source.notes:
         s.text.append(f"Note: {note}.")
     if ctx.curves is not None:

@@ -186,7 +186,7 @@ def build_report(source, out_dir, bootstrap_n: int = 1000, seed: int = 0, level:
         raise InputError("bootstrap_n", f"must be >= 0, got {bootstrap_n}", "pass 0 to skip intervals, or e.g. 1000")
     if fig_format not in FORMATS:
         raise InputError("format", f"unknown figure format {fig_format!r}", f"use one of {', '.join(FORMATS)}")
-    src = load_source(source, columns)
+    src = load_source(source, columns, skip_damaged=True)  # damaged runs are listed, not fitted
     notes = None
     if commentary is not None:
         path = Path(commentary)

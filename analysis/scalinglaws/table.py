@@ -177,37 +177,60 @@ def check_enough(df_or_count, need: int, what: str) -> None:
         raise InputError(what, f"need at least {need}, got {have}", "add runs, or choose a fit with fewer parameters")
 
 
-def _read_parquets(path, name: str) -> list[tuple[Path, pd.DataFrame]]:
+DAMAGED_FIX = ("relaunch the sweep: the damaged file is moved aside and only that run is trained again (or delete "
+               "{folder} and run that run again)")
+
+
+def _read_parquets(path, name: str, damaged: list | None = None) -> list[tuple[Path, pd.DataFrame]]:
+    """Every `<path>/**/<name>` read as a frame. Files that do not read back are all found in one pass: with
+    `damaged` (a list) each one's InputError is appended there and the file left out; without, one InputError names
+    every one of them."""
     root = Path(path)
     if not root.is_dir():
         raise InputError(str(root), "not a directory", "pass a runs directory (runs/<sweep>/<run_id>/...)")
     files = sorted(root.rglob(name))
     if not files:
         raise InputError(str(root), f"no {name} files under it", "point at a scalinglab runs directory")
-    out = []
+    out, bad = [], []
     for f in files:
-        fix = (f"the run's file is damaged (cut short or overwritten): delete {f.parent} and run that run again "
-               "(complete runs are skipped, so relaunching the sweep retrains only this one)")
-        out.append((f, _read(f, fix)))
+        try:
+            out.append((f, _read(f, DAMAGED_FIX.format(folder=f.parent))))
+        except InputError as error:
+            bad.append(error)
+    if damaged is not None:
+        damaged.extend(bad)
+    elif bad:
+        raise damaged_error(bad, root)
     return out
 
 
-def load_runs_dir(path) -> pd.DataFrame:
+def damaged_error(errors: list[InputError], root) -> InputError:
+    """One InputError for the run files that do not read back: the file's own error, or one naming them all."""
+    if len(errors) == 1:
+        return errors[0]
+    return InputError(f"{len(errors)} run files under {root}", "cannot be read (damaged or cut short): " +
+                      ", ".join(e.field for e in errors), DAMAGED_FIX.format(folder="each run's folder"))
+
+
+def load_runs_dir(path, damaged: list | None = None) -> pd.DataFrame:
     """The sweep table of a scalinglab runs directory: one row per `<path>/**/<run_id>/summary.parquet`.
 
     Parameters
     ----------
     path : str or Path
         A runs directory.
+    damaged : list, optional
+        Collects the InputError of each summary that does not read back (that run is left out); without it, one
+        InputError names every such file.
 
     Returns
     -------
     DataFrame
-        The union of the summaries; columns only some runs have are NaN elsewhere. InputError for a damaged
-        file, or a summary with a newer schema_version than SCHEMA_VERSION.
+        The union of the summaries; columns only some runs have are NaN elsewhere. InputError for damaged
+        files, or a summary with a newer schema_version than SCHEMA_VERSION.
     """
     frames = []
-    for f, frame in _read_parquets(path, "summary.parquet"):
+    for f, frame in _read_parquets(path, "summary.parquet", damaged):
         if "schema_version" in frame.columns:
             versions = pd.to_numeric(frame["schema_version"], errors="coerce")
             if (versions > SCHEMA_VERSION).any():
@@ -217,23 +240,29 @@ def load_runs_dir(path) -> pd.DataFrame:
         if "run_id" not in frame.columns:
             frame = frame.assign(run_id=f.parent.name)
         frames.append(frame)
+    if not frames:
+        raise InputError(str(path), "no summary.parquet under it reads back", DAMAGED_FIX.format(folder="each run"))
     return pd.concat(frames, ignore_index=True, sort=False)
 
 
-def load_curves(path) -> pd.DataFrame:
+def load_curves(path, damaged: list | None = None) -> pd.DataFrame:
     """Every eval point of every run of a runs directory: the `<run_id>/metrics.parquet` files stacked.
 
     Parameters
     ----------
     path : str or Path
         A runs directory.
+    damaged : list, optional
+        As for `load_runs_dir`: collects the errors of metrics files that do not read back.
 
     Returns
     -------
     DataFrame
         The metrics rows with a `run_id` column (the run directory's name).
     """
-    frames = [frame.assign(run_id=f.parent.name) for f, frame in _read_parquets(path, "metrics.parquet")]
+    frames = [frame.assign(run_id=f.parent.name) for f, frame in _read_parquets(path, "metrics.parquet", damaged)]
+    if not frames:
+        return pd.DataFrame(columns=["run_id"])
     return pd.concat(frames, ignore_index=True, sort=False)
 
 

@@ -29,12 +29,13 @@ from scalinglab import resources
 from scalinglab.config import CONFIG_DIR, TrainConfig
 from scalinglab.errors import ConfigError, report_user_error
 from scalinglab.runs import run_id, run_identity, tokens_per_epoch
-from scalinglab.store import CONFIG, LOCK, SUMMARY, is_locked, read_summary, run_status, write_parquet
+from scalinglab.store import (CONFIG, LOCK, SUMMARY, DamagedFile, check_run, is_locked, read_summary, run_status,
+                              write_parquet)
 from scalinglab.sweep_plan import DEFAULT_FLOPS_PER_SECOND, DEFAULT_STARTUP_SECONDS, ModelFacts, Plan, estimate, expand
 
 SWEEPS_DIR = resources.SWEEPS_DIR
 PLAN_FILE = "plan.parquet"
-STATES = ("complete", "running", "interrupted", "failed", "diverged", "pending")
+STATES = ("complete", "running", "interrupted", "failed", "diverged", "damaged", "pending")
 
 
 # ------------------------------------------------------------------------------------------------ planning
@@ -144,6 +145,47 @@ def launch_waves(plan: Plan) -> list[list[int]]:
     return [wave for wave in (first, second) if wave]
 
 
+def launch_outcome(sweep: str, job_rows: list[list[dict] | None], sweep_dir: Path | str, started: float,
+                   waiting: int = 0) -> tuple[str, int]:
+    """What a launch did and left, and its exit status: (one line, 0 or 1).
+
+    `job_rows` holds, per launched job, the rows train.sweep_job returned (None for a job that raised). A run
+    another launch held (`running`) is counted as still running elsewhere while its lock is held, else as
+    finished there; `waiting` counts WSD cooldowns not started because their long run is not complete. The status
+    is 1 when a run this launch trained failed or a job raised, else 0: runs elsewhere, diverged runs (a result)
+    and runs that ended before this launch (not rerun without rerun_failed=true) do not make it fail.
+    """
+    counts = dict.fromkeys(("complete", "failed", "diverged", "skipped", "ended_before", "elsewhere",
+                            "finished_elsewhere", "crashed"), 0)
+    for rows in job_rows:
+        if rows is None:
+            counts["crashed"] += 1
+            continue
+        for row in rows:
+            status, finished_at = row.get("status"), row.get("finished_at") or 0.0
+            if status == "running":
+                locked = row.get("run_id") is not None and is_locked(Path(sweep_dir) / row["run_id"])
+                counts["elsewhere" if locked else "finished_elsewhere"] += 1
+            elif finished_at < started:
+                counts["skipped" if status == "complete" else "ended_before"] += 1
+            elif status in counts:
+                counts[status] += 1
+    trained = counts["complete"] + counts["failed"] + counts["diverged"]
+    parts = [f"{trained} trained here ({counts['complete']} complete, {counts['failed']} failed, "
+             f"{counts['diverged']} diverged)", f"{counts['skipped']} already complete"]
+    if counts["ended_before"]:
+        parts.append(f"{counts['ended_before']} failed or diverged before (rerun with rerun_failed=true)")
+    if counts["crashed"]:
+        parts.append(f"{counts['crashed']} jobs crashed (see the errors above)")
+    if counts["elsewhere"] or counts["finished_elsewhere"]:
+        parts.append(f"{counts['elsewhere']} still running in another launch"
+                     + (f", {counts['finished_elsewhere']} finished there" if counts["finished_elsewhere"] else ""))
+    if waiting:
+        parts.append(f"{waiting} cooldowns not started (their long run is not complete; relaunch when it is)")
+    status = 1 if counts["failed"] or counts["crashed"] else 0
+    return f"sweep {sweep}: launch done: " + "; ".join(parts) + f" (exit status {status})", status
+
+
 def threads_per_run(launcher_target: str, n_jobs: int | None, n_runs: int, cores: int | None = None) -> int | None:
     """torch threads per run so that parallel runs x threads <= cores (joblib launcher); None: leave as is."""
     if "joblib" not in launcher_target.lower():
@@ -170,8 +212,18 @@ def write_plan(plan: Plan, sweep_dir: Path | str, sweep: str) -> Path:
 
 # ------------------------------------------------------------------------------------------------ status
 
+def _summary_or_none(rdir: Path) -> dict | None:
+    try:
+        return read_summary(rdir)
+    except DamagedFile:
+        return None
+
+
 def sweep_status(sweep_dir: Path | str) -> pd.DataFrame:
-    """One row per run (planned or found on disk): run_id, state, and the summary's N, D, loss where known."""
+    """One row per run (planned or found on disk): run_id, state, and the summary's N, D, loss where known.
+
+    Every run is checked (store.check_run) in the same pass: a run with a file that does not read back has state
+    `damaged` and a `problem` naming each such file, so one look lists them all."""
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise ConfigError(str(sweep_dir), "is not a sweep directory", "give runs/<sweep> (paths.runs/<sweep name>)")
@@ -183,11 +235,14 @@ def sweep_status(sweep_dir: Path | str) -> pd.DataFrame:
     rows = []
     for rid in ids:
         rdir = sweep_dir / rid
-        state = run_status(rdir) if rdir.is_dir() else "pending"
+        damage = check_run(rdir) if rdir.is_dir() else []
+        state = "damaged" if damage else run_status(rdir) if rdir.is_dir() else "pending"
         if state in ("interrupted", "pending") and rdir.is_dir() and is_locked(rdir):
             state = "running"
-        summary = read_summary(rdir) if rdir.is_dir() else None
+        summary = _summary_or_none(rdir) if rdir.is_dir() else None
         row = {"run_id": rid, "state": state}
+        if damage:
+            row["problem"] = "; ".join(f"{d.file.relative_to(rdir)} {d.problem}" for d in damage)
         if len(planned) and rid in set(planned["run_id"]):
             p = planned[planned["run_id"] == rid].iloc[0]
             row.update(size=p["size"], role=p["role"], N=p["n_params"], D=p["tokens"], C=p["flops"])
@@ -210,7 +265,7 @@ def progress_line(sweep_dir: Path | str) -> str | None:
     if not plan_file.exists():
         return None
     started, planned = plan_file.stat().st_mtime, pd.read_parquet(plan_file, columns=["run_id"])["run_id"]
-    summaries = (read_summary(sweep_dir / rid) for rid in planned)
+    summaries = (_summary_or_none(sweep_dir / rid) for rid in planned)
     finished = [summary["finished_at"] for summary in summaries if summary is not None]
     n, new = len(planned), sum(t >= started for t in finished)
     left = n - len(finished)
@@ -218,11 +273,22 @@ def progress_line(sweep_dir: Path | str) -> str | None:
     return f"sweep {sweep_dir.name}: {len(finished)}/{n} done, ETA {eta}"
 
 
-def format_status(table: pd.DataFrame) -> str:
+def format_status(table: pd.DataFrame, sweep_dir: Path | str | None = None) -> str:
+    """The counts line, the table (without the problem column) and, when some runs are damaged, one line per
+    damaged run naming its files and a Fix line."""
     counts = table["state"].value_counts().to_dict() if len(table) else {}
     line = ", ".join(f"{counts.get(s, 0)} {s}" for s in STATES)
+    shown = table.drop(columns=["problem"]) if "problem" in table else table
     with pd.option_context("display.max_rows", 500, "display.width", 160):
-        return f"{len(table)} runs: {line}\n" + (table.to_string(index=False) if len(table) else "")
+        text = f"{len(table)} runs: {line}\n" + (shown.to_string(index=False) if len(table) else "")
+    damaged = table[table["state"] == "damaged"] if len(table) else table
+    if len(damaged):
+        where = Path(sweep_dir) if sweep_dir is not None else Path(".")
+        text += f"\n{len(damaged)} damaged run{'s' if len(damaged) > 1 else ''}:\n" + "".join(
+            f"  {where / rid}: {problem}\n" for rid, problem in zip(damaged["run_id"], damaged["problem"]))
+        text += ("Fix: relaunch the sweep: each damaged file is moved aside (<name>.damaged-<time>) and those runs "
+                 "are trained again; no other run is")
+    return text
 
 
 # ------------------------------------------------------------------------------------------------ command line
@@ -298,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
             if set(rest) - {"--json"}:
                 raise ConfigError("status", f"unknown arguments {rest}", "give a sweep directory and optionally --json")
             table = sweep_status(target)
-            print(table.to_json(orient="records") if rest else format_status(table))
+            print(table.to_json(orient="records") if rest else format_status(table, target))
             return 0
         config_dir, config_name = _sweep_file(target)
         check_sweep_overrides(config_dir, config_name, rest)
