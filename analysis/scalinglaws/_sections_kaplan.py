@@ -14,6 +14,7 @@ sections add to (or fill in) the report's "Fitted vs published" table.
 """
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from . import _plots_kaplan as kplots
@@ -80,19 +81,34 @@ def critical_batch(ctx: Context, s: Section) -> None:
             fit = None
         if fit is not None:
             ctx.keep("B_crit(L)", fit, runs[labels.notna()])
-            _critical_batch_text(ctx, s, fit, runs, labels, published)
+            _critical_batch_text(ctx, s, fit, runs, labels, published, curves)
             if not not_identified(fit):
                 noise_laws[f"fit: B* = {fit.params['B_star']:.3g}, alpha_B = {fit.params['alpha_B']:.3f}"] = (
                     fit.params["B_star"], fit.params["alpha_B"])
     if _has_noise_scale(curves):
         s.text.append("The gradient noise scale B_simple = tr(Sigma) / |G|^2 (tokens; McCandlish et al. 2018, "
-                      "App. A), recorded at the eval points of each run, estimates B_crit without a sweep; "
-                      "McCandlish et al. find B_crit ~ B_simple up to a factor of a few.")
+                      "App. A), recorded at the eval points of each run: McCandlish et al. predict B_crit ~ B_noise, "
+                      "of which B_simple is the simpler estimate.")
         ctx.figure(s, kplots.noise_scale(curves, runs, noise_laws, published), "noise_scale.png",
                    "Gradient noise scale against the validation loss, one line per run, with B_crit(L).")
 
 
-def _critical_batch_text(ctx: Context, s: Section, fit, runs, labels, published) -> None:
+def _noise_at(curves: pd.DataFrame, steps: pd.DataFrame, points: pd.DataFrame) -> pd.Series:
+    """Per measured point: the median over its sweep's runs of grad_noise_scale at each run's first eval point
+    whose val_loss is at or below the point's loss (NaN where no run recorded one)."""
+    out = []
+    for r in points.itertuples():
+        values = []
+        for run_id in steps.loc[(steps["sweep"] == r.sweep) & np.isclose(steps["L"], r.L), "run_id"].unique():
+            g = curves[curves["run_id"] == run_id].sort_values("step")
+            hit = g.loc[g["val_loss"].le(r.L) & g["grad_noise_scale"].gt(0), "grad_noise_scale"]
+            if len(hit):
+                values.append(float(hit.iloc[0]))
+        out.append(float(np.median(values)) if values else np.nan)
+    return pd.Series(out, index=points.index)
+
+
+def _critical_batch_text(ctx: Context, s: Section, fit, runs, labels, published, curves) -> None:
     points = fit.extra["points"]
     held = points[points["flags"] == ""]
     B = (pd.to_numeric(runs["batch_size"], errors="coerce") * pd.to_numeric(runs["n_ctx"], errors="coerce"))[labels.notna()]
@@ -118,7 +134,16 @@ def _critical_batch_text(ctx: Context, s: Section, fit, runs, labels, published)
     iv = fit.extra.get("point_intervals")
     table = points.assign(B_crit_interval=[f"[{fmt(lo)}, {fmt(hi)}]" for lo, hi in iv.to_numpy()]
                           if iv is not None else "-")
-    table = table[["sweep", "L", "S_min", "E_min", "B_crit", "B_crit_interval", "batch_sizes", "flags"]]
+    columns = ["sweep", "L", "S_min", "E_min", "B_crit", "B_crit_interval", "batch_sizes", "flags"]
+    if _has_noise_scale(curves):
+        table["B_simple"] = _noise_at(curves, fit.extra["steps"], points)
+        columns.insert(6, "B_simple")
+        ratio = (table["B_simple"] / table["B_crit"])[points["flags"] == ""].dropna()
+        if len(ratio):
+            s.text.append(f"At the same losses the gradient noise scale (B_simple, median over each sweep's runs) "
+                          f"is {ratio.median():.3g} times the measured B_crit (median over {len(ratio)} points; "
+                          f"range {ratio.min():.3g}-{ratio.max():.3g}).")
+    table = table[columns]
     s.tables.append(("Measured B_crit at each target loss (eq 5.1; B_crit in tokens)",
                      table.rename(columns={"B_crit_interval": f"{fit.level:.0%} interval"}).replace({"flags": {"": "-"}})))
     ctx.figure(s, kplots.bcrit_vs_loss(fit, published), "bcrit.png",

@@ -207,6 +207,10 @@ def test_kaplan_sections_measure_what_the_curves_were_made_with(kaplan_report):
     assert law.params["alpha_B"] == pytest.approx(KAPLAN_TRUE["alpha_B"], abs=0.015)
     assert np.log(law.params["B_star"]) == pytest.approx(np.log(KAPLAN_TRUE["B_star"]), abs=0.3)
     assert "| alpha_B | " in bcrit and "| 0.21 |" in bcrit  # Kaplan's value beside the fit
+    # the fixture's noise scale is half the true B_crit(L)
+    ratio = float(re.search(r"gradient noise scale \(B_simple, median over each sweep's runs\) is ([0-9.]+) times",
+                            bcrit).group(1))
+    assert ratio == pytest.approx(0.5, abs=0.1)
     frontier = _section(md, KAPLAN_TITLES[1])
     assert "from B_crit(L) fitted above" in frontier
     a = float(re.search(r"\| non-embedding N \|(?: [^|]+ \|){8} ([0-9.]+) \[", frontier).group(1))
