@@ -12,6 +12,9 @@ Kaplan L(N) runs (many N at one D), L(D) runs (one N at many D, e.g. WSD cooldow
   Both keep the best loss where one N (or D) appears twice.
 - all: every row except WSD long runs (Kaplan's L(N, D), eq 1.5).
 
+Runs of a batch-size sweep (one shape at 3 or more batch sizes, `critical_batch.batch_size_sweeps`) measure the
+critical batch size and are in `all`, but not in L_N or L_D: at a fixed D their loss depends on the batch size.
+
 Runs of LR-tuning sweeps (`role` "tune") feed no law: most of them are trained at a deliberately wrong LR; nor do
 runs of an ablation sweep (`role` "ablation": the same plan under another setting, compared in its own section).
 
@@ -22,6 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pandas as pd
+
+from .critical_batch import batch_size_sweeps
 
 MIN_POINTS = 3
 NO_LAW_ROLES = ("long", "tune", "ablation")  # plan roles whose runs feed no law
@@ -49,6 +54,13 @@ def _largest_group(df: pd.DataFrame, by: str, distinct: str) -> pd.DataFrame | N
     return group.loc[group.groupby(distinct)["loss"].idxmin()].sort_values(distinct)
 
 
+def _in_batch_size_sweep(df: pd.DataFrame) -> pd.Series:
+    """Rows of a batch-size sweep (False everywhere when the table has no batch_size and n_ctx)."""
+    if df.empty or not {"batch_size", "n_ctx"} <= set(df.columns):
+        return pd.Series(False, index=df.index)
+    return batch_size_sweeps(df if "n_params" in df else df.assign(n_params=df["N"])).notna()
+
+
 def assign_roles(table: pd.DataFrame) -> Roles:
     """Split a validated table (canonical N, D, C, loss) into the runs each family of fits uses."""
     long = table["role"].isin(NO_LAW_ROLES) if "role" in table else pd.Series(False, index=table.index)
@@ -58,6 +70,7 @@ def assign_roles(table: pd.DataFrame) -> Roles:
         chinchilla, rest = usable[isoflop], usable[~isoflop]
     else:
         chinchilla, rest = usable, usable.iloc[0:0]
+    rest = rest[~_in_batch_size_sweep(rest)]
     cooldown = rest["role"].eq("cooldown") if "role" in rest else pd.Series(False, index=rest.index)
     budget = "tokens_budget" if "tokens_budget" in rest and rest["tokens_budget"].notna().all() else "D"
     return Roles(chinchilla=chinchilla, L_N=_largest_group(rest[~cooldown], budget, "N"),

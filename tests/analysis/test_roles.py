@@ -44,3 +44,19 @@ def test_a_plain_table_is_one_isoflop_family():
     df = _mixed_table().drop(columns=["budget", "role", "tokens_budget"])
     roles = assign_roles(df)
     assert len(roles.chinchilla) == len(df) and roles.L_N is None and roles.L_D is None and roles.long_runs == 0
+
+
+def test_a_batch_size_sweep_feeds_neither_L_N_nor_L_D():
+    df = _mixed_table().assign(batch_size=32, n_ctx=64)
+    # one model at 4 batch sizes for one token budget: 4 distinct D (whole steps), each loss worse at large batch
+    sweep = pd.DataFrame({"N": 2e5, "D": [4e6, 4.001e6, 4.002e6, 4.003e6], "budget": np.nan, "role": "run",
+                          "tokens_budget": 4e6, "batch_size": [8, 32, 128, 512], "n_ctx": 64})
+    sweep["C"] = 6 * sweep["N"] * sweep["D"]
+    sweep["loss"] = 3.0 + 0.1 * np.arange(4)
+    table = pd.concat([df, sweep], ignore_index=True)
+    roles = assign_roles(table)
+    assert 2e5 not in set(roles.L_N["N"]) and 2e5 not in set(roles.L_D["N"])
+    assert sorted(roles.L_N["N"]) == [1e4, 3e4, 1e5, 3e5]
+    assert (roles.all["N"] == 2e5).sum() == 4  # the sweep still feeds B_crit and L(N, S_min)
+    without = assign_roles(table.drop(columns=["batch_size", "n_ctx"]))  # no batch sizes: nothing to tell apart
+    assert 2e5 in set(without.L_N["N"]) or 2e5 in set(without.L_D["N"])
