@@ -221,3 +221,50 @@ def test_plan_role_labels_every_run_and_is_checked():
         expand({"kind": "isoflop", "budgets": [1e11], "sizes": ["a"], "role": "baseline"}, fake_facts())
     with pytest.raises(ConfigError, match="plan.role"):
         expand({"kind": "wsd_budgets", "tokens": [1e5], "sizes": ["a"], "role": "ablation"}, fake_facts())
+
+
+def batch_facts(epoch_tokens=None):
+    """Facts whose tokens per step follow train.batch_size (x n_ctx 64), as the sweeper's do."""
+    def facts_of(overrides):
+        n = N[next(o.split("=")[1] for o in overrides if o.startswith("model="))]
+        batch = int(next((o.split("=")[1] for o in overrides if o.startswith("train.batch_size=")), 4))
+        return ModelFacts(n_params=n, n_params_nonembed=n // 2, flops_per_token={"6nd": 6.0 * n, "kaplan": 3.0 * n,
+                          "chinchilla": 7.0 * n}, tokens_per_step=batch * 64, tokens=10_000, epoch_tokens=epoch_tokens)
+    return facts_of
+
+
+def test_batch_size_plans_every_size_at_every_batch_size_to_one_token_budget():
+    plan = expand({"kind": "batch_size", "sizes": ["a", "b"], "batch_sizes": [16, 4, 64, 8], "tokens": 1e6,
+                   "eval_points": 40}, batch_facts())
+    assert [(r.size, r.overrides[1]) for r in plan.runs] == [
+        (s, f"train.batch_size={b}") for s in ("a", "b") for b in (4, 8, 16, 64)]
+    for run in plan.runs:
+        batch = int(run.overrides[1].split("=")[1])
+        assert run.tokens == consumed_tokens(1e6, batch * 64) and abs(run.tokens - 1e6) <= batch * 32
+        assert "train.eval_points=40" in run.overrides and "train.grad_noise_scale=true" in run.overrides
+        assert run.role == "batch_size" and f"train.tokens={run.tokens}" in run.overrides
+    # 1e6 / (256 x 64) = 61 steps: fewer than 64 eval points, so batch 256 is skipped with the reason.
+    dense = expand({"kind": "batch_size", "sizes": ["a"], "batch_sizes": [4, 16, 64, 256], "tokens": 1e6,
+                    "eval_points": 64}, batch_facts())
+    assert len(dense.runs) == 3 and "batch size 256 takes 61 steps" in dense.skipped[0].reason
+    over = expand({"kind": "batch_size", "sizes": ["a"], "batch_sizes": [4, 8, 16], "tokens": 1e6},
+                  batch_facts(epoch_tokens=500_000))
+    assert not over.runs and all("epochs of the corpus" in s.reason for s in over.skipped)
+    seeded = expand({"kind": "batch_size", "sizes": ["a"], "batch_sizes": [4, 8, 16], "tokens": 1e6,
+                     "seeds": [0, 1]}, batch_facts())
+    assert len(seeded.runs) == 6
+
+
+@pytest.mark.parametrize("section, field", [
+    ({"batch_sizes": [4, 8], "tokens": 1e6}, "plan.batch_sizes"),
+    ({"batch_sizes": [4, 4, 8, 8], "tokens": 1e6}, "plan.batch_sizes"),
+    ({"batch_sizes": 8, "tokens": 1e6}, "plan.batch_sizes"),
+    ({"batch_sizes": [4, 8, 0.5], "tokens": 1e6}, r"plan.batch_sizes\[2\]"),
+    ({"batch_sizes": [4, 8, 16]}, "plan.tokens"),
+    ({"batch_sizes": [4, 8, 16], "tokens": [1e6, 2e6]}, "plan.tokens"),
+    ({"batch_sizes": [4, 8, 16], "tokens": 1e6, "eval_points": 0}, "plan.eval_points"),
+    ({"batch_sizes": [4, 8, 16], "tokens": 1e6, "sizes": None}, "plan.sizes"),
+])
+def test_bad_batch_size_plans_name_the_field(section, field):
+    with pytest.raises(ConfigError, match=field):
+        expand({"kind": "batch_size", "sizes": ["a"], **section}, batch_facts())

@@ -14,6 +14,8 @@ Kinds (docs/DESIGN.md section 4):
 - tune:        per size, a grid of peak LRs `plan.lrs` (optionally x `plan.batch_sizes`) at D = `plan.data_ratio`
                x N (20: near the compute-optimal D, Hoffmann et al. 2022), constant LR rule; `scalinglaws tune`
                reads LR_opt per size off the runs and fits LR_opt(N) for `train.lr_rule=tuned` (Porian et al. 2024).
+- batch_size:  per size, one run per batch size of `plan.batch_sizes` to `plan.tokens` tokens, dense eval points:
+               the steps S and tokens E to each loss give B_crit (Kaplan et al. 2020, section 5.1).
 
 Wherever a kind takes `plan.sizes` it takes `plan.ladder` instead (scalinglab.ladder: sizes evenly spaced in log N
 under the plan's FLOP convention, one shape rule for all; `model_sizes` is the one place that reads either).
@@ -34,12 +36,12 @@ import itertools
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-from scalinglab.config import positive_number
+from scalinglab.config import Number, positive_number
 from scalinglab.errors import ConfigError
 from scalinglab.runs import consumed_tokens, cooldown_start, steps_for_tokens
 from scalinglab.units import duration, si
 
-KINDS = ("grid", "isoflop", "kaplan_n", "kaplan_d", "wsd_budgets", "tune")
+KINDS = ("grid", "isoflop", "kaplan_n", "kaplan_d", "wsd_budgets", "tune", "batch_size")
 CONVENTIONS = ("6nd", "kaplan", "chinchilla")
 SIZE_FIELDS = ("family", "n_layer", "d_model", "n_head", "n_kv_head", "d_ff", "n_ctx")
 DEFAULT_FLOPS_PER_SECOND = 1.0e10  # 6ND FLOP/s of a 1-thread nano run on a 2-core CPU (docs/SWEEPS.md)
@@ -299,9 +301,38 @@ def expand(plan: dict, facts_of: Callable[[list[str]], ModelFacts], base_model=N
                     extra = ["train.lr_rule=constant", f"train.lr={lr:g}"]
                     extra += [] if batch is None else [f"train.batch_size={batch}"]
                     admit(size, extra, ratio * n_params, role="tune")
+    elif kind == "batch_size":
+        _expand_batch_size(plan, _require_sizes(given, kind), facts_of, admit, out)
     else:
         _expand_wsd(plan, _require_sizes(given, kind), facts_of, convention, min_tokens, allow_repeat, out)
     return _with_role(plan, kind, _with_seeds(plan, kind, out))
+
+
+def _expand_batch_size(plan: dict, sizes: list[Size], facts_of, admit, out: Plan) -> None:
+    """batch_size: every size at every batch size of `plan.batch_sizes` (>= 3 distinct), to `plan.tokens` tokens,
+    `train.eval_points=plan.eval_points` (default 32) and `train.grad_noise_scale=true`; a batch size whose run
+    would take fewer steps than eval points is skipped with the reason."""
+    batches = plan.get("batch_sizes")
+    listed = batches if isinstance(batches, (list, tuple)) else []
+    batches = sorted({Number(integer=True)(b, f"plan.batch_sizes[{i}]", "8") for i, b in enumerate(listed)})
+    if len(batches) < 3:
+        raise ConfigError("plan.batch_sizes", f"must list >= 3 distinct batch sizes (sequences per step), got "
+                          f"{plan.get('batch_sizes')!r}", "give e.g. plan.batch_sizes=[4,8,16,32] (x ~2.5 apart)")
+    tokens = plan.get("tokens")
+    if isinstance(tokens, (list, tuple)):
+        raise ConfigError("plan.tokens", f"is a list ({tokens!r}); every batch size trains to one budget",
+                          "give one number, e.g. plan.tokens=2e6")
+    tokens = _number(tokens, "plan.tokens")
+    points = Number(integer=True)(plan.get("eval_points", 32), "plan.eval_points", "32")
+    for size in sizes:
+        for batch in batches:
+            extra = [f"train.batch_size={batch}", f"train.eval_points={points}", "train.grad_noise_scale=true"]
+            steps = steps_for_tokens(tokens, facts_of([*size.overrides, *extra]).tokens_per_step)
+            if steps < points:
+                out.skipped.append(Skip(size.label, tokens, f"batch size {batch} takes {steps} steps, fewer than "
+                                        f"plan.eval_points={points}: raise plan.tokens or drop the batch size"))
+                continue
+            admit(size, extra, tokens, role="batch_size")
 
 
 ROLES = ("run", "tune", "ablation")  # what plan.role may set (long/cooldown belong to wsd_budgets)
