@@ -15,6 +15,7 @@ from ._sections_kaplan import KAPLAN_EXPONENTS
 from .backtest import backtest
 from .errors import InputError
 from .identify import not_identified
+from .roles import in_batch_size_sweep
 from .selection import BACKTEST_FRACTION, default_cutoff
 from .table import fit_table
 
@@ -57,6 +58,10 @@ def data(ctx: Context, s: Section) -> None:
             uses.append(f"{roles.long_runs} WSD long runs (constant LR, stopped at the last branch point) feed "
                         "no fit")
         s.text.append("Runs by use: " + "; ".join(uses) + ".")
+    swept = int(in_batch_size_sweep(roles.all).sum())
+    if swept:
+        s.text.append(f"{swept} runs of batch-size sweeps (one shape at several batch sizes) feed the critical batch "
+                      "size and L(N, S_min), not Kaplan L(N) or L(D).")
     excluded = source.excluded
     if excluded:
         s.tables.append(("Runs excluded from every fit (status is not complete)",

@@ -54,7 +54,7 @@ def _largest_group(df: pd.DataFrame, by: str, distinct: str) -> pd.DataFrame | N
     return group.loc[group.groupby(distinct)["loss"].idxmin()].sort_values(distinct)
 
 
-def _in_batch_size_sweep(df: pd.DataFrame) -> pd.Series:
+def in_batch_size_sweep(df: pd.DataFrame) -> pd.Series:
     """Rows of a batch-size sweep (False everywhere when the table has no batch_size and n_ctx)."""
     if df.empty or not {"batch_size", "n_ctx"} <= set(df.columns):
         return pd.Series(False, index=df.index)
@@ -70,7 +70,7 @@ def assign_roles(table: pd.DataFrame) -> Roles:
         chinchilla, rest = usable[isoflop], usable[~isoflop]
     else:
         chinchilla, rest = usable, usable.iloc[0:0]
-    rest = rest[~_in_batch_size_sweep(rest)]
+    rest = rest[~in_batch_size_sweep(rest)]
     cooldown = rest["role"].eq("cooldown") if "role" in rest else pd.Series(False, index=rest.index)
     budget = "tokens_budget" if "tokens_budget" in rest and rest["tokens_budget"].notna().all() else "D"
     return Roles(chinchilla=chinchilla, L_N=_largest_group(rest[~cooldown], budget, "N"),

@@ -201,6 +201,7 @@ def test_kaplan_sections_measure_what_the_curves_were_made_with(kaplan_report):
     assert re.findall(r"^## (.+)$", md, flags=re.M) == ["Data", *KAPLAN_TITLES, "Fitted vs published exponents",
                                                        NOT_IDENTIFIED_TITLE]
     assert "Not fitted" not in md and "0 fit(s)" not in md
+    assert "12 runs of batch-size sweeps (one shape at several batch sizes) feed the critical" in _section(md, "Data")
     bcrit = _section(md, "Critical batch size")
     law = load_B_crit(out / "bcrit.json")  # written by the report, and what it prints
     assert f"alpha_B = {law.params['alpha_B']:.3f} [" in bcrit
