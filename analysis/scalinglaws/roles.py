@@ -12,8 +12,8 @@ Kaplan L(N) runs (many N at one D), L(D) runs (one N at many D, e.g. WSD cooldow
   Both keep the best loss where one N (or D) appears twice.
 - all: every row except WSD long runs (Kaplan's L(N, D), eq 1.5).
 
-Runs of a batch-size sweep (one shape at 3 or more batch sizes, `critical_batch.batch_size_sweeps`) measure the
-critical batch size and are in `all`, but not in L_N or L_D: at a fixed D their loss depends on the batch size.
+Runs of a batch-size sweep (plan role `batch_size`, or one shape at 3 or more batch sizes:
+`critical_batch.batch_size_sweeps`) measure the critical batch size and are in `all`, but not in L_N or L_D: at a fixed D their loss depends on the batch size.
 
 Runs of LR-tuning sweeps (`role` "tune") feed no law: most of them are trained at a deliberately wrong LR; nor do
 runs of an ablation sweep (`role` "ablation": the same plan under another setting, compared in its own section).
@@ -55,10 +55,11 @@ def _largest_group(df: pd.DataFrame, by: str, distinct: str) -> pd.DataFrame | N
 
 
 def in_batch_size_sweep(df: pd.DataFrame) -> pd.Series:
-    """Rows of a batch-size sweep (False everywhere when the table has no batch_size and n_ctx)."""
+    """Rows of a batch-size sweep: plan role `batch_size`, or one shape at 3 or more batch sizes."""
+    planned = df["role"].eq("batch_size") if "role" in df else pd.Series(False, index=df.index)
     if df.empty or not {"batch_size", "n_ctx"} <= set(df.columns):
-        return pd.Series(False, index=df.index)
-    return batch_size_sweeps(df if "n_params" in df else df.assign(n_params=df["N"])).notna()
+        return planned
+    return planned | batch_size_sweeps(df if "n_params" in df else df.assign(n_params=df["N"])).notna()
 
 
 def assign_roles(table: pd.DataFrame) -> Roles:

@@ -60,3 +60,6 @@ def test_a_batch_size_sweep_feeds_neither_L_N_nor_L_D():
     assert (roles.all["N"] == 2e5).sum() == 4  # the sweep still feeds B_crit and L(N, S_min)
     without = assign_roles(table.drop(columns=["batch_size", "n_ctx"]))  # no batch sizes: nothing to tell apart
     assert 2e5 in set(without.L_N["N"]) or 2e5 in set(without.L_D["N"])
+    planned = table.drop(columns=["batch_size", "n_ctx"])
+    planned.loc[planned["N"] == 2e5, "role"] = "batch_size"  # the plan's role says so without batch sizes
+    assert 2e5 not in set(assign_roles(planned).L_N["N"])
