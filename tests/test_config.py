@@ -49,7 +49,8 @@ def test_values_are_normalised_and_frozen():
     ("lr", -1e-3, ("must be a number > 0, got -0.001",)),
     ("seed", -1, ("must be a whole number >= 0",)),
     ("warmup_frac", 2, ("must be a number in [0, 1], got 2",)),
-    ("beta2", -0.5, ("[0, 1]",)),
+    ("beta2", -0.5, ("[0, 1)",)),
+    ("beta2", 1, ("[0, 1)",)),  # torch.optim.AdamW refuses beta = 1
     ("eps", -1.0, (">= 0",)),
     ("schedule", "linear", ("unknown schedule 'linear'", "cosine, wsd, constant")),
     ("lr_rule", "fast", ("unknown rule 'fast'", "kaplan")),

@@ -55,3 +55,42 @@ def atomic_write(path: Path | str, write: Callable[[str], None],
 def write_text(path: Path | str, text: str) -> Path:
     """Atomically write `text` (UTF-8) to `path`."""
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def check_file_name(name, field: str) -> str:
+    """`name` as a plain file name that stays in its folder (no '/', no '..', not hidden, not empty)."""
+    from .errors import InputError
+
+    text = str(name)
+    if not text.strip() or "/" in text or "\\" in text or text.startswith(".") or "\0" in text:
+        raise InputError(field, f"{text!r} is not a plain file name (it would be written outside its folder or "
+                         "hidden)", "use letters, digits, '-' and '_', e.g. --name report")
+    return text
+
+
+def check_out_dir(path, field: str) -> Path:
+    """A folder to write into: a directory, or a path that can be created as one, that this process can write."""
+    from .errors import InputError
+
+    if not str(path).strip():
+        raise InputError(field, "is empty", "pass a folder, e.g. --out reports")
+    out = Path(path).expanduser().absolute()
+    existing = next(p for p in (out, *out.parents) if p.exists() or p == p.parent)
+    if not existing.is_dir():
+        what = "is a file" if existing == out else f"cannot be created: {existing} is a file"
+        raise InputError(field, f"{out} {what}, not a directory", f"pass a folder for {field}, or move {existing}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(field, f"{existing} is not writable", f"make it writable or pass another folder for {field}")
+    return out
+
+
+def check_out_file(path, field: str, suffix: str) -> Path:
+    """A file to write: not a directory, ending in `suffix`, in a folder that exists (or can be made) and is
+    writable."""
+    from .errors import InputError
+
+    out = Path(path).expanduser().absolute()
+    if out.is_dir() or not out.name or out.suffix != suffix:
+        raise InputError(field, f"{out} is not a {suffix} file name", f"pass a file such as fit{suffix}")
+    check_out_dir(out.parent, field)
+    return out

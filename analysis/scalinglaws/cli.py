@@ -329,12 +329,12 @@ def cmd_inference(args, console):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="scalinglaws", description="Fit, report and use neural scaling laws.")
+    p = _Parser(prog="scalinglaws", description="Fit, report and use neural scaling laws.")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="command")
 
     def add(name, fn, help_):
-        s = sub.add_parser(name, help=help_, description=help_)
+        s = sub.add_parser(name, help=help_, description=help_)  # a _Parser too (argparse passes the class on)
         s.set_defaults(fn=fn)
         s.add_argument("--json", action="store_true", help="print JSON instead of a table")
         return s
@@ -431,10 +431,37 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the project's one-line error: what is wrong, then `Fix:` (exit status 2, no usage dump)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}. Fix: see `{self.prog} --help` for the arguments\n")
+
+
+def check_arguments(args) -> None:
+    """The paths and numbers of the command line, checked before any table is read or fit started: --out is a
+    writable folder, --name a plain file name inside it, --save a .json file in a writable folder, --seed and
+    --bootstrap whole numbers >= 0."""
+    from ._files import check_file_name, check_out_dir, check_out_file
+
+    if getattr(args, "name", None) is not None:
+        check_file_name(args.name, "--name")
+    if getattr(args, "out", None) is not None:
+        check_out_dir(args.out, "--out")
+    if getattr(args, "save", None):
+        check_out_file(args.save, "--save", ".json")
+    for flag in ("seed", "bootstrap"):
+        value = getattr(args, flag, None)
+        if value is not None and not 0 <= value < 2**32:
+            raise InputError(f"--{flag}", f"must be >= 0 (a whole number below 2^32), got {value}",
+                             f"pass e.g. --{flag} {0 if flag == 'seed' else 1000}")
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     console = Console(width=None if sys.stdout.isatty() else 160)
     try:
+        check_arguments(args)
         args.fn(args, console)
     except InputError as e:
         print(f"scalinglaws {args.command}: error: {e}", file=sys.stderr)

@@ -18,7 +18,7 @@ import pandas as pd
 
 from . import _sections, _sections_kaplan, _sections_laws, _sections_tune
 from ._context import NOT_IDENTIFIED_TITLE, Context, NotApplicable, Progress, Section
-from ._files import write_text
+from ._files import check_file_name, check_out_dir, write_text
 from ._format import fmt
 from .errors import InputError
 from .identify import not_identified
@@ -186,6 +186,8 @@ def build_report(source, out_dir, bootstrap_n: int = 1000, seed: int = 0, level:
         raise InputError("bootstrap_n", f"must be >= 0, got {bootstrap_n}", "pass 0 to skip intervals, or e.g. 1000")
     if fig_format not in FORMATS:
         raise InputError("format", f"unknown figure format {fig_format!r}", f"use one of {', '.join(FORMATS)}")
+    check_file_name(name, "name")  # <name>.md stays in out_dir
+    check_out_dir(out_dir, "out_dir")
     src = load_source(source, columns, skip_damaged=True)  # damaged runs are listed, not fitted
     notes = None
     if commentary is not None:

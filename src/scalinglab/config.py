@@ -33,12 +33,40 @@ from scalinglab.presets import PRESETS
 PROJECT_ROOT = resources.PACKAGE_DIR  # relative data globs not found from the working directory resolve here
 CONFIG_DIR = str(resources.CONFIG_DIR)  # the shipped configs as a folder (Hydra reads them as resources.CONFIG_PATH)
 FAMILIES = ("gpt2", "llama")
+MAX_INT = 2**63 - 1  # int64: every integer setting ends up in a torch or numpy integer
+MAX_SEED = 2**32 - 1  # numpy's seed range (lightning.seed_everything replaces a seed outside it with 0)
 
 
 def did_you_mean(value, options) -> str:
     """' (did you mean X?)' for the closest option, or ''."""
     close = difflib.get_close_matches(str(value), [str(o) for o in options], n=1)
     return f" (did you mean {close[0]}?)" if close else ""
+
+
+# Names other codebases use for one of ours, which the closest spelling would not find.
+KEY_ALIASES = {"learning_rate": "lr", "n_embd": "d_model", "hidden_size": "d_model", "block_size": "n_ctx",
+               "context_length": "n_ctx", "seq_len": "n_ctx", "n_layers": "n_layer", "num_layers": "n_layer",
+               "n_heads": "n_head", "num_heads": "n_head", "adam_beta1": "beta1", "adam_beta2": "beta2",
+               "clip_grad": "grad_clip", "gradient_clip": "grad_clip", "lr_schedule": "schedule"}
+
+
+def closest_key(key: str, known) -> str | None:
+    """The known key `key` most likely means: an alias (learning_rate -> lr) or the closest spelling (difflib)."""
+    known = [str(k) for k in known]
+    if KEY_ALIASES.get(key) in known:
+        return KEY_ALIASES[key]
+    close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.5)
+    return close[0] if close else None
+
+
+def unknown_key(key: str, group: str, known) -> ConfigError:
+    """The ConfigError for `group.key`, a key `group` does not have: it names the closest known key."""
+    known = [str(k) for k in known if not str(k).startswith("_")]
+    prefix = f"{group}." if group else ""
+    close = closest_key(key, known)
+    hint = f"did you mean {prefix}{close}? " if close else ""
+    return ConfigError(f"{prefix}{key}", f"is not a setting of {group or 'the config'} (with or without +)",
+                       f"{hint}the settings of {group or 'the config'} are {', '.join(known)}")
 
 
 def positive_number(value, field: str, example: str = "1e12") -> float:
@@ -54,7 +82,7 @@ def positive_number(value, field: str, example: str = "1e12") -> float:
 
 
 def _positive_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_INT
 
 
 def _positive_number(value) -> bool:
@@ -83,7 +111,7 @@ class GPTConfig:
         for name in ("n_layer", "d_model", "n_head", "n_ctx", "vocab_size", "ff_multiple_of"):
             value = getattr(self, name)
             if not _positive_int(value):
-                raise ConfigError(f"model.{name}", f"must be a positive integer, got {value!r}",
+                raise ConfigError(f"model.{name}", f"must be a whole number in [1, 2^63 - 1], got {value!r}",
                                   f"set model.{name} to a whole number > 0")
         if self.family not in FAMILIES:
             raise ConfigError("model.family", f"unknown family {self.family!r}{did_you_mean(self.family, FAMILIES)}",
@@ -109,7 +137,7 @@ class GPTConfig:
             if not _positive_number(getattr(self, name)):
                 raise ConfigError(f"model.{name}", f"must be a number > 0, got {getattr(self, name)!r}",
                                   f"set model.{name}={example}")
-        if not (isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0):
+        if isinstance(self.dropout, bool) or not (isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0):
             raise ConfigError("model.dropout", f"must be in [0, 1), got {self.dropout}", "set model.dropout=0.0")
 
     @property
@@ -197,28 +225,37 @@ def _is_number(value) -> bool:
 
 @dataclass(frozen=True)
 class Number:
-    """A finite number > 0 (>= 0 with `allow_zero`); `integer`: a whole one, stored as int (2e6 -> 2000000)."""
+    """A finite number > 0 (>= 0 with `allow_zero`), at most `maximum`; `integer`: a whole one, stored as int
+    (2e6 -> 2000000), at most `maximum` or 2^63 - 1 (int64)."""
     integer: bool = False
     allow_zero: bool = False
+    maximum: float | None = None
 
     def __call__(self, value, name: str, example: str):
         ok = _is_number(value) and (value >= 0 if self.allow_zero else value > 0)
+        top = self.maximum if self.maximum is not None else (MAX_INT if self.integer else None)
         if not ok or (self.integer and not float(value).is_integer()):
             kind = "a whole number" if self.integer else "a number"
             bound = ">= 0" if self.allow_zero else "> 0"
             raise ConfigError(name, f"must be {kind} {bound}, got {value!r}",
                               f"set {name} to {kind} {bound}, e.g. {name}={example}")
+        if top is not None and value > top:
+            limit = "2^63 - 1 (int64)" if top == MAX_INT else str(int(top)) if self.integer else f"{top:g}"
+            raise ConfigError(name, f"is {value!r}, above the largest allowed value {limit}",
+                              f"set {name} to at most {limit}, e.g. {name}={example}")
         return int(value) if self.integer else float(value)
 
 
 @dataclass(frozen=True)
 class UnitInterval:
-    """A number in [0, 1]."""
+    """A number in [0, 1] (`open_right`: [0, 1), as Adam's betas must be: torch.optim.AdamW refuses beta = 1)."""
+    open_right: bool = False
 
     def __call__(self, value, name: str, example: str) -> float:
-        if not _is_number(value) or not 0 <= value <= 1:
-            raise ConfigError(name, f"must be a number in [0, 1], got {value!r}",
-                              f"set {name} between 0 and 1, e.g. {name}={example}")
+        if not _is_number(value) or not (0 <= value < 1 if self.open_right else 0 <= value <= 1):
+            span = "[0, 1)" if self.open_right else "[0, 1]"
+            raise ConfigError(name, f"must be a number in {span}, got {value!r}",
+                              f"set {name} to a number in {span}, e.g. {name}={example}")
         return float(value)
 
 
@@ -229,8 +266,19 @@ class OneOf:
     noun: str
 
     def __call__(self, value, name: str, example: str) -> str:
-        if value not in self.choices:
-            raise ConfigError(name, f"unknown {self.noun} {value!r}", f"use one of {', '.join(self.choices)}")
+        if not isinstance(value, str) or value not in self.choices:
+            raise ConfigError(name, f"unknown {self.noun} {value!r}{did_you_mean(value, self.choices)}",
+                              f"use one of {', '.join(self.choices)}")
+        return value
+
+
+@dataclass(frozen=True)
+class Text:
+    """A non-empty string (a name, not a number or a list)."""
+
+    def __call__(self, value, name: str, example: str) -> str:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(name, f"must be a non-empty name, got {value!r}", f"set e.g. {name}={example}")
         return value
 
 
@@ -286,9 +334,7 @@ def from_mapping(cls, values):
     known = [f.name for f in fields(cls)]
     for key in values:
         if key not in known:
-            close = difflib.get_close_matches(str(key), known, n=1)
-            hint = f"did you mean {cls.GROUP}.{close[0]}?" if close else f"use one of {', '.join(known)}"
-            raise ConfigError(f"{cls.GROUP}.{key}", f"is not a setting of {cls.GROUP}", hint)
+            raise unknown_key(str(key), cls.GROUP, known)
     return cls(**values)
 
 
@@ -307,7 +353,7 @@ class TrainConfig:
 
     tokens: int = setting(2_000_000, Number(integer=True), "2e6")  # D: rounded to whole batches (runs.py)
     batch_size: int = setting(32, Number(integer=True))  # sequences per optimizer step, summed over devices
-    seed: int = setting(0, Number(integer=True, allow_zero=True))
+    seed: int = setting(0, Number(integer=True, allow_zero=True, maximum=MAX_SEED))
     lr: float = setting(3.0e-3, Number(), "3e-3")  # peak LR (lr_rule constant; the base of lr_rule width)
     lr_rule: str = setting("constant", OneOf(LR_RULES, "rule"))  # see schedule.peak_lr
     lr_base_width: int = setting(128, Number(integer=True))  # lr_rule width: lr * lr_base_width / d_model
@@ -317,8 +363,8 @@ class TrainConfig:
     min_lr_ratio: float = setting(0.1, UnitInterval())
     cooldown_frac: float = setting(0.2, UnitInterval())  # wsd: the last fraction of steps decays linearly
     weight_decay: float = setting(0.1, Number(allow_zero=True))  # AdamW, decoupled, on matrices only
-    beta1: float = setting(0.9, UnitInterval())
-    beta2: float = setting(0.95, UnitInterval())
+    beta1: float = setting(0.9, UnitInterval(open_right=True))
+    beta2: float = setting(0.95, UnitInterval(open_right=True))
     eps: float = setting(1.0e-8, Number(allow_zero=True), "1e-8")
     grad_clip: float = setting(1.0, Number(allow_zero=True))  # 0: no clipping
     eval_points: int = setting(12, Number(integer=True))  # log-spaced evaluations (module.eval_steps)
@@ -331,8 +377,10 @@ class TrainConfig:
     compile: bool = setting(False, Flag(), "false")
     save_final: bool = setting(False, Flag(), "true")  # keep model.safetensors + model_config.json (pretrained.py)
     save_at_steps: tuple[int, ...] = setting((), Steps(), "[100,200]")  # keep checkpoints/step-<b>.ckpt
-    branch_from: str | None = setting(None)  # run id whose step-<branch_step> checkpoint this run starts from
-    branch_step: int | None = setting(None)  # checked against the run's steps by train.branch_checkpoint
+    # The run id (same sweep) whose step-<branch_step> checkpoint this run starts from; branch_step is checked
+    # against the run's steps by train.branch_checkpoint.
+    branch_from: str | None = setting(None, Nullable(Text()), "3f1722a2cdf3")
+    branch_step: int | None = setting(None, Nullable(Number(integer=True)), "100")
 
     def __post_init__(self):
         check_fields(self)

@@ -229,6 +229,14 @@ class TokenDataModule(L.LightningDataModule):
                                       self.tokenizer_file, self.holdout_source)
 
     def _load(self, manifest: dict) -> None:
+        learned = manifest.get("tokenizer_vocab_size", self.vocab_size)
+        if self.tokenizer_file is None and learned < self.vocab_size:
+            # Refused, not clamped: the run id and the model both hash data.vocab_size, so a clamped vocabulary
+            # would be a run other than the one asked for; the message gives the value to ask for instead.
+            raise ConfigError("data.vocab_size", f"is {self.vocab_size}, but byte-level BPE learned only {learned} "
+                              f"tokens from this corpus ({manifest.get('bytes_train', '?')} bytes of training text): "
+                              f"{self.vocab_size - learned} embedding rows would never be used and would inflate N",
+                              f"set data.vocab_size={learned} or less, or give more text")
         self.tokenizer_path = self.cache_path / "tokenizer.json"
         self._tokenizer = None
         try:
@@ -363,6 +371,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
             cfg = compose("config", overrides=argv[1:])
+        from scalinglab.machine import check_directory
+        from scalinglab.validate import validate
+
+        validate(cfg)  # every key and setting, before anything is read or written
+        check_directory(cfg.paths.cache, "paths.cache")
         dm = build_datamodule(cfg)
         manifest = dm.prepare()
     except Exception as exc:  # a user mistake: one line and status 2 (anything else is re-raised)

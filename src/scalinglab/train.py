@@ -94,9 +94,13 @@ def open_run(cfg: DictConfig) -> tuple:
     """Validate every cheap setting (a refused setting never imports torch), build the model config and the data
     module, and name the run: (model_cfg, dm, run_id, run_dir). The run id hashes the device kind and precision
     the run will train on (runs.run_identity)."""
+    from scalinglab.machine import check_launch, check_resources
+
     train = validate(cfg)
     model_cfg = instantiate(cfg.model)  # a scalinglab.config.GPTConfig
     dm = build_datamodule(cfg, train)
+    if _launcher_rank_zero():  # what the machine can run (a DDP child sees the devices its parent checked)
+        check_resources(cfg, model_cfg, check_launch(cfg))
     rid = run_id(run_identity(cfg))
     return model_cfg, dm, rid, run_dir(cfg.paths.runs, str(cfg.sweep), rid)
 
@@ -369,14 +373,8 @@ def check_runs_writable(argv: list[str]) -> None:
     runs = _override(argv, "paths.runs") or os.environ.get("SCALINGLAB_RUNS")
     if not runs or "${" in runs:
         return
-    path = Path(runs).expanduser().absolute()
-    existing = next(p for p in (path, *path.parents) if p.exists() or p == p.parent)
-    if not existing.is_dir():
-        raise ConfigError("paths.runs", f"{path} cannot be created: {existing} is a file, not a directory",
-                          "set paths.runs to a directory (or a path under one) that you can write")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError("paths.runs", f"{existing} is not writable; earlier results in it are unchanged",
-                          f"make it writable (e.g. chmod u+w {existing}) or set paths.runs to a writable directory")
+    from scalinglab.machine import check_directory
+    check_directory(runs, "paths.runs")
 
 
 def train_job(cfg: DictConfig) -> dict:
@@ -394,19 +392,36 @@ def main(cfg: DictConfig) -> float | None:
     return exit_on_user_error(train_job)(cfg).get("loss")
 
 
+def check_run(cfg: DictConfig) -> None:
+    """Every check of a composed run config that needs no data: the settings (validate), the model and data
+    settings (their constructors), the paths, the machine and the resources (scalinglab.machine). Raises
+    ConfigError; creates nothing."""
+    from scalinglab.machine import check_directory, check_launch, check_resources
+
+    validate(cfg)
+    build_datamodule(cfg, progress=False)  # first: model.vocab_size reads data.vocab_size
+    model_cfg = instantiate(cfg.model)
+    check_directory(cfg.paths.runs, "paths.runs")
+    check_directory(cfg.paths.cache, "paths.cache")
+    check_resources(cfg, model_cfg, check_launch(cfg))
+
+
 @exit_on_user_error
 def _check_command_line(argv: list[str]) -> None:
     sweep = _override(argv, "sweep")
     if sweep is not None:
         check_name(sweep.strip("'\""), "sweep")
-    check_overrides(argv, CONFIG_DIR)
+    cfg = check_overrides(argv, CONFIG_DIR)
     check_runs_writable(argv)
+    if cfg is not None and "${hydra:" not in OmegaConf.to_yaml(cfg):  # Hydra's own resolver works only under Hydra
+        check_run(cfg)
 
 
 def entry() -> None:
     """`python -m scalinglab.train`: check the sweep name (first: it is where a path or code would be smuggled in),
-    that the overrides compose (Hydra would exit 1 with its own message) and the runs folder Hydra writes its output
-    folder under (`<paths.runs>/<sweep>/.hydra`, made before main runs), then Hydra."""
+    that the overrides compose (Hydra would exit 1 with its own message), the runs folder Hydra writes its output
+    folder under (`<paths.runs>/<sweep>/.hydra`, made before main runs) and every setting (check_run), so that a
+    refused command leaves nothing behind; then Hydra."""
     _check_command_line(sys.argv[1:])
     main()
 

@@ -1,8 +1,9 @@
 """Cheap checks of a run's settings that no config dataclass can see, before any data is read or compute starts.
 
 - `validate(cfg)` raises ConfigError(field, problem, fix) for the first bad setting of a composed run config
-  (unresolvable interpolations, train.* through config.TrainConfig, trainer.*, the sweep name) and returns the
-  run's TrainConfig; model.* and data.* are checked by their constructors.
+  (a key that no component reads, with or without `+`: `check_keys`; unresolvable interpolations, train.* through
+  config.TrainConfig, trainer.*, the sweep name, rerun_failed) and returns the run's TrainConfig; model.* and
+  data.* values are checked by their constructors, the machine and resources by scalinglab.machine.
 - `check_overrides(argv, config_dir)` composes a plain run's command line the way Hydra will and turns an unknown
   key, an unknown group option or an override that does not parse into a ConfigError (Hydra itself would exit 1
   with its own message); `hydra_error(exc)` does that translation for any caller that composes configs.
@@ -10,14 +11,37 @@
 from __future__ import annotations
 
 import re
+from dataclasses import fields
 from pathlib import Path
+from typing import Literal, Union, get_args, get_origin
 
 from omegaconf import DictConfig, OmegaConf
 
 from scalinglab import resolvers  # noqa: F401  (registers ${preset:...}, which configs/model/*.yaml use)
-from scalinglab.config import Number, TrainConfig, did_you_mean
+from scalinglab.config import (MAX_INT, Flag, GPTConfig, Number, TrainConfig, closest_key, did_you_mean,
+                               unknown_key)
 from scalinglab.errors import ConfigError
 from scalinglab.store import check_name
+
+# The keys a composed run config may hold, group by group (train.* is TrainConfig's fields, trainer.* is
+# TRAINER_OWN plus lightning.Trainer's arguments, data.source.* is corpus.SOURCE_KEYS, plan.* is
+# sweep_plan.PLAN_KEYS). A top-level or paths.* key of your own is allowed when an interpolation reads it
+# (`+paths.data=/big` used as `${paths.data}/*.txt`); any other key would be ignored, so it is refused.
+TOP_LEVEL_KEYS = ("model", "data", "train", "trainer", "logger", "paths", "sweep", "rerun_failed", "plan")
+PATHS_KEYS = ("runs", "cache")
+MODEL_KEYS = ("_target_", "name", *(f.name for f in fields(GPTConfig)))
+DATA_KEYS = ("_target_", "source", "vocab_size", "val_tokens", "tokenizer_file", "num_workers", "holdout_source")
+DATA_MODULE_OWN = ("self", "n_ctx", "train", "cache_dir", "progress")  # set by build_datamodule, not by data.*
+LOGGER_KEYS = {"csv": ("save_dir",), "tensorboard": ("save_dir",), "wandb": ("project", "entity", "mode", "group")}
+STRATEGIES = ("auto", "ddp", "ddp_spawn", "ddp_fork", "ddp_notebook", "ddp_find_unused_parameters_false",
+              "ddp_find_unused_parameters_true", "ddp_spawn_find_unused_parameters_false",
+              "ddp_spawn_find_unused_parameters_true", "ddp_fork_find_unused_parameters_false",
+              "ddp_fork_find_unused_parameters_true", "ddp_notebook_find_unused_parameters_false",
+              "ddp_notebook_find_unused_parameters_true", "deepspeed", "deepspeed_stage_1", "deepspeed_stage_2",
+              "deepspeed_stage_2_offload", "deepspeed_stage_3", "deepspeed_stage_3_offload",
+              "deepspeed_stage_3_offload_nvme", "fsdp", "fsdp_cpu_offload", "single_device", "single_xla",
+              "xla_debug", "xla", "single_tpu")  # lightning.pytorch.strategies.StrategyRegistry (Lightning 2.6)
+_REFERENCE = re.compile(r"\$\{([A-Za-z_][\w.]*)\}")
 
 # What lightning.Trainer accepts (kept here so that checking them does not import Lightning).
 PRECISIONS = ("auto", "64-true", "32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed", "transformer-engine",
@@ -68,23 +92,112 @@ def _check_resolvable(cfg: DictConfig) -> None:
                           f"fix the ${{...}} interpolation of {key}, or set the environment variable it reads") from None
 
 
+def _referenced(node) -> set[str]:
+    """The absolute keys the ${...} interpolations of an unresolved config container read."""
+    if isinstance(node, dict):
+        return set().union(*(_referenced(v) for v in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_referenced(v) for v in node))
+    return set(_REFERENCE.findall(node)) if isinstance(node, str) else set()
+
+
+def check_keys(cfg: DictConfig) -> None:
+    """Refuse a key no component reads (an override added with `+`, or a misspelt key in a config file), naming
+    the closest known key; train.* and trainer.* keys are checked by validate's other steps."""
+    from scalinglab.build import check_targets
+
+    raw = OmegaConf.to_container(cfg, resolve=False)
+    for group, node in raw.items():  # code named anywhere (`+model.extra._target_=os.system`) is named first
+        if isinstance(node, (dict, list)):
+            check_targets(node, str(group))
+    used = _referenced(raw)
+
+    def refuse_unknown(node, group: str, known) -> None:
+        for key in node if isinstance(node, dict) else ():
+            if key not in known and (f"{group}.{key}" if group else str(key)) not in used:
+                raise unknown_key(str(key), group, known)
+
+    refuse_unknown(raw, "", TOP_LEVEL_KEYS)
+    refuse_unknown(raw.get("model"), "model", MODEL_KEYS)
+    refuse_unknown(raw.get("paths"), "paths", PATHS_KEYS)
+    logger = raw.get("logger")
+    refuse_unknown(logger, "logger", LOGGER_KEYS)
+    for name, settings in (logger.items() if isinstance(logger, dict) else ()):
+        refuse_unknown(settings, f"logger.{name}", LOGGER_KEYS[name])
+    data = raw.get("data")
+    extra = [k for k in data if k not in DATA_KEYS] if isinstance(data, dict) else []
+    if extra:  # a data module of the user's own may take more arguments: only then is it imported
+        import inspect
+
+        from hydra.utils import get_method
+
+        target = get_method(data["_target_"]) if isinstance(data.get("_target_"), str) else None
+        known = [p for p in inspect.signature(target).parameters if p not in DATA_MODULE_OWN] if target else DATA_KEYS
+        refuse_unknown({k: None for k in extra}, "data", known)
+    if raw.get("plan") is not None:
+        from scalinglab.sweep_plan import PLAN_KEYS
+        refuse_unknown(raw["plan"], "plan", PLAN_KEYS)
+
+
+def known_keys(group: str) -> tuple[str, ...]:
+    """The keys config group `group` ('' for the top level, 'train', 'data.source', ...) may hold."""
+    from scalinglab.corpus import SOURCE_KEYS
+    from scalinglab.sweep_plan import PLAN_KEYS
+
+    return {"": TOP_LEVEL_KEYS, "model": MODEL_KEYS, "data": DATA_KEYS, "paths": PATHS_KEYS, "plan": PLAN_KEYS,
+            "train": tuple(f.name for f in fields(TrainConfig)), "logger": tuple(LOGGER_KEYS),
+            "trainer": TRAINER_OWN + TRAINER_NOT_IDENTITY, "data.source": tuple(dict.fromkeys(
+                k for keys in SOURCE_KEYS.values() for k in keys)),
+            **{f"logger.{k}": v for k, v in LOGGER_KEYS.items()}}.get(group, ())
+
+
 def _check_trainer(cfg: DictConfig) -> None:
     precision = OmegaConf.select(cfg, "trainer.precision")
-    if precision not in PRECISIONS:
-        raise ConfigError("trainer.precision", f"unknown precision {precision!r}",
+    if isinstance(precision, bool) or precision not in PRECISIONS:
+        named = [p for p in PRECISIONS if isinstance(p, str)]
+        raise ConfigError("trainer.precision", f"unknown precision {precision!r}{did_you_mean(precision, named)}",
                           "use auto, 32-true, bf16-mixed or 16-mixed (or another value lightning.Trainer accepts)")
     accelerator = OmegaConf.select(cfg, "trainer.accelerator")
-    if accelerator not in ACCELERATORS:
-        raise ConfigError("trainer.accelerator", f"unknown accelerator {accelerator!r}", f"use one of {ACCELERATORS}")
+    if not isinstance(accelerator, str) or accelerator not in ACCELERATORS:
+        raise ConfigError("trainer.accelerator",
+                          f"unknown accelerator {accelerator!r}{did_you_mean(accelerator, ACCELERATORS)}",
+                          f"use one of {', '.join(ACCELERATORS)}")
+    strategy = OmegaConf.select(cfg, "trainer.strategy")
+    if not isinstance(strategy, str) or strategy not in STRATEGIES:
+        raise ConfigError("trainer.strategy", f"unknown strategy {strategy!r}{did_you_mean(strategy, STRATEGIES)}",
+                          "use auto (one device), ddp or fsdp (several GPUs), or another name of Lightning's "
+                          "StrategyRegistry")
     devices = OmegaConf.select(cfg, "trainer.devices")
-    count = int(devices) if isinstance(devices, str) and re.fullmatch(r"-?\d+", devices) else devices
+    count = int(devices) if isinstance(devices, str) and re.fullmatch(r"-?\d{1,9}", devices) else devices
     ok = devices == "auto" or (OmegaConf.is_list(devices) and len(devices) > 0)
-    ok = ok or (isinstance(count, int) and not isinstance(count, bool) and (count > 0 or count == -1))
+    ok = ok or (isinstance(count, int) and not isinstance(count, bool) and (0 < count <= 2**31 - 1 or count == -1))
     if not ok:
         raise ConfigError("trainer.devices", f"must be a number of devices > 0, -1, auto or a list of ids, got {devices!r}",
                           "set e.g. trainer.devices=1")
-    Number(integer=True)(OmegaConf.select(cfg, "trainer.num_nodes"), "trainer.num_nodes", "1")
+    if OmegaConf.is_list(devices):
+        ids = list(devices)
+        for i, device in enumerate(ids):
+            if isinstance(device, bool) or not isinstance(device, int) or not 0 <= device <= 2**31 - 1:
+                raise ConfigError(f"trainer.devices[{i}]", f"must be a device index >= 0, got {device!r}",
+                                  "list device indices, e.g. trainer.devices=[0,1]")
+        if len(set(ids)) != len(ids):
+            raise ConfigError("trainer.devices", f"lists a device twice: {ids}", "list each device index once")
+    Number(integer=True, maximum=2**31 - 1)(OmegaConf.select(cfg, "trainer.num_nodes"), "trainer.num_nodes", "1")
+    Flag()(OmegaConf.select(cfg, "trainer.progress_bar"), "trainer.progress_bar", "false")
     _check_trainer_passthrough(cfg)
+
+
+def _check_annotated(value, kind, name: str) -> None:
+    """A passed-through lightning.Trainer argument against its annotation, where a wrong value would be read as
+    another (a string where a flag belongs reads as true) or fail only inside Lightning: flags and whole numbers."""
+    args = set(get_args(kind)) if get_origin(kind) is Union else {kind}
+    literals = {a for arg in args if get_origin(arg) is Literal for a in get_args(arg)}
+    if value is None and type(None) in args or value in literals:
+        return
+    if bool in args and int not in args:
+        Flag()(value, name, "true")
+    elif int in args and not args & {float, str, bool}:
+        Number(integer=True, allow_zero=True)(value, name, "1")
 
 
 def trainer_passthrough(cfg: DictConfig) -> dict:
@@ -104,19 +217,26 @@ def _check_trainer_passthrough(cfg: DictConfig) -> None:
         import inspect
 
         from lightning import Trainer
-        known = set(inspect.signature(Trainer.__init__).parameters) - {"self"}
+        parameters = inspect.signature(Trainer.__init__).parameters
+        known = set(parameters) - {"self"}
         for key in sorted(unusual):
             if key not in known:
-                raise ConfigError(f"trainer.{key}", "is not an argument of lightning.Trainer",
+                raise ConfigError(f"trainer.{key}", "is not an argument of lightning.Trainer"
+                                  f"{did_you_mean(key, sorted(known | set(TRAINER_OWN)))}",
                                   "check the spelling against lightning.Trainer's documentation, or remove it")
+            _check_annotated(extra[key], parameters[key].annotation, f"trainer.{key}")
     every = extra.get("log_every_n_steps", 1)
-    if not isinstance(every, int) or isinstance(every, bool) or every < 1:
+    if not isinstance(every, int) or isinstance(every, bool) or not 1 <= every <= MAX_INT:
         raise ConfigError("trainer.log_every_n_steps", f"must be a whole number >= 1, got {every!r}",
                           "set e.g. trainer.log_every_n_steps=50")
+    for key in ("enable_model_summary", "detect_anomaly", "barebones"):  # Lightning's flags we pass on
+        if key in extra:
+            Flag()(extra[key], f"trainer.{key}", "false")
 
 
 def validate(cfg: DictConfig) -> TrainConfig:
     """Check the settings no component constructor checks; return the run's TrainConfig."""
+    check_keys(cfg)
     _check_resolvable(cfg)
     train = TrainConfig.from_dict(cfg.train)
     if train.lr_rule == "tuned":
@@ -124,6 +244,7 @@ def validate(cfg: DictConfig) -> TrainConfig:
         lr_law(train.lr_law)  # a missing or damaged law file is refused before any data is read
     _check_trainer(cfg)
     check_name(str(cfg.sweep), "sweep")
+    Flag()(OmegaConf.select(cfg, "rerun_failed", default=False), "rerun_failed", "true")
     return train
 
 
@@ -153,9 +274,14 @@ def hydra_error(exc: BaseException) -> ConfigError | None:
         unknown = re.match(r"Could not override '([^']+)'", first_line)
         if unknown:
             key = unknown.group(1)
+            group, _, leaf = key.rpartition(".")
+            close = closest_key(leaf, known_keys(group))
+            hint = f"did you mean {group + '.' if group else ''}{close}? " if close else ""
+            own = (f"; a variable of your own is +{key}=... with an interpolation ${{{key}}} that reads it"
+                   if group in ("", "paths") else "")
             return ConfigError(key, "is not a setting of this config",
-                               f"check the spelling against configs/ (`python -m scalinglab.train --cfg job` prints "
-                               f"every setting), or add a new key on purpose with +{key}=...")
+                               f"{hint}check the spelling against configs/ (`python -m scalinglab.train --cfg job` "
+                               f"prints every setting){own}")
         taken = re.search(r"An item is already at '([^']+)'", str(exc))
         if taken:
             key = taken.group(1)
@@ -170,21 +296,22 @@ def hydra_error(exc: BaseException) -> ConfigError | None:
 
 
 def check_overrides(argv: list[str], config_dir: str | Path, config_name: str = "config",
-                    search_dirs: tuple[str | Path, ...] = ()) -> None:
-    """Compose overrides (no Hydra flags, no sweep values) as Hydra will; raise ConfigError if they do not compose.
+                    search_dirs: tuple[str | Path, ...] = ()) -> DictConfig | None:
+    """Compose overrides (no Hydra flags, no sweep values) as Hydra will and return the config (None when flags
+    leave it to Hydra); raise ConfigError if they do not compose.
 
     `search_dirs` are further config folders (a sweep file in sweeps/ composes `config` from configs/). Command
     lines with flags (-m, --config-dir, --cfg, ...) are left to Hydra. For a sweep, pass one combination of its
     overrides (scalinglab.sweep.cli_combinations(argv)[0]).
     """
     if any(arg.startswith("-") for arg in argv):
-        return
+        return None
     from hydra import compose, initialize_config_dir
 
     extra = [f"hydra.searchpath=[{','.join(f'file://{Path(d).resolve()}' for d in search_dirs)}]"] if search_dirs else []
     try:
         with initialize_config_dir(config_dir=str(Path(config_dir).resolve()), version_base="1.3"):
-            compose(config_name, overrides=[*extra, *argv])
+            return compose(config_name, overrides=[*extra, *argv])
     except Exception as exc:
         error = hydra_error(exc)
         if error is None:
