@@ -370,3 +370,21 @@ def test_a_run_whose_checkpoints_do_not_fit_on_the_disk_is_refused(tmp_path, mon
     monkeypatch.setattr(machine, "free_disk", lambda path: need)
     assert machine.check_resources(cfg, model_cfg, "cpu")["total"] > 0
     assert not (tmp_path / "runs").exists()
+
+
+def test_every_key_the_code_reads_is_a_known_key():
+    """validate.check_keys refuses any plan.* or data.source.* key outside PLAN_KEYS / SOURCE_KEYS: each key the
+    planner or the data code reads must be listed there (a new one added without it would be refused)."""
+    import re
+
+    from scalinglab.corpus import SOURCE_KEYS
+    from scalinglab.sweep_plan import PLAN_KEYS
+
+    src = REPO / "src" / "scalinglab"
+    planner = "".join((src / name).read_text() for name in ("sweep_plan.py", "ladder.py", "sweep.py"))
+    read = set(re.findall(r'plan\.get\("(\w+)"', planner)) | set(re.findall(r'plan\["(\w+)"\]', planner))
+    assert read and read <= set(PLAN_KEYS), read - set(PLAN_KEYS)
+    data = "".join(p.read_text() for p in src.glob("*.py"))
+    read = set(re.findall(r'source\.get\("(\w+)"', data)) | set(re.findall(r'source\["(\w+)"\]', data))
+    known = {k for keys in SOURCE_KEYS.values() for k in keys}
+    assert read and read <= known, read - known

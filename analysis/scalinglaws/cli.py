@@ -14,6 +14,8 @@ from rich.table import Table
 
 from . import __version__, calculator
 from ._format import fmt
+from ._arguments import Parser, check_arguments
+from ._arguments import columns as _columns
 from .errors import InputError
 from .laws import PUBLISHED, load_law, save_B_crit, save_law
 from .table import describe_excluded
@@ -22,17 +24,6 @@ FIT_NAMES = {"2": "Approach 2 (isoFLOP profiles)", "3": "Approach 3 (parametric 
              "kaplan": "Kaplan's L(N, D)"}
 
 LAW_HELP = f"a published law ({', '.join(PUBLISHED)}) or a fit.json written by `fit --save`"
-
-
-def _columns(pairs) -> dict:
-    """['N=params', 'loss=val_loss'] -> {'N': 'params', 'loss': 'val_loss'}."""
-    out = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key or not value:
-            raise InputError(f"--col {pair!r}", "is not CANONICAL=COLUMN", "write it like --col N=params")
-        out[key] = value
-    return out
 
 
 def _source(args) -> str:
@@ -329,12 +320,12 @@ def cmd_inference(args, console):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="scalinglaws", description="Fit, report and use neural scaling laws.")
+    p = Parser(prog="scalinglaws", description="Fit, report and use neural scaling laws.")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="command")
 
     def add(name, fn, help_):
-        s = sub.add_parser(name, help=help_, description=help_)  # a _Parser too (argparse passes the class on)
+        s = sub.add_parser(name, help=help_, description=help_)  # a Parser too (argparse passes the class on)
         s.set_defaults(fn=fn)
         s.add_argument("--json", action="store_true", help="print JSON instead of a table")
         return s
@@ -429,32 +420,6 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--C", type=float, help="training budget: target the Chinchilla-optimal loss at C")
     s.add_argument("--inference-tokens", type=float, required=True, help="tokens the model will serve")
     return p
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with the project's one-line error: what is wrong, then `Fix:` (exit status 2, no usage dump)."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message}. Fix: see `{self.prog} --help` for the arguments\n")
-
-
-def check_arguments(args) -> None:
-    """The paths and numbers of the command line, checked before any table is read or fit started: --out is a
-    writable folder, --name a plain file name inside it, --save a .json file in a writable folder, --seed and
-    --bootstrap whole numbers >= 0."""
-    from ._files import check_file_name, check_out_dir, check_out_file
-
-    if getattr(args, "name", None) is not None:
-        check_file_name(args.name, "--name")
-    if getattr(args, "out", None) is not None:
-        check_out_dir(args.out, "--out")
-    if getattr(args, "save", None):
-        check_out_file(args.save, "--save", ".json")
-    for flag in ("seed", "bootstrap"):
-        value = getattr(args, flag, None)
-        if value is not None and not 0 <= value < 2**32:
-            raise InputError(f"--{flag}", f"must be >= 0 (a whole number below 2^32), got {value}",
-                             f"pass e.g. --{flag} {0 if flag == 'seed' else 1000}")
 
 
 def main(argv=None) -> int:

@@ -341,7 +341,7 @@ SOURCE_KINDS = ("builtin", "text_files", "hf")
 SOURCE_KEYS = {"builtin": ("kind",),
                "text_files": ("kind", "paths", "text_column", "source_column"),
                "hf": ("kind", "name", "config", "split", "text_column", "data_files", "revision", "max_documents",
-                      "streaming", "source_column")}
+                      "streaming", "stream_tokens", "tokenizer_bytes", "source_column")}
 
 
 def check_source(source: dict) -> None:

@@ -392,7 +392,7 @@ def main(cfg: DictConfig) -> float | None:
     return exit_on_user_error(train_job)(cfg).get("loss")
 
 
-def check_run(cfg: DictConfig) -> None:
+def check_settings(cfg: DictConfig) -> None:
     """Every check of a composed run config that needs no data: the settings (validate), the model and data
     settings (their constructors), the paths, the machine and the resources (scalinglab.machine). Raises
     ConfigError; creates nothing."""
@@ -414,14 +414,14 @@ def _check_command_line(argv: list[str]) -> None:
     cfg = check_overrides(argv, CONFIG_DIR)
     check_runs_writable(argv)
     if cfg is not None and "${hydra:" not in OmegaConf.to_yaml(cfg):  # Hydra's own resolver works only under Hydra
-        check_run(cfg)
+        check_settings(cfg)
 
 
 def entry() -> None:
     """`python -m scalinglab.train`: check the sweep name (first: it is where a path or code would be smuggled in),
     that the overrides compose (Hydra would exit 1 with its own message), the runs folder Hydra writes its output
-    folder under (`<paths.runs>/<sweep>/.hydra`, made before main runs) and every setting (check_run), so that a
-    refused command leaves nothing behind; then Hydra."""
+    folder under (`<paths.runs>/<sweep>/.hydra`, made before main runs) and every setting (check_settings), so
+    that a refused command leaves nothing behind; then Hydra."""
     _check_command_line(sys.argv[1:])
     main()
 

@@ -30,7 +30,8 @@ from scalinglab.store import check_name
 TOP_LEVEL_KEYS = ("model", "data", "train", "trainer", "logger", "paths", "sweep", "rerun_failed", "plan")
 PATHS_KEYS = ("runs", "cache")
 MODEL_KEYS = ("_target_", "name", *(f.name for f in fields(GPTConfig)))
-DATA_KEYS = ("_target_", "source", "vocab_size", "val_tokens", "tokenizer_file", "num_workers", "holdout_source")
+# data.* keys of the shipped data module; another key is checked against its `_target_`'s arguments.
+DATA_KEYS = ("_target_", "source", "vocab_size", "val_tokens", "tokenizer_file", "num_workers")
 DATA_MODULE_OWN = ("self", "n_ctx", "train", "cache_dir", "progress")  # set by build_datamodule, not by data.*
 LOGGER_KEYS = {"csv": ("save_dir",), "tensorboard": ("save_dir",), "wandb": ("project", "entity", "mode", "group")}
 STRATEGIES = ("auto", "ddp", "ddp_spawn", "ddp_fork", "ddp_notebook", "ddp_find_unused_parameters_false",
