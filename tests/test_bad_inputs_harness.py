@@ -377,7 +377,7 @@ def test_every_key_the_code_reads_is_a_known_key():
     planner or the data code reads must be listed there (a new one added without it would be refused)."""
     import re
 
-    from scalinglab.corpus import SOURCE_KEYS
+    from scalinglab.config import SOURCE_KEYS
     from scalinglab.sweep_plan import PLAN_KEYS
 
     src = REPO / "src" / "scalinglab"

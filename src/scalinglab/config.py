@@ -338,6 +338,43 @@ def from_mapping(cls, values):
     return cls(**values)
 
 
+# The keys each kind of data.source reads (another key would be ignored, so it is refused).
+SOURCE_KEYS = {"builtin": ("kind",),
+               "text_files": ("kind", "paths", "text_column", "source_column"),
+               "hf": ("kind", "name", "config", "split", "text_column", "data_files", "revision", "max_documents",
+                      "streaming", "stream_tokens", "tokenizer_bytes", "source_column")}
+
+
+def check_source_settings(source: dict, kinds: tuple[str, ...]) -> None:
+    """The kind of a `data.source` mapping (one of `kinds`), its keys (SOURCE_KEYS) and their types; the rest of
+    its checks are corpus.check_source's."""
+    kind = source.get("kind")
+    if not isinstance(kind, str) or kind not in kinds:
+        raise ConfigError("data.source.kind", f"unknown kind {kind!r}{did_you_mean(kind, kinds)}",
+                          f"use one of {', '.join(kinds)}")
+    for key in source:
+        if key not in SOURCE_KEYS[kind]:
+            raise unknown_key(str(key), "data.source", SOURCE_KEYS[kind])
+    paths = source.get("paths")
+    if kind == "text_files" and isinstance(paths, (list, tuple)):
+        for i, path in enumerate(paths):
+            if not isinstance(path, str) or not path.strip():
+                raise ConfigError(f"data.source.paths[{i}]", f"must be a file name or glob, got {path!r}",
+                                  "give files or globs, e.g. data.source.paths='[docs/*.txt]'")
+    elif kind == "text_files" and paths is not None and not isinstance(paths, str):
+        raise ConfigError("data.source.paths", f"must be a list of files or globs, got {paths!r}",
+                          "give files or globs, e.g. data.source.paths='[docs/*.txt]'")
+    for key in ("text_column", "name", "split", "config", "revision"):
+        if source.get(key) is not None and not isinstance(source[key], str):
+            raise ConfigError(f"data.source.{key}", f"must be a name, got {source[key]!r}",
+                              f"set data.source.{key} to a string (quote a number: data.source.{key}=\"'1'\")")
+    documents = source.get("max_documents")
+    if documents is not None and (isinstance(documents, bool) or not isinstance(documents, int)
+                                  or not 0 < documents < 2**63):
+        raise ConfigError("data.source.max_documents", f"must be a whole number > 0 or null, got {documents!r}",
+                          "set e.g. data.source.max_documents=10000, or null for every row")
+
+
 SCHEDULES = ("cosine", "wsd", "constant")
 LR_RULES = ("constant", "kaplan", "width", "tuned")
 

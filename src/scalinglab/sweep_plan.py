@@ -45,7 +45,8 @@ KINDS = ("grid", "isoflop", "kaplan_n", "kaplan_d", "wsd_budgets", "tune", "batc
 CONVENTIONS = ("6nd", "kaplan", "chinchilla")
 # Every key a plan: section may hold (validate.check_keys refuses any other, naming the closest).
 PLAN_KEYS = ("kind", "sizes", "ladder", "flops", "min_tokens", "allow_repeat", "budgets", "tokens_per_param",
-             "tokens", "grid", "cooldown_frac", "batch_sizes", "lrs", "data_ratio", "seeds", "seeds_at_largest")
+             "tokens", "grid", "cooldown_frac", "batch_sizes", "lrs", "data_ratio", "seeds", "seeds_at_largest",
+             "role")
 SIZE_FIELDS = ("family", "n_layer", "d_model", "n_head", "n_kv_head", "d_ff", "n_ctx")
 DEFAULT_FLOPS_PER_SECOND = 1.0e10  # 6ND FLOP/s of a 1-thread nano run on a 2-core CPU (docs/SWEEPS.md)
 DEFAULT_STARTUP_SECONDS = 8.0  # launch to first step of one run on that CPU (docs/SWEEPS.md)

@@ -24,7 +24,7 @@ from scalinglab.errors import ConfigError
 from scalinglab.store import check_name
 
 # The keys a composed run config may hold, group by group (train.* is TrainConfig's fields, trainer.* is
-# TRAINER_OWN plus lightning.Trainer's arguments, data.source.* is corpus.SOURCE_KEYS, plan.* is
+# TRAINER_OWN plus lightning.Trainer's arguments, data.source.* is config.SOURCE_KEYS, plan.* is
 # sweep_plan.PLAN_KEYS). A top-level or paths.* key of your own is allowed when an interpolation reads it
 # (`+paths.data=/big` used as `${paths.data}/*.txt`); any other key would be ignored, so it is refused.
 TOP_LEVEL_KEYS = ("model", "data", "train", "trainer", "logger", "paths", "sweep", "rerun_failed", "plan")
@@ -142,7 +142,7 @@ def check_keys(cfg: DictConfig) -> None:
 
 def known_keys(group: str) -> tuple[str, ...]:
     """The keys config group `group` ('' for the top level, 'train', 'data.source', ...) may hold."""
-    from scalinglab.corpus import SOURCE_KEYS
+    from scalinglab.config import SOURCE_KEYS
     from scalinglab.sweep_plan import PLAN_KEYS
 
     return {"": TOP_LEVEL_KEYS, "model": MODEL_KEYS, "data": DATA_KEYS, "paths": PATHS_KEYS, "plan": PLAN_KEYS,
