@@ -378,7 +378,7 @@ def test_every_key_the_code_reads_is_a_known_key():
     import re
 
     from scalinglab.config import SOURCE_KEYS
-    from scalinglab.sweep_plan import PLAN_KEYS
+    from scalinglab.validate import PLAN_KEYS
 
     src = REPO / "src" / "scalinglab"
     planner = "".join((src / name).read_text() for name in ("sweep_plan.py", "ladder.py", "sweep.py"))

@@ -359,8 +359,8 @@ def check_sweep_overrides(config_dir: Path, config_name: str, overrides: list[st
 
     if any(arg.startswith("-") for arg in overrides):
         return
-    from scalinglab.sweep_plan import model_sizes, plan_settings
-    from scalinglab.validate import validate
+    from scalinglab.sweep_plan import model_sizes
+    from scalinglab.validate import plan_settings, validate
 
     first = cli_combinations(overrides)[0]  # an override that does not parse raises Hydra's error (a user error)
     cfg = check_overrides(first, config_dir, config_name, search_dirs=(CONFIG_DIR,))

@@ -36,17 +36,13 @@ import itertools
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-from scalinglab.config import Flag, Number, OneOf, positive_number
+from scalinglab.config import Number, positive_number
 from scalinglab.errors import ConfigError
 from scalinglab.runs import consumed_tokens, cooldown_start, steps_for_tokens
 from scalinglab.units import duration, si
 
 KINDS = ("grid", "isoflop", "kaplan_n", "kaplan_d", "wsd_budgets", "tune", "batch_size")
 CONVENTIONS = ("6nd", "kaplan", "chinchilla")
-# Every key a plan: section may hold (validate.check_keys refuses any other, naming the closest).
-PLAN_KEYS = ("kind", "sizes", "ladder", "flops", "min_tokens", "allow_repeat", "budgets", "tokens_per_param",
-             "tokens", "grid", "cooldown_frac", "batch_sizes", "lrs", "data_ratio", "seeds", "seeds_at_largest",
-             "role")
 SIZE_FIELDS = ("family", "n_layer", "d_model", "n_head", "n_kv_head", "d_ff", "n_ctx")
 DEFAULT_FLOPS_PER_SECOND = 1.0e10  # 6ND FLOP/s of a 1-thread nano run on a 2-core CPU (docs/SWEEPS.md)
 DEFAULT_STARTUP_SECONDS = 8.0  # launch to first step of one run on that CPU (docs/SWEEPS.md)
@@ -232,22 +228,11 @@ def _note_unknown_corpus(facts: ModelFacts, allow_repeat: bool, out: Plan) -> No
         out.notes.append(note)
 
 
-def plan_settings(plan: dict) -> tuple[str, str, float | None, bool]:
-    """The settings every kind reads, checked: (plan.kind, plan.flops, plan.min_tokens, plan.allow_repeat)."""
-    if not isinstance(plan, dict):
-        raise ConfigError("plan", f"must be a mapping of plan settings, got {plan!r}",
-                          "give plan: {kind: isoflop, sizes: [...], budgets: [...]}")
-    kind = OneOf(KINDS, "kind")(plan.get("kind"), "plan.kind", "isoflop")
-    convention = OneOf(CONVENTIONS, "convention")(plan.get("flops", "6nd"), "plan.flops", "6nd")
-    min_tokens = plan.get("min_tokens")
-    min_tokens = None if min_tokens is None else _number(min_tokens, "plan.min_tokens")
-    allow_repeat = Flag()(plan.get("allow_repeat", False), "plan.allow_repeat", "true")
-    return kind, convention, min_tokens, allow_repeat
-
-
 def expand(plan: dict, facts_of: Callable[[list[str]], ModelFacts], base_model=None) -> Plan:
     """Every run of the `plan:` section (see the module docstring), in launch order. `base_model` (the sweep's
     GPTConfig) is what a `plan.ladder` varies."""
+    from scalinglab.validate import plan_settings
+
     kind, convention, min_tokens, allow_repeat = plan_settings(plan)
     given = model_sizes(plan, base_model)
     sizes = given if given is not None else [Size("", ())]

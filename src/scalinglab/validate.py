@@ -18,18 +18,22 @@ from typing import Literal, Union, get_args, get_origin
 from omegaconf import DictConfig, OmegaConf
 
 from scalinglab import resolvers  # noqa: F401  (registers ${preset:...}, which configs/model/*.yaml use)
-from scalinglab.config import (MAX_INT, Flag, GPTConfig, Number, TrainConfig, closest_key, did_you_mean,
+from scalinglab.config import (MAX_INT, Flag, GPTConfig, Number, OneOf, TrainConfig, closest_key, did_you_mean,
                                unknown_key)
 from scalinglab.errors import ConfigError
 from scalinglab.store import check_name
 
 # The keys a composed run config may hold, group by group (train.* is TrainConfig's fields, trainer.* is
 # TRAINER_OWN plus lightning.Trainer's arguments, data.source.* is config.SOURCE_KEYS, plan.* is
-# sweep_plan.PLAN_KEYS). A top-level or paths.* key of your own is allowed when an interpolation reads it
+# PLAN_KEYS). A top-level or paths.* key of your own is allowed when an interpolation reads it
 # (`+paths.data=/big` used as `${paths.data}/*.txt`); any other key would be ignored, so it is refused.
 TOP_LEVEL_KEYS = ("model", "data", "train", "trainer", "logger", "paths", "sweep", "rerun_failed", "plan")
 PATHS_KEYS = ("runs", "cache")
 MODEL_KEYS = ("_target_", "name", *(f.name for f in fields(GPTConfig)))
+# Every key a plan: section may hold (check_keys refuses any other, naming the closest).
+PLAN_KEYS = ("kind", "sizes", "ladder", "flops", "min_tokens", "allow_repeat", "budgets", "tokens_per_param",
+             "tokens", "grid", "cooldown_frac", "batch_sizes", "lrs", "data_ratio", "seeds", "seeds_at_largest",
+             "role", "eval_points")
 # data.* keys of the shipped data module; another key is checked against its `_target_`'s arguments.
 DATA_KEYS = ("_target_", "source", "vocab_size", "val_tokens", "tokenizer_file", "num_workers")
 DATA_MODULE_OWN = ("self", "n_ctx", "train", "cache_dir", "progress")  # set by build_datamodule, not by data.*
@@ -136,20 +140,32 @@ def check_keys(cfg: DictConfig) -> None:
         known = [p for p in inspect.signature(target).parameters if p not in DATA_MODULE_OWN] if target else DATA_KEYS
         refuse_unknown({k: None for k in extra}, "data", known)
     if raw.get("plan") is not None:
-        from scalinglab.sweep_plan import PLAN_KEYS
         refuse_unknown(raw["plan"], "plan", PLAN_KEYS)
 
 
 def known_keys(group: str) -> tuple[str, ...]:
     """The keys config group `group` ('' for the top level, 'train', 'data.source', ...) may hold."""
     from scalinglab.config import SOURCE_KEYS
-    from scalinglab.sweep_plan import PLAN_KEYS
-
     return {"": TOP_LEVEL_KEYS, "model": MODEL_KEYS, "data": DATA_KEYS, "paths": PATHS_KEYS, "plan": PLAN_KEYS,
             "train": tuple(f.name for f in fields(TrainConfig)), "logger": tuple(LOGGER_KEYS),
             "trainer": TRAINER_OWN + TRAINER_NOT_IDENTITY, "data.source": tuple(dict.fromkeys(
                 k for keys in SOURCE_KEYS.values() for k in keys)),
             **{f"logger.{k}": v for k, v in LOGGER_KEYS.items()}}.get(group, ())
+
+
+def plan_settings(plan: dict) -> tuple[str, str, float | None, bool]:
+    """The settings every kind reads, checked: (plan.kind, plan.flops, plan.min_tokens, plan.allow_repeat)."""
+    if not isinstance(plan, dict):
+        raise ConfigError("plan", f"must be a mapping of plan settings, got {plan!r}",
+                          "give plan: {kind: isoflop, sizes: [...], budgets: [...]}")
+    from scalinglab.sweep_plan import CONVENTIONS, KINDS, positive_number
+
+    kind = OneOf(KINDS, "kind")(plan.get("kind"), "plan.kind", "isoflop")
+    convention = OneOf(CONVENTIONS, "convention")(plan.get("flops", "6nd"), "plan.flops", "6nd")
+    min_tokens = plan.get("min_tokens")
+    min_tokens = None if min_tokens is None else positive_number(min_tokens, "plan.min_tokens")
+    allow_repeat = Flag()(plan.get("allow_repeat", False), "plan.allow_repeat", "true")
+    return kind, convention, min_tokens, allow_repeat
 
 
 def _check_trainer(cfg: DictConfig) -> None:
