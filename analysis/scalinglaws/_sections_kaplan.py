@@ -117,7 +117,8 @@ def _critical_batch_text(ctx: Context, s: Section, fit, runs, labels, published,
                   f"losses that every batch size reaches, the steps S and tokens E = B S each batch size needed "
                   "(the first crossing of the running minimum of its learning curve, interpolated) were fitted "
                   "with (S/S_min - 1)(E/E_min - 1) = 1, giving B_crit = E_min / S_min (Kaplan et al. 2020, eq "
-                  f"5.1-5.2); {len(held)} of the {len(points)} fits hold (the others are flagged in the table).")
+                  f"5.1-5.2); {len(held)} of the {len(points)} fits hold"
+                  + (" (the others are flagged in the table and left out below)." if len(held) < len(points) else "."))
     if holds(ctx, s, "B_crit(L)"):
         s.text.append(f"B_crit(L) = B* / L^(1/alpha_B) (eq 5.3) fitted to them: B* = {fmt(fit.params['B_star'])} "
                       f"tokens {_interval(fit, 'B_star')}, alpha_B = {fit.params['alpha_B']:.3f} "

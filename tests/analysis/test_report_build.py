@@ -227,3 +227,16 @@ def test_kaplan_sections_measure_what_the_curves_were_made_with(kaplan_report):
         assert gap == pytest.approx(offset, abs=0.01), source
     for name in ("bcrit.png", "bcrit_steps_tokens.png", "noise_scale.png", "loss_vs_s_min.png", "generalization.png"):
         assert f"]({name})" in md and (out / name).read_bytes().startswith(PNG_MAGIC), name
+
+
+def test_a_sweep_far_below_B_crit_is_said_and_the_published_B_crit_used(tmp_path):
+    # 64-192 tokens a step, B_crit 1e3-1e4 tokens: S ~ E_min / B everywhere, S_min not measurable
+    root, _, _ = write_kaplan_runs(tmp_path / "runs", sizes=(1e5, 3e5), batch_sizes=(1, 2, 3))
+    keep = {"Data", *KAPLAN_TITLES[:2]}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(report, "SECTIONS", [entry for entry in report.SECTIONS if entry[0] in keep])
+        md = build_report(root, tmp_path / "out", bootstrap_n=0, grid="small", progress=False).read_text()
+    bcrit = _section(md, "Critical batch size")
+    assert "B_crit(L) could not be measured" in bcrit and "do not bracket B_crit" in bcrit
+    assert not (tmp_path / "out" / "bcrit.json").exists()
+    assert "from Kaplan's published B_crit(L) (B* = 2e+08 tokens, alpha_B = 0.21)" in _section(md, KAPLAN_TITLES[1])
