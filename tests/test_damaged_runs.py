@@ -179,3 +179,18 @@ def test_temporaries_of_a_run_another_process_holds_are_left_alone(reference, tm
         assert mine
         run(config(rdir.parents[1], reference[0]))
         assert live.exists()
+
+
+def test_a_checkpoint_without_the_optimizer_state_is_not_resumed_from(reference, tmp_path, caplog, capsys):
+    """Lightning would refuse it on every relaunch ('contains only the model'): aside, like a damaged one."""
+    import torch
+
+    rdir = copy_run(reference, tmp_path)
+    interrupted_at_step_10(rdir)
+    ckpt = rdir / "checkpoints" / "last.ckpt"
+    state = torch.load(ckpt, weights_only=True)
+    del state["optimizer_states"]
+    torch.save(state, ckpt)
+    summary, warned, said = relaunch(reference, rdir, caplog, capsys)
+    assert str(ckpt) in warned and "optimizer_states" in warned
+    assert_like_reference(reference, rdir, summary)

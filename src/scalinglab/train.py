@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from scalinglab import resources
 from scalinglab.build import build_datamodule, instantiate
 from scalinglab.config import CONFIG_DIR, GPTConfig, TrainConfig
-from scalinglab.errors import ConfigError, exit_on_user_error
+from scalinglab.errors import ConfigError, exit_on_user_error, report_user_error
 from scalinglab.runs import resolve_device_kind, resolve_precision, run_id, run_identity
 from scalinglab.store import (CHECKPOINT, CONFIG, SCHEMA_VERSION, SUMMARY, TMP_PREFIX, StoreError, check_name,
                               check_run, checkpoint_files, move_aside, read_summary, remove_temporaries, repair_run,
@@ -122,8 +122,8 @@ def finished(cfg: DictConfig, rdir: Path, rid: str) -> dict | None:
 
 def checkpoint_problem(path: Path, expected: dict | None = None) -> str | None:
     """Why the checkpoint `path` cannot be resumed from, or None: it must load (torch.load, weights only, memory
-    mapped, so no tensor is read) as a Lightning checkpoint, with the parameter names and shapes of `expected` (a
-    module's state_dict) when given."""
+    mapped, so no tensor is read) as a training checkpoint, with the parameter names and shapes of `expected` (a
+    module's state_dict) and what Lightning restores (optimizer and loop state) when given."""
     import torch
 
     problem = zip_checkpoint_problem(path)
@@ -141,6 +141,8 @@ def checkpoint_problem(path: Path, expected: dict | None = None) -> str | None:
 
         if shapes(state["state_dict"]) != shapes(expected):
             return "holds other parameters than this run's model (names or shapes differ)"
+        if not {"optimizer_states", "loops"} <= set(state):
+            return "does not load as a Lightning checkpoint (no optimizer_states / loops to resume)"
     return None
 
 
@@ -377,19 +379,46 @@ def check_runs_writable(argv: list[str]) -> None:
     check_directory(runs, "paths.runs")
 
 
-def train_job(cfg: DictConfig) -> dict:
-    """One Hydra job: the stack a sweep grouped into it (stacked.STACK_ENV), or the run `cfg` describes."""
+def train_job(cfg: DictConfig) -> list[dict]:
+    """One Hydra job: the stack a sweep grouped into it (stacked.STACK_ENV), or the run `cfg` describes; one
+    summary row per run."""
     group = os.environ.get("SCALINGLAB_STACK_GROUP")
     if group:
         from scalinglab.stacked import train_group_file
-        return train_group_file(group)[0]
-    return run(cfg)
+        return train_group_file(group)
+    return [run(cfg)]
+
+
+JOB_KEYS = ("run_id", "status", "loss", "finished_at", "error")  # what a sweep job hands back to the sweeper
+
+
+def sweep_job(cfg: DictConfig) -> list[dict]:
+    """One job of a launched sweep: its runs' (run_id, status, loss, finished_at, error), which the sweeper sums
+    up when the launch ends (sweep.launch_outcome). A user mistake met by this job alone (a missing branch
+    checkpoint, ...) fails this job, not the launch: one line on stderr and a `failed` row. A refused write
+    (StoreError: disk full, read-only) still ends the launch with status 2, since every run would meet it."""
+    from scalinglab.errors import user_error
+
+    try:
+        rows = train_job(cfg)
+    except StoreError as exc:
+        sys.exit(report_user_error(exc))
+    except Exception as exc:
+        error = user_error(exc)
+        if error is None:
+            raise
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        return [{"run_id": None, "status": "failed", "loss": math.nan, "finished_at": time.time(),
+                 "error": str(error)}]
+    return [{key: row.get(key) for key in JOB_KEYS} for row in rows]
 
 
 @hydra.main(version_base="1.3", config_path=resources.CONFIG_PATH, config_name="config")
-def main(cfg: DictConfig) -> float | None:
+def main(cfg: DictConfig) -> float | list[dict] | None:
     # Not decorated itself: Hydra names the job after the task function's file.
-    return exit_on_user_error(train_job)(cfg).get("loss")
+    if _is_multirun():
+        return sweep_job(cfg)
+    return exit_on_user_error(train_job)(cfg)[0].get("loss")
 
 
 def check_settings(cfg: DictConfig) -> None:

@@ -79,9 +79,18 @@ class ScalinglabSweeper(Sweeper):
         return plan
 
     def sweep(self, arguments: List[str]) -> Any:
-        from scalinglab.errors import exit_on_user_error
-        from scalinglab.sweep import launch_waves, threads_per_run
+        """Launch the plan wave by wave, then print what the launch did and left (sweep.launch_outcome) and exit
+        with status 1 if a run it trained failed; runs another launch holds are counted, not waited for."""
+        import sys
+        import time
 
+        from hydra.core.utils import JobStatus
+
+        from scalinglab.errors import exit_on_user_error
+        from scalinglab.store import sweep_dir
+        from scalinglab.sweep import launch_outcome, launch_waves, threads_per_run
+
+        started = time.time()
         plan = exit_on_user_error(self._plan)(arguments)  # a user mistake: one line, exit status 2
         if plan is None:
             return []
@@ -89,9 +98,13 @@ class ScalinglabSweeper(Sweeper):
         launcher_target = str(OmegaConf.select(cfg, "hydra.launcher._target_", default=""))
         user_threads = OmegaConf.select(cfg, "train.threads") is not None or any(
             a.lstrip("+").startswith("train.threads=") for a in arguments)
-        returns, job_idx = [], 0
+        returns, job_idx, job_rows, waiting = [], 0, [], 0
         for wave in launch_waves(plan):
-            groups = self._stack_groups(plan, wave)
+            ready = self._ready(plan, wave)
+            waiting += len(wave) - len(ready)
+            if not ready:
+                continue
+            groups = self._stack_groups(plan, ready)
             threads = None if user_threads else threads_per_run(
                 launcher_target, OmegaConf.select(cfg, "hydra.launcher.n_jobs"), len(groups))
             extra = [f"train.threads={threads}"] if threads else []
@@ -99,7 +112,34 @@ class ScalinglabSweeper(Sweeper):
             results = self.launcher.launch(overrides, initial_job_idx=job_idx)
             job_idx += len(overrides)
             returns.append(results)
+            for result in results:
+                if result.status == JobStatus.COMPLETED:
+                    value = result.return_value
+                    job_rows.append(value if isinstance(value, list) else None)
+                else:  # an exception in the job (Hydra keeps it instead of raising it)
+                    error = result._return_value
+                    print(f"job {' '.join(result.overrides or [])} raised {type(error).__name__}: {error}",
+                          file=sys.stderr, flush=True)
+                    job_rows.append(None)
+        line, status = launch_outcome(str(cfg.sweep), job_rows, sweep_dir(cfg.paths.runs, str(cfg.sweep)), started,
+                                      waiting)
+        print(line, flush=True)
+        if status:
+            sys.exit(status)
         return returns
+
+    def _ready(self, plan, wave: List[int]) -> List[int]:
+        """The runs of `wave` that can start: all of them, except WSD cooldowns whose long run is not complete
+        (still running in another launch, or failed): those would fail on the missing branch checkpoint."""
+        from scalinglab.store import run_dir, run_status
+
+        cfg = self.config
+
+        def long_run_complete(i: int) -> bool:
+            long = plan.runs[plan.runs[i].branch_of].run_id
+            return run_status(run_dir(cfg.paths.runs, str(cfg.sweep), long)) == "complete"
+
+        return [i for i in wave if plan.runs[i].branch_of is None or long_run_complete(i)]
 
     def _stack_groups(self, plan, wave: List[int]) -> List[List[int]]:
         """The runs of launch wave `wave` as jobs: one run each, or (hydra.sweeper.stack=K > 1) up to K runs that can
