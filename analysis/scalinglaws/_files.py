@@ -3,14 +3,19 @@
 `atomic_write(path, write)` calls write(tmp) on a temporary file beside `path`, fsyncs it and moves it into place
 with os.replace. The file gets the mode an ordinary open() would give (0o666 minus the process umask), not
 mkstemp's private 0o600. scalinglab's results store (scalinglab.store.atomic_write) builds on this one (the analysis package cannot
-import scalinglab).
+import scalinglab). `replaced_together(folder)` does the same for a set of files (a report's text and figures):
+they are written into a temporary folder that then takes the folder's place in one rename.
 """
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
+import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 TMP_PREFIX = ".tmp-"  # readers of a runs tree ignore files named like this
 
@@ -94,3 +99,99 @@ def check_out_file(path, field: str, suffix: str) -> Path:
         raise InputError(field, f"{out} is not a {suffix} file name", f"pass a file such as fit{suffix}")
     check_out_dir(out.parent, field)
     return out
+
+
+# ------------------------------------------------------------------------------------------ a set of files at once
+
+def _pid_alive(pid: str) -> bool:
+    if not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE); False where the system cannot."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(str(a)), at_fdcwd, os.fsencode(str(b)), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EPERM):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
+def _stages(folder: Path, kind: str) -> list[Path]:
+    return list(folder.parent.glob(f"{TMP_PREFIX}{folder.name}.{kind}.*"))
+
+
+def _whole(folder: Path, owned_by: Iterable[str], protect: Iterable[Path]) -> bool:
+    """Whether `folder` may be swapped whole: it is new, empty or holds an earlier report (`owned_by` files), and
+    is neither the working directory nor a folder above it or above a `protect` path (a runs tree being read)."""
+    here = Path.cwd().resolve()
+    real = folder.resolve()
+    for inside in (here, *(Path(p).resolve() for p in protect)):
+        if inside == real or real in inside.parents:
+            return False
+    if not folder.exists():
+        return True
+    return folder.is_dir() and (not any(folder.iterdir()) or all((folder / n).is_file() for n in owned_by))
+
+
+@contextmanager
+def replaced_together(folder: Path | str, owned_by: Iterable[str] = (), protect: Iterable[Path] = (),
+                      last: Iterable[str] = ()) -> Iterator[Path]:
+    """Yield a temporary folder to write a set of files into; when the block ends without an error they appear
+    in `folder` together, and a process killed before that leaves `folder` as it was.
+
+    Where `folder` may be swapped whole (`_whole`), the temporary folder starts as a copy of it (every other file
+    is kept), receives the new files, and takes its place in one atomic exchange (renameat2; two renames
+    where the file system cannot, and a later call puts a folder a kill left aside back). Elsewhere (a folder
+    holding other things) the new files are moved in one by one, the `last` names (the report's text) at the end.
+    Temporary folders of killed processes are removed.
+    """
+    folder = Path(folder).absolute()
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    if not folder.exists():  # a kill between the two fallback renames left the previous folder aside
+        for old in _stages(folder, "old"):
+            if not _pid_alive(old.name.rpartition(".")[2]):
+                os.rename(old, folder)
+                break
+    for kind in ("new", "old"):
+        for stale in _stages(folder, kind):
+            if not _pid_alive(stale.name.rpartition(".")[2]):
+                shutil.rmtree(stale, ignore_errors=True)
+    whole = _whole(folder, tuple(owned_by), tuple(protect))
+    stage = (folder.parent / f"{TMP_PREFIX}{folder.name}.new.{os.getpid()}" if whole
+             else folder / f"{TMP_PREFIX}{folder.name}.new.{os.getpid()}")
+    shutil.rmtree(stage, ignore_errors=True)
+    if whole and folder.exists():
+        shutil.copytree(folder, stage, ignore=shutil.ignore_patterns(f"{TMP_PREFIX}*"))  # copies: a writer may
+        # write a file in place, which through a hard link would change the live folder
+    else:
+        stage.mkdir(parents=True)
+    try:
+        yield stage
+        if not whole:
+            later = set(last)
+            names = sorted(stage.iterdir(), key=lambda p: p.name in later)
+            for path in names:
+                os.replace(path, folder / path.name)
+        elif not folder.exists():
+            os.rename(stage, folder)
+        elif not _exchange(stage, folder):
+            old = folder.parent / f"{TMP_PREFIX}{folder.name}.old.{os.getpid()}"
+            os.rename(folder, old)
+            os.rename(stage, folder)
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)  # after an exchange: the previous folder

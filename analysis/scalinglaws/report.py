@@ -18,7 +18,7 @@ import pandas as pd
 
 from . import _sections, _sections_kaplan, _sections_laws, _sections_tune
 from ._context import NOT_IDENTIFIED_TITLE, Context, NotApplicable, Progress, Section
-from ._files import check_file_name, check_out_dir, write_text
+from ._files import check_file_name, check_out_dir, replaced_together, write_text
 from ._format import fmt
 from .errors import InputError
 from .identify import not_identified
@@ -195,8 +195,16 @@ def build_report(source, out_dir, bootstrap_n: int = 1000, seed: int = 0, level:
         if not path.is_file():
             raise InputError(str(path), "commentary file not found", "pass an existing markdown file, or leave it out")
         notes = [p.strip() for p in path.read_text(encoding="utf-8").split("\n\n") if p.strip()]
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    final = Path(out_dir)
+    texts = (FITS_JSON, f"{name}.md", f"{name}.html")
+    protect = [Path(source)] if isinstance(source, (str, Path)) else []
+    with replaced_together(final, owned_by=texts[1:], protect=protect, last=texts) as out:  # all files at once
+        _write_report(src, out, notes, title, name, bootstrap_n, seed, level, grid, progress, fig_format)
+    return final / f"{name}.md"
+
+
+def _write_report(src, out: Path, notes, title, name, bootstrap_n, seed, level, grid, progress, fig_format):
+    """Every section, its figures, fits.json and the text of the report, into `out`."""
     roles = assign_roles(src.table)
     curves = src.curves
     if curves is not None and "run_id" in roles.chinchilla:
@@ -215,4 +223,3 @@ def build_report(source, out_dir, bootstrap_n: int = 1000, seed: int = 0, level:
     write_text(out / FITS_JSON, json.dumps(fits_document(ctx, title), indent=1, allow_nan=False) + "\n")
     write_text(out / f"{name}.md", render_markdown(title, sections))
     write_text(out / f"{name}.html", render_html(title, sections))
-    return out / f"{name}.md"
