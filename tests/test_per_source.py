@@ -13,6 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 
 from scalinglab.build import build_datamodule
@@ -58,6 +59,10 @@ def test_per_source_losses_sum_token_weighted_to_the_whole_split(tmp_path, corpu
     dm.prepare()
     assert dm.val_sources == ["bible", "plays", "speeches"] and set(dm.val_source_tokens) == set(dm.val_sources)
     assert sum(dm.val_source_tokens.values()) == dm.val_tokens_evaluated
+    # Each source's evaluated tokens are its share of val_tokens by the corpus's bytes (to a window).
+    shares = dm.manifest["bytes_by_source"]
+    for name, tokens in dm.val_source_tokens.items():
+        assert abs(tokens - 8000 * shares[name] / sum(shares.values())) < 64, (name, tokens)
     rows = metrics(tmp_path, summary)
     columns = [c for c in rows.columns if c.startswith("val_loss/")]
     assert columns == ["val_loss/bible", "val_loss/plays", "val_loss/speeches"]
@@ -91,8 +96,12 @@ def test_a_held_out_source_is_never_trained_on_and_is_validated_apart(tmp_path, 
     assert not [r for r in rows if r["source"] == "bible" and r["text"].strip()[:200] in train_text]
     assert sum(r["text"].strip()[:200] in train_text for r in rows if r["source"] != "bible") > 50  # the check sees
     # The ordinary validation windows never reach the held-out part of val.bin; the held-out windows are all of it.
-    assert set(np.unique(np.memmap(dm.cache_path / "val_source.bin", dtype=np.uint8)[
-        1: 1 + dm.val_tokens_evaluated])) <= {dm.val_sources.index("plays"), dm.val_sources.index("speeches")}
+    seen = set(torch.cat([s.reshape(-1) for _, _, s in dm.val_dataloader()]).tolist())
+    assert seen == {dm.val_sources.index("plays"), dm.val_sources.index("speeches")}
+    held = torch.cat([x.reshape(-1) for x, _ in dm.holdout_dataloader()])
+    n_val = manifest["tokens_val"] - manifest["tokens_val_holdout"]
+    assert torch.equal(held[:64], torch.from_numpy(np.fromfile(dm.cache_path / "val.bin", dtype=manifest["dtype"])[
+        n_val: n_val + 64].astype(np.int64)))  # from the start of the held-out block
     summary = run(cfg)
     rows = metrics(tmp_path, summary)
     assert [c for c in rows.columns if c.startswith("val_loss/")] == ["val_loss/bible", "val_loss/plays",

@@ -25,7 +25,8 @@ After prepare():
 - `val_tokens_evaluated` = val_windows * n_ctx; `val_bytes_per_token` = UTF-8 bytes / tokens of exactly those
   targets, so bits per byte = loss / (ln 2 * val_bytes_per_token) (end-of-text counts 0 bytes; see tokenizer.py).
 - a corpus with sources (builtin; a table with data.source.source_column): `val_sources` names them (the cache's
-  `sources`, sorted), each validation batch is (x, y, s) with s[i, t] the index in `val_sources` of the document
+  `sources`, sorted); the windows come from each source's block of val.bin, min(its share of val_tokens by bytes,
+  block - 1) // n_ctx each, so they sample the training distribution; each validation batch is (x, y, s) with s[i, t] the index in `val_sources` of the document
   target y[i, t] belongs to, and `val_source_tokens` counts the evaluated targets per source. Without sources,
   `val_sources` is [] and batches are (x, y).
 - `data.holdout_source`: that source's documents are not trained on (token_cache.py); `holdout_dataloader()` gives
@@ -141,12 +142,13 @@ class ResumeSampler(torch.utils.data.Sampler):
 
 class ValWindows(torch.utils.data.Dataset):
     """Map-style dataset of validation batches: item i holds windows [i B, (i+1) B) (the last may be short), window
-    j starting at token `offset + j n_ctx`; with `sources` (val_source.bin) also each target's source index."""
+    j starting at token starts[j] (default j n_ctx); with `sources` (val_source.bin) also each target's source."""
 
-    def __init__(self, path: Path, dtype: str, n_windows: int, n_ctx: int, batch_size: int, offset: int = 0,
-                 sources: Path | None = None):
+    def __init__(self, path: Path, dtype: str, n_windows: int, n_ctx: int, batch_size: int,
+                 starts: np.ndarray | None = None, sources: Path | None = None):
         self.memmap = _Memmap(path, dtype)
-        self.n_windows, self.n_ctx, self.batch_size, self.offset = n_windows, n_ctx, batch_size, offset
+        self.n_windows, self.n_ctx, self.batch_size = n_windows, n_ctx, batch_size
+        self.starts = np.arange(n_windows, dtype=np.int64) * n_ctx if starts is None else np.asarray(starts, np.int64)
         self.sources = None if sources is None else _Memmap(sources, "uint8")
 
     def __len__(self) -> int:
@@ -156,7 +158,7 @@ class ValWindows(torch.utils.data.Dataset):
         if not 0 <= i < len(self):
             raise IndexError(i)
         windows = np.arange(i * self.batch_size, min((i + 1) * self.batch_size, self.n_windows))
-        index = self.offset + windows[:, None] * self.n_ctx + np.arange(self.n_ctx + 1)
+        index = self.starts[windows][:, None] + np.arange(self.n_ctx + 1)
         tokens = torch.from_numpy(self.memmap.tokens[index].astype(np.int64))
         if self.sources is None:
             return tokens[:, :-1], tokens[:, 1:]
@@ -256,10 +258,10 @@ class TokenDataModule(L.LightningDataModule):
             raise ConfigError("train.batch_size", f"is {self.batch_size}, but the training split has only "
                               f"{self.train_windows.n_windows} windows of model.n_ctx+1={self.n_ctx + 1} tokens",
                               "lower train.batch_size or model.n_ctx, or give more text")
-        self._load_sources(manifest, n_val, n_held, val_windows)
-        self.val_tokens_evaluated = val_windows * self.n_ctx
+        starts = self._load_sources(manifest, n_val, n_held, val_windows)
+        self.val_tokens_evaluated = len(starts) * self.n_ctx
         val = np.memmap(self.cache_path / "val.bin", dtype=manifest["dtype"], mode="r")
-        targets = val[1: 1 + self.val_tokens_evaluated]
+        targets = val[(starts[:, None] + 1 + np.arange(self.n_ctx)).reshape(-1)]
         self.val_bytes_per_token = float(token_bytes[targets].sum()) / targets.size
         self.tokens_per_epoch = tokens_per_epoch(manifest["tokens_train"], self.n_ctx)
         self.epochs = self.tokens_total / self.tokens_per_epoch
@@ -269,21 +271,31 @@ class TokenDataModule(L.LightningDataModule):
             warnings.warn(message, stacklevel=3)
             log.warning(message)
 
-    def _load_sources(self, manifest: dict, n_val: int, n_held: int, val_windows: int) -> None:
-        """The validation windows (and the held-out source's), with each target's source where the corpus has them."""
+    def _load_sources(self, manifest: dict, n_val: int, n_held: int, val_windows: int) -> np.ndarray:
+        """The validation windows (and the held-out source's), with each target's source where the corpus has them;
+        returns the windows' first tokens. With sources, each source's block of val.bin (manifest `val_blocks`)
+        gives min(its share of data.val_tokens by the corpus's bytes, block - 1) // n_ctx windows."""
         self.val_sources = list(manifest.get("sources") or [])
         raw, self.val_source_tokens = None, {}
+        starts = np.arange(val_windows, dtype=np.int64) * self.n_ctx
         if self.val_sources:
             raw = self.cache_path / "val_source.bin"
             size = raw.stat().st_size if raw.exists() else None
             if size != manifest["tokens_val"]:
                 raise token_cache.corrupt(self.cache_path, raw.name, f"{'missing' if size is None else f'{size} bytes'}"
                                           f", the manifest says {manifest['tokens_val']} validation tokens")
-            owners = np.memmap(raw, dtype=np.uint8, mode="r")[1: 1 + val_windows * self.n_ctx]
+            shares = manifest["bytes_by_source"]
+            starts = np.concatenate([np.zeros(0, np.int64)] + [
+                first + np.arange(min(round(self.val_tokens * shares[name] / sum(shares.values())), size - 1)
+                                  // self.n_ctx, dtype=np.int64) * self.n_ctx for name, first, size in manifest["val_blocks"]])
+            if not len(starts):
+                raise ConfigError("model.n_ctx", f"is {self.n_ctx}, longer than every source's share of data.val_tokens"
+                                  f"={self.val_tokens}", "lower model.n_ctx or raise data.val_tokens")
+            owners = np.memmap(raw, dtype=np.uint8, mode="r")[(starts[:, None] + 1 + np.arange(self.n_ctx)).reshape(-1)]
             counts = np.bincount(owners, minlength=len(self.val_sources))
             self.val_source_tokens = {name: int(c) for name, c in zip(self.val_sources, counts) if c}
-        self.val_windows = ValWindows(self.cache_path / "val.bin", manifest["dtype"], val_windows, self.n_ctx,
-                                      self.batch_size, sources=raw)
+        self.val_windows = ValWindows(self.cache_path / "val.bin", manifest["dtype"], len(starts), self.n_ctx,
+                                      self.batch_size, starts=starts, sources=raw)
         self.holdout_windows = None
         if self.holdout_source is not None:
             windows = min(self.val_tokens, n_held - 1) // self.n_ctx
@@ -291,8 +303,9 @@ class TokenDataModule(L.LightningDataModule):
                 raise ConfigError("data.holdout_source", f"{self.holdout_source!r} holds {n_held} tokens, fewer than "
                                   f"one window of model.n_ctx={self.n_ctx} + 1", "hold out a larger source, or null")
             self.holdout_windows = ValWindows(self.cache_path / "val.bin", manifest["dtype"], windows, self.n_ctx,
-                                              self.batch_size, offset=n_val)
+                                              self.batch_size, starts=n_val + np.arange(windows) * self.n_ctx)
             self.val_source_tokens[self.holdout_source] = windows * self.n_ctx
+        return starts
 
     def holdout_dataloader(self) -> torch.utils.data.DataLoader | None:
         """Windows of the held-out source (data.holdout_source), batched as the validation windows; None without."""

@@ -3,8 +3,8 @@
 A corpus has sources when its documents carry a source name (`has_sources`): the builtin corpus always (`sotu`,
 `shakespeare`, `bible`, `wikipedia`: corpus.BUILTIN_SOURCES), a table with `data.source.source_column`. The name is
 the document id up to the first '/' (`document_source`; corpus.py prefixes a table row's id with its source,
-`sourced`). token_cache.py uses the rest: the validation documents taken in turn from each source
-(`interleave_sources`), the source of every validation token (`encode_sourced` -> val_source.bin), and the check
+`sourced`). token_cache.py uses the rest: the validation split made and laid out per source
+(`group_by_source`, `val_blocks`), the source of every validation token (`encode_sourced` -> val_source.bin), and the check
 of `data.holdout_source` against the corpus's sources (`check_holdout`). docs/DATA.md, "Sources and per-source
 loss".
 """
@@ -48,15 +48,18 @@ def check_holdout(holdout_source, names: list[str], source: dict) -> None:
                           "left to train on", "set data.holdout_source=null")
 
 
-def interleave_sources(docs: list[int], ids: list[str], doc_sources: list[str]) -> list[int]:
-    """`docs` taken in turn from each source (sorted by name), each source's in sha256(doc_id) order."""
-    queues: dict[str, list[int]] = {}
+def group_by_source(docs: list[int], ids: list[str], doc_sources: list[str]) -> dict[str, list[int]]:
+    """{source: its documents among `docs` in sha256(doc_id) order}, sources sorted by name."""
+    groups: dict[str, list[int]] = {}
     for i in sorted(docs, key=lambda i: hashlib.sha256(ids[i].encode()).digest()):
-        queues.setdefault(doc_sources[i], []).append(i)
-    order = []
-    for turn in range(max((len(q) for q in queues.values()), default=0)):
-        order += [queue[turn] for _, queue in sorted(queues.items()) if turn < len(queue)]
-    return order
+        groups.setdefault(doc_sources[i], []).append(i)
+    return dict(sorted(groups.items()))
+
+
+def val_blocks(owners: np.ndarray, names: list[str]) -> list[list]:
+    """[[source, first token, tokens], ...] of a validation split laid out one block per source."""
+    edges = [0, *(np.flatnonzero(np.diff(owners)) + 1).tolist(), len(owners)]
+    return [[names[int(owners[a])], a, b - a] for a, b in zip(edges[:-1], edges[1:]) if b > a]
 
 
 def encode_sourced(tokenizer, texts: list[str], source_ids: list[int] | None, eot_id: int, dtype: np.dtype

@@ -11,8 +11,9 @@
                                               complete cache
 
 The validation split is whole documents, in a fixed hash order (`split_by_document`). `cache_key` reads no text.
-Where the documents have sources, val.bin holds them taken in turn from each source (each source's in that hash
-order; otherwise in corpus order), so the windows evaluated (the first data.val_tokens tokens) sample every source.
+Where the documents have sources, the split is made per source, each holding out its share of the corpus's bytes
+(at least one document of a source with two), and val.bin holds one block per source (manifest `val_blocks`);
+data.py evaluates from each block that source's share of data.val_tokens.
 With `holdout_source` (data.holdout_source), every document of that source goes to validation and none to training
 or to the tokenizer: val.bin is the ordinary validation documents, then the held-out ones (`tokens_val_holdout`
 tokens at its end, in hash order).
@@ -42,13 +43,14 @@ import numpy as np
 from scalinglab.config import PROJECT_ROOT
 from scalinglab.corpus import iter_documents, sha256_file, source_fingerprint
 from scalinglab.errors import ConfigError
-from scalinglab.sources import check_holdout, document_source, encode_sourced, has_sources, interleave_sources
+from scalinglab.sources import (check_holdout, document_source, encode_sourced, group_by_source, has_sources,
+                                val_blocks)
 from scalinglab.store import file_lock, write_text
 from scalinglab.tokenizer import encode_documents, end_of_text_id, load_tokenizer, token_byte_lengths, train_bpe
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 2  # bump when the cache layout or the split rule changes (2: val_source.bin, holdout_source)
+CACHE_FORMAT = 3  # bump when the cache layout or the split rule changes (3: per-source split, val_source.bin)
 ENCODE_CHUNK_BYTES = 4 << 20  # text per encode_batch call (progress granularity)
 MAX_SPLIT_ATTEMPTS = 4
 
@@ -198,6 +200,8 @@ def build_token_cache(source: dict, vocab_size: int, val_tokens: int, tokenizer_
         raise ConfigError("data.holdout_source", f"leaves {len(rest)} document of other sources; the validation "
                           "split is made of whole documents", "hold out a smaller source, or null")
     doc_bytes = [len(t.encode("utf-8")) for t in texts]
+    groups = group_by_source(rest, ids, doc_sources) if doc_sources else {None: rest}
+    rest_bytes = sum(doc_bytes[i] for i in rest)
     log.info("corpus: %d documents, %.1f MB", len(texts), sum(doc_bytes) / 1e6)
 
     # The split is chosen by bytes, before the tokenizer exists (it is trained on the training split only);
@@ -205,14 +209,16 @@ def build_token_cache(source: dict, vocab_size: int, val_tokens: int, tokenizer_
     bytes_per_token_guess = 4.0 if vocab_size <= 8192 else 4.8
     for attempt in range(MAX_SPLIT_ATTEMPTS):
         is_val = np.zeros(len(ids), dtype=bool)
-        is_val[rest] = split_by_document([ids[i] for i in rest], [doc_bytes[i] for i in rest],
-                                         int(val_tokens * bytes_per_token_guess))
+        for members in groups.values():  # with sources: each source's share of the bytes (docs/DATA.md)
+            share = val_tokens * bytes_per_token_guess * (sum(doc_bytes[i] for i in members) / rest_bytes
+                                                          if len(groups) > 1 else 1)
+            is_val[members] = split_by_document([ids[i] for i in members], [doc_bytes[i] for i in members], int(share))
         is_train = ~is_val
         is_train[np.array(held, dtype=np.int64)] = False
         train_texts = [t for t, v in zip(texts, is_train) if v]
         val_docs = [i for i in range(len(ids)) if is_val[i]]
-        if doc_sources:  # the evaluated head (data.val_tokens) samples every source: see the module docstring
-            val_docs = interleave_sources(val_docs, ids, doc_sources)
+        if doc_sources:  # one block per source, each in hash order (data.py evaluates each block's share)
+            val_docs = [i for members in groups.values() for i in members if is_val[i]]
         val_texts = [texts[i] for i in val_docs]
         split_key = _hash([source_fingerprint(source, PROJECT_ROOT), sorted(np.array(ids)[~is_train].tolist())])
         tokenizer = _train_or_load_tokenizer(train_texts, vocab_size, tokenizer_file, cache_dir, split_key, progress)
@@ -221,7 +227,7 @@ def build_token_cache(source: dict, vocab_size: int, val_tokens: int, tokenizer_
                                                                                      val_docs], eot, token_dtype(vocab_size))
         if val_ids.size >= val_tokens:
             break
-        if is_val.sum() == len(rest) - 1:  # every document but one is held out already
+        if is_val.sum() == len(rest) - len(groups):  # every document but one (a source) is held out already
             raise ConfigError("data.val_tokens", f"is {val_tokens}, but all documents but one hold only "
                               f"{val_ids.size} tokens ({sum(doc_bytes)} bytes in the whole corpus)",
                               "lower data.val_tokens (or give more text)")
@@ -255,7 +261,9 @@ def build_token_cache(source: dict, vocab_size: int, val_tokens: int, tokenizer_
             "bytes_train": int(bytes_train), "bytes_val": int(sum(b for b, v in zip(doc_bytes, is_train) if not v)),
             "documents": len(texts), "documents_train": int(is_train.sum()), "documents_val": int((~is_train).sum()),
             "sources": names, "holdout_source": holdout_source, "tokens_val_holdout": int(held_ids.size),
-            "documents_by_source": by_source,
+            "documents_by_source": by_source, "val_blocks": val_blocks(val_owner, names) if doc_sources else [],
+            "bytes_by_source": {name: sum(doc_bytes[i] for i in members) for name, members in groups.items()}
+            if doc_sources else {},
             "vocab_size": int(vocab_size), "tokenizer_vocab_size": int(tokenizer.get_vocab_size()),
             "val_tokens_requested": int(val_tokens), "dtype": dtype.name, "eot_id": int(eot),
             "source": source, "corpus_fingerprint": source_fingerprint(source, PROJECT_ROOT), "split_key": split_key,
