@@ -126,3 +126,15 @@ def test_fit_names_every_damaged_file_in_one_error(runs):
         if DAMAGE[i][0] == "summary.parquet" or (DAMAGE[i][0] == "metrics.parquet" and DAMAGE[i][1] is garbage):
             assert f"{rid}/{DAMAGE[i][0]}" in out.stderr, out.stderr
     assert "2 run files" in out.stderr and "Fix:" in out.stderr
+
+
+def test_status_with_a_damaged_plan_still_lists_every_run_and_says_so(runs):
+    from scalinglab.sweep import format_status, progress_line
+
+    root, damaged = runs
+    (root / "sw" / "plan.parquet").write_bytes(b"PAR1 not really")
+    table = sweep_status(root / "sw")
+    assert len(table) == len(list((root / "sw").iterdir())) - 1 and "plan.parquet" in table.attrs["plan_problem"]
+    text = format_status(table, root / "sw")
+    assert "plan.parquet cannot be read" in text and "Fix: relaunch the sweep (it writes the plan again)" in text
+    assert progress_line(root / "sw") is None

@@ -221,6 +221,20 @@ def _summary_or_none(rdir: Path) -> dict | None:
         return None
 
 
+def read_plan(sweep_dir: Path) -> tuple[pd.DataFrame, str | None]:
+    """The sweep's plan.parquet (empty without one) and, when it does not read back, why (then it is empty too:
+    the next launch writes it again)."""
+    file = Path(sweep_dir) / PLAN_FILE
+    if not file.exists():
+        return pd.DataFrame(), None
+    try:
+        planned = pd.read_parquet(file)
+        planned["run_id"]
+    except Exception as exc:  # pyarrow raises many kinds; a plan without run ids is no plan either
+        return pd.DataFrame(), f"{file} cannot be read ({type(exc).__name__})"
+    return planned, None
+
+
 def sweep_status(sweep_dir: Path | str) -> pd.DataFrame:
     """One row per run (planned or found on disk): run_id, state, and the summary's N, D, loss where known.
 
@@ -229,7 +243,7 @@ def sweep_status(sweep_dir: Path | str) -> pd.DataFrame:
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise ConfigError(str(sweep_dir), "is not a sweep directory", "give runs/<sweep> (paths.runs/<sweep name>)")
-    planned = pd.read_parquet(sweep_dir / PLAN_FILE) if (sweep_dir / PLAN_FILE).exists() else pd.DataFrame()
+    planned, plan_problem = read_plan(sweep_dir)
     on_disk = sorted(p for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
                      and ((p / CONFIG).exists() or (p / SUMMARY).exists() or (p / LOCK).exists()))
     ids = list(planned["run_id"]) if len(planned) else []
@@ -252,7 +266,9 @@ def sweep_status(sweep_dir: Path | str) -> pd.DataFrame:
             row.update(N=summary.get("n_params"), D=summary.get("tokens"), loss=summary.get("loss"),
                        wall_time=summary.get("wall_time"))
         rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows, columns=None if rows else ["run_id", "state"])
+    table.attrs["plan_problem"] = plan_problem
+    return table
 
 
 def progress_line(sweep_dir: Path | str) -> str | None:
@@ -264,9 +280,10 @@ def progress_line(sweep_dir: Path | str) -> str | None:
 
     sweep_dir = Path(sweep_dir)
     plan_file = sweep_dir / PLAN_FILE
-    if not plan_file.exists():
+    planned, problem = read_plan(sweep_dir)
+    if problem is not None or not len(planned):
         return None
-    started, planned = plan_file.stat().st_mtime, pd.read_parquet(plan_file, columns=["run_id"])["run_id"]
+    started, planned = plan_file.stat().st_mtime, planned["run_id"]
     summaries = (_summary_or_none(sweep_dir / rid) for rid in planned)
     finished = [summary["finished_at"] for summary in summaries if summary is not None]
     n, new = len(planned), sum(t >= started for t in finished)
@@ -290,6 +307,9 @@ def format_status(table: pd.DataFrame, sweep_dir: Path | str | None = None) -> s
             f"  {where / rid}: {problem}\n" for rid, problem in zip(damaged["run_id"], damaged["problem"]))
         text += ("Fix: relaunch the sweep: each damaged file is moved aside (<name>.damaged-<time>) and those runs "
                  "are trained again; no other run is")
+    if table.attrs.get("plan_problem"):
+        text += (f"\nplan: {table.attrs['plan_problem']}; runs not started are not listed. Fix: relaunch the sweep "
+                 "(it writes the plan again), or `sweep plan` to see it")
     return text
 
 
