@@ -159,7 +159,8 @@ def _resume(run: _Run) -> None:
 def train_group(cfgs: list[DictConfig]) -> list[dict]:
     """Train the runs `cfgs` describe as one stack (skipping complete ones and ones another process holds);
     one summary row per config, in order. Every config is validated before anything trains."""
-    from scalinglab.train import claim_run_dir, finished, open_run, running
+    from scalinglab.resume import claim_run_dir
+    from scalinglab.train import finished, open_run, running
 
     opened = [open_run(cfg) for cfg in cfgs]
     keys = {stack_key(cfg) for cfg in cfgs}

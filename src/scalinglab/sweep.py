@@ -149,14 +149,11 @@ def launch_waves(plan: Plan) -> list[list[int]]:
 
 def launch_outcome(sweep: str, job_rows: list[list[dict] | None], sweep_dir: Path | str, started: float,
                    waiting: int = 0) -> tuple[str, int]:
-    """What a launch did and left, and its exit status: (one line, 0 or 1).
-
-    `job_rows` holds, per launched job, the rows train.sweep_job returned (None for a job that raised). A run
-    another launch held (`running`) is counted as still running elsewhere while its lock is held, else as
-    finished there; `waiting` counts WSD cooldowns not started because their long run is not complete. The status
-    is 1 when a run this launch trained failed or a job raised, else 0: runs elsewhere, diverged runs (a result)
-    and runs that ended before this launch (not rerun without rerun_failed=true) do not make it fail.
-    """
+    """What a launch did and left, and its exit status: (one line, 0 or 1). `job_rows`: per job, the rows
+    train.sweep_job returned (None for a job that raised). A run another launch held (`running`) counts as still
+    running elsewhere while its lock is held, else as finished there; `waiting`: WSD cooldowns not started (their
+    long run is not complete). The status is 1 when a run this launch trained failed or a job raised, else 0: runs
+    elsewhere, diverged runs (a result) and runs that ended before this launch do not make it fail."""
     counts = dict.fromkeys(("complete", "failed", "diverged", "skipped", "ended_before", "elsewhere",
                             "finished_elsewhere", "crashed"), 0)
     for rows in job_rows:
