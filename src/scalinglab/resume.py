@@ -57,5 +57,8 @@ def resume_point(rdir: Path, module) -> Path | None:
         problem = checkpoint_problem(path, expected)
         if problem is None:
             return path
-        move_aside(path, problem + "; resuming from the previous good checkpoint, or from the start")
+        try:
+            move_aside(path, problem + "; resuming from the previous good checkpoint, or from the start")
+        except FileNotFoundError:  # another rank of a multi-process run moved it first
+            pass
     return None
