@@ -41,6 +41,15 @@ def instantiate(node, **kwargs):
         raise
 
 
+def build_plain(node: dict, where: str):
+    """The component a resolved plain container names (`_target_` called with the other keys; no Hydra
+    instantiate, no nested targets): what the sweep planner builds thousands of times (GPTConfig)."""
+    from hydra.utils import get_method
+
+    check_targets(node, where)
+    return get_method(node["_target_"])(**{k: v for k, v in node.items() if k != "_target_"})
+
+
 def build_datamodule(cfg, train: TrainConfig | None = None, **kwargs):
     """The run's TokenDataModule (`cfg.data`) for its model.n_ctx, train settings and paths.cache; reads nothing.
 

@@ -11,6 +11,8 @@
 """
 from __future__ import annotations
 
+import copy
+import functools
 import hashlib
 import json
 import math
@@ -64,6 +66,7 @@ PRECISION_ALIASES = {"64": "64-true", 64: "64-true", "32": "32-true", 32: "32-tr
                      16: "16-mixed", "bf16": "bf16-mixed"}
 
 
+@functools.lru_cache(maxsize=None)
 def resolve_device_kind(accelerator: str) -> str:
     """The device kind Lightning runs `trainer.accelerator` on: cpu, cuda, mps or tpu (auto: cuda, else mps, else
     cpu; gpu: cuda, else mps). Imports torch only to answer auto or gpu."""
@@ -87,16 +90,21 @@ def resolve_precision(precision: str | int, device_kind: str) -> str:
 
 def run_identity(cfg, device_kind: str | None = None) -> dict:
     """The resolved settings of a composed run config that change its result: model, data, train (normalised by
-    TrainConfig), the resolved precision, the device kind and the devices. `device_kind` defaults to
+    TrainConfig), the resolved precision, the device kind and the devices. `cfg` is a composed config or its
+    resolved container (a dict: what the sweep planner builds, scalinglab.fastcompose). `device_kind` defaults to
     resolve_device_kind(trainer.accelerator)."""
     from omegaconf import OmegaConf
 
     from scalinglab import resolvers  # noqa: F401  (registers ${preset:...}, which configs/model/*.yaml use)
     from scalinglab.config import TrainConfig
+    from scalinglab.validate import TRAINER_NOT_IDENTITY, TRAINER_OWN
 
-    groups = {"model": OmegaConf.to_container(cfg.model, resolve=True),
-              "data": OmegaConf.to_container(cfg.data, resolve=True),
-              "train": TrainConfig.from_dict(cfg.train).to_dict()}
+    if isinstance(cfg, dict):  # copied: the planner's containers share their nested nodes (ADDED_LATER deletes)
+        model, data, train, trainer = copy.deepcopy([cfg["model"], cfg["data"], cfg["train"], cfg["trainer"]])
+    else:
+        model, data, train, trainer = (OmegaConf.to_container(cfg[group], resolve=True)
+                                       for group in ("model", "data", "train", "trainer"))
+    groups = {"model": model, "data": data, "train": TrainConfig.from_dict(train).to_dict()}
     out = {group: {k: v for k, v in values.items() if k not in NOT_IDENTITY.get(group, set())}
            for group, values in groups.items()}
     if out["train"]["lr_rule"] == "tuned":  # the law's numbers, not its file name, decide the LR
@@ -109,12 +117,11 @@ def run_identity(cfg, device_kind: str | None = None) -> dict:
             node = node.get(key) if isinstance(node, dict) else None
         if isinstance(node, dict) and path[-1] in node and node[path[-1]] == unset:
             del node[path[-1]]
-    kind = resolve_device_kind(cfg.trainer.accelerator) if device_kind is None else device_kind
-    out["precision"] = resolve_precision(cfg.trainer.precision, kind)
+    kind = resolve_device_kind(trainer["accelerator"]) if device_kind is None else device_kind
+    out["precision"] = resolve_precision(trainer["precision"], kind)
     out["device"] = kind
-    out["devices"] = OmegaConf.to_container(cfg.trainer, resolve=True)["devices"]
-    from scalinglab.validate import TRAINER_NOT_IDENTITY, trainer_passthrough
-    extra = {k: v for k, v in trainer_passthrough(cfg).items() if k not in TRAINER_NOT_IDENTITY}
+    out["devices"] = trainer["devices"]
+    extra = {k: v for k, v in trainer.items() if k not in TRAINER_OWN and k not in TRAINER_NOT_IDENTITY}
     if extra:  # other lightning.Trainer arguments (absent by default, so default run ids stay as they were)
         out["trainer"] = extra
     return out

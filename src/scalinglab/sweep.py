@@ -64,6 +64,8 @@ def _epoch_tokens(cfg, prepare: bool) -> int | None:
     from scalinglab.build import build_datamodule
     from scalinglab.token_cache import read_manifest
 
+    if not prepare and not any((Path(cfg.paths.cache) / "tokens").glob("*/manifest.json")):
+        return None  # no cache at all: no need to import the data module (torch, Lightning) to name one
     dm = build_datamodule(cfg, progress=False)
     if prepare:
         manifest = dm.prepare()
@@ -74,22 +76,30 @@ def _epoch_tokens(cfg, prepare: bool) -> int | None:
     return tokens_per_epoch(int(manifest["tokens_train"]), dm.n_ctx)
 
 
-def model_facts(cfg, prepare_data: bool, _epochs: dict | None = None) -> ModelFacts:
-    """Parameter counts (scalinglab.config.param_counts: no torch), FLOPs per token and sizes of `cfg`."""
+def model_facts(cfg, prepare_data: bool, _epochs: dict | None = None, _models: dict | None = None) -> ModelFacts:
+    """Parameter counts (scalinglab.config.param_counts: no torch), FLOPs per token and sizes of `cfg` (a composed
+    config or its resolved container); `_epochs` and `_models` memoise the corpus and the model facts."""
+    import json
+
     from omegaconf import OmegaConf
 
-    from scalinglab.build import instantiate
+    from scalinglab.build import build_plain
     from scalinglab.config import param_counts
     from scalinglab.flops import flops_per_token
 
-    model_cfg = instantiate(cfg.model)
-    train = TrainConfig.from_dict(cfg.train)
-    counts = param_counts(model_cfg)
-    per_token = flops_per_token(model_cfg, counts)
-    key = (OmegaConf.to_yaml(cfg.data, resolve=True), model_cfg.n_ctx, str(cfg.paths.cache))
+    c = cfg if isinstance(cfg, dict) else OmegaConf.to_container(cfg, resolve=True)
+    models = {} if _models is None else _models
+    model_key = json.dumps(c["model"], sort_keys=True, default=str)
+    if model_key not in models:
+        model_cfg = build_plain(c["model"], "model")
+        counts = param_counts(model_cfg)
+        models[model_key] = (model_cfg, counts, flops_per_token(model_cfg, counts))
+    model_cfg, counts, per_token = models[model_key]
+    train = TrainConfig.from_dict(c["train"])
+    key = (json.dumps(c["data"], sort_keys=True, default=str), model_cfg.n_ctx, str(c["paths"]["cache"]))
     epochs = {} if _epochs is None else _epochs
     if key not in epochs:
-        epochs[key] = _epoch_tokens(cfg, prepare_data)
+        epochs[key] = _epoch_tokens(OmegaConf.create(c), prepare_data)
     return ModelFacts(n_params=counts["n_params"], n_params_nonembed=counts["n_params_nonembed"],
                       flops_per_token={k.removeprefix("flops_"): v for k, v in per_token.items()},
                       tokens_per_step=train.batch_size * model_cfg.n_ctx, tokens=train.tokens,
@@ -112,15 +122,23 @@ def build_plan(config, arguments: list[str], compose: Callable[[list[str]], obje
     if OmegaConf.select(config, "plan") is None:
         raise ConfigError("plan", "the config has no plan: section", "launch a sweep file: --config-dir sweeps "
                           "--config-name <name>, or add plan: {kind: ..., sizes: ...}")
+    from scalinglab.fastcompose import Composer
+
     plan_section = OmegaConf.to_container(config.plan, resolve=True)
     epochs: dict = {}
+    models: dict = {}
+    fast = Composer(compose)  # one Hydra composition per distinct group choice, not one per run
+    known: dict = {}  # the facts of each override list (an isoflop plan asks twice per run)
     total = Plan()
     for cli in cli_combinations(arguments):
         base = compose(cli)
         validate(base)  # a bad train.* or trainer.* setting is named here, not met mid-plan
 
-        def facts_of(overrides: list[str], cli=cli) -> ModelFacts:
-            return model_facts(compose([*cli, *overrides]), prepare_data, epochs)
+        def facts_of(overrides: list[str], cli=cli, known=known) -> ModelFacts:
+            key = (*cli, "--", *overrides)
+            if key not in known:
+                known[key] = model_facts(fast([*cli, *overrides]), prepare_data, epochs, models)
+            return known[key]
 
         part = expand(plan_section, facts_of, base_model=instantiate(base.model) if "ladder" in plan_section else None)
         offset = len(total.runs)
@@ -135,7 +153,7 @@ def build_plan(config, arguments: list[str], compose: Callable[[list[str]], obje
         if run.branch_of is not None:
             run.overrides += [f"++train.branch_from={total.runs[run.branch_of].run_id}",
                               f"++train.branch_step={run.branch_step}"]
-        run.run_id = run_id(run_identity(compose(run.overrides)))  # the device kind as train.py resolves it
+        run.run_id = run_id(run_identity(fast(run.overrides)))  # the device kind as train.py resolves it
     return estimate(total, flops_per_second, startup_seconds)
 
 

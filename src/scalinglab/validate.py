@@ -35,7 +35,7 @@ PLAN_KEYS = ("kind", "sizes", "ladder", "flops", "min_tokens", "allow_repeat", "
              "tokens", "grid", "cooldown_frac", "batch_sizes", "lrs", "data_ratio", "seeds", "seeds_at_largest",
              "role", "eval_points")
 # data.* keys of the shipped data module; another key is checked against its `_target_`'s arguments.
-DATA_KEYS = ("_target_", "source", "vocab_size", "val_tokens", "tokenizer_file", "num_workers")
+DATA_KEYS = ("_target_", "source", "vocab_size", "val_tokens", "tokenizer_file", "num_workers", "holdout_source")
 DATA_MODULE_OWN = ("self", "n_ctx", "train", "cache_dir", "progress")  # set by build_datamodule, not by data.*
 LOGGER_KEYS = {"csv": ("save_dir",), "tensorboard": ("save_dir",), "wandb": ("project", "entity", "mode", "group")}
 STRATEGIES = ("auto", "ddp", "ddp_spawn", "ddp_fork", "ddp_notebook", "ddp_find_unused_parameters_false",
