@@ -26,14 +26,13 @@ from typing import Callable
 import pandas as pd
 
 from scalinglab import resources
-from omegaconf import OmegaConf
-
 from scalinglab.config import CONFIG_DIR, TrainConfig, did_you_mean
 from scalinglab.errors import ConfigError, report_user_error
 from scalinglab.runs import run_id, run_identity, tokens_per_epoch
 from scalinglab.store import (CONFIG, LOCK, SUMMARY, DamagedFile, check_run, is_locked, read_summary, run_status,
                               write_parquet)
 from scalinglab.sweep_plan import DEFAULT_FLOPS_PER_SECOND, DEFAULT_STARTUP_SECONDS, ModelFacts, Plan, estimate, expand
+from scalinglab.validate import check_sweep_file, check_sweep_overrides
 
 SWEEPS_DIR = resources.SWEEPS_DIR
 PLAN_FILE = "plan.parquet"
@@ -359,58 +358,6 @@ def _sweep_file(name: str) -> tuple[Path, str]:
         raise ConfigError("sweep", f"no sweep file sweeps/{name}.yaml{did_you_mean(name, known)}",
                           f"use one of {known} or a path to a .yaml")
     return SWEEPS_DIR, name
-
-
-def check_sweep_file(file: Path) -> None:
-    """A sweep file of the user's: readable YAML (a tab, an unclosed bracket: the line and the fix) whose defaults
-    select the scalinglab sweeper (without it Hydra's basic sweeper would train one run of the defaults)."""
-    import yaml
-
-    try:
-        text = file.read_text(encoding="utf-8")
-        content = yaml.safe_load(text)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(str(file), f"cannot be read ({exc})", "give a readable UTF-8 .yaml sweep file") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        tab = " (YAML forbids tabs in indentation)" if "\t" in text else ""
-        problem = str(getattr(exc, "problem", None) or exc).splitlines()[0]
-        raise ConfigError(str(file), f"is not valid YAML{where}: {problem}{tab}",
-                          "indent with spaces, never tabs, and check brackets and colons on that line") from None
-    defaults = content.get("defaults") if isinstance(content, dict) else None
-    selects = any(isinstance(d, dict) and d.get("override hydra/sweeper") == "scalinglab" for d in defaults or ())
-    if not selects or not isinstance(content.get("plan"), dict):
-        missing = "a plan: section" if selects else "the scalinglab sweeper in its defaults"
-        raise ConfigError(str(file), f"is not a sweep file: it lacks {missing}, so Hydra would train one run of "
-                          "the defaults", "start it with defaults: [config, override hydra/sweeper: scalinglab, _self_] "
-                          "and give plan: {kind: ..., sizes: ...} (see scalinglab/sweeps/grid.yaml)")
-
-
-def check_sweep_overrides(config_dir: Path, config_name: str, overrides: list[str]) -> None:
-    """Refuse overrides Hydra would reject with exit 1 (unknown keys or group options, bad syntax): one combination
-    of them must compose with the sweep file. Flags (--cfg, ...) are left to Hydra."""
-    from scalinglab.validate import check_overrides
-
-    if any(arg.startswith("-") for arg in overrides):
-        return
-    from scalinglab.sweep_plan import model_sizes
-    from scalinglab.validate import plan_settings, validate
-
-    first = cli_combinations(overrides)[0]  # an override that does not parse raises Hydra's error (a user error)
-    cfg = check_overrides(first, config_dir, config_name, search_dirs=(CONFIG_DIR,))
-    validate(cfg)  # every key and train.* / trainer.* value, before Hydra makes the sweep's output folder
-    if OmegaConf.select(cfg, "plan") is None:
-        raise ConfigError("plan", f"{config_name} has no plan: section", "give a sweep file (scalinglab/sweeps/)")
-    plan = OmegaConf.to_container(cfg.plan, resolve=True)
-    plan_settings(plan)
-    if plan.get("ladder") is None:
-        presets = sorted(p.stem for p in (Path(CONFIG_DIR) / "model").glob("*.yaml") if not p.stem.startswith("_"))
-        for i, size in enumerate(model_sizes(plan) or ()):
-            name = size.overrides[0].partition("=")[2] if size.overrides[0].startswith("model=") else None
-            if name is not None and name not in presets:
-                raise ConfigError(f"plan.sizes[{i}]", f"names no model preset {name!r}{did_you_mean(name, presets)}",
-                                  f"use one of {', '.join(presets)} or a dict {{n_layer, d_model, n_head}}")
 
 
 def _env_with_plugin() -> dict:

@@ -6,7 +6,8 @@
   data.* values are checked by their constructors, the machine and resources by scalinglab.machine.
 - `check_overrides(argv, config_dir)` composes a plain run's command line the way Hydra will and turns an unknown
   key, an unknown group option or an override that does not parse into a ConfigError (Hydra itself would exit 1
-  with its own message); `hydra_error(exc)` does that translation for any caller that composes configs.
+  with its own message); `hydra_error(exc)` does that translation for any caller that composes configs;
+  `check_sweep_file` and `check_sweep_overrides` do it for `scalinglab-sweep plan|run` before Hydra starts.
 """
 from __future__ import annotations
 
@@ -310,6 +311,57 @@ def hydra_error(exc: BaseException) -> ConfigError | None:
         return ConfigError("overrides", first_line, "check the overrides against configs/ (`--cfg job` prints the "
                            "composed config)")
     return None
+
+
+def check_sweep_file(file: Path) -> None:
+    """A sweep file of the user's: readable YAML (a tab, an unclosed bracket: the line and the fix) whose defaults
+    select the scalinglab sweeper (without it Hydra's basic sweeper would train one run of the defaults)."""
+    import yaml
+
+    try:
+        text = file.read_text(encoding="utf-8")
+        content = yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(file), f"cannot be read ({exc})", "give a readable UTF-8 .yaml sweep file") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        tab = " (YAML forbids tabs in indentation)" if "\t" in text else ""
+        problem = str(getattr(exc, "problem", None) or exc).splitlines()[0]
+        raise ConfigError(str(file), f"is not valid YAML{where}: {problem}{tab}",
+                          "indent with spaces, never tabs, and check brackets and colons on that line") from None
+    defaults = content.get("defaults") if isinstance(content, dict) else None
+    selects = any(isinstance(d, dict) and d.get("override hydra/sweeper") == "scalinglab" for d in defaults or ())
+    if not selects or not isinstance(content.get("plan"), dict):
+        missing = "a plan: section" if selects else "the scalinglab sweeper in its defaults"
+        raise ConfigError(str(file), f"is not a sweep file: it lacks {missing}, so Hydra would train one run of "
+                          "the defaults", "start it with defaults: [config, override hydra/sweeper: scalinglab, _self_] "
+                          "and give plan: {kind: ..., sizes: ...} (see scalinglab/sweeps/grid.yaml)")
+
+
+def check_sweep_overrides(config_dir: Path, config_name: str, overrides: list[str]) -> None:
+    """Refuse overrides Hydra would reject with exit 1 (unknown keys or group options, bad syntax): one combination
+    of them must compose with the sweep file. Flags (--cfg, ...) are left to Hydra."""
+    if any(arg.startswith("-") for arg in overrides):
+        return
+    from scalinglab.config import CONFIG_DIR
+    from scalinglab.sweep import cli_combinations
+    from scalinglab.sweep_plan import model_sizes
+
+    first = cli_combinations(overrides)[0]  # an override that does not parse raises Hydra's error (a user error)
+    cfg = check_overrides(first, config_dir, config_name, search_dirs=(CONFIG_DIR,))
+    validate(cfg)  # every key and train.* / trainer.* value, before Hydra makes the sweep's output folder
+    if OmegaConf.select(cfg, "plan") is None:
+        raise ConfigError("plan", f"{config_name} has no plan: section", "give a sweep file (scalinglab/sweeps/)")
+    plan = OmegaConf.to_container(cfg.plan, resolve=True)
+    plan_settings(plan)
+    if plan.get("ladder") is None:
+        presets = sorted(p.stem for p in (Path(CONFIG_DIR) / "model").glob("*.yaml") if not p.stem.startswith("_"))
+        for i, size in enumerate(model_sizes(plan) or ()):
+            name = size.overrides[0].partition("=")[2] if size.overrides[0].startswith("model=") else None
+            if name is not None and name not in presets:
+                raise ConfigError(f"plan.sizes[{i}]", f"names no model preset {name!r}{did_you_mean(name, presets)}",
+                                  f"use one of {', '.join(presets)} or a dict {{n_layer, d_model, n_head}}")
 
 
 def check_overrides(argv: list[str], config_dir: str | Path, config_name: str = "config",
