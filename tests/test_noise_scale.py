@@ -93,3 +93,20 @@ def test_a_run_records_the_noise_scale_at_every_eval_point_without_changing_trai
 def test_noise_scale_runs_train_alone_not_stacked(tmp_path):
     assert stack_key(config(tmp_path, "train.grad_noise_scale=true")) is None
     assert stack_key(config(tmp_path)) is not None
+
+
+def test_a_resumed_run_continues_the_noise_scale_average(tmp_path):
+    """The EMA state travels in the checkpoint: resumed from step 19, the curve is the uninterrupted one."""
+    import shutil
+
+    common = ["train.tokens=20480", "train.eval_points=6", "train.grad_noise_scale=true", "train.save_at_steps=[19]"]
+    whole = run(config(tmp_path / "a", *common))  # eval points 1, 2, 4, 9, 19, 40
+    rdir = tmp_path / "a" / "runs" / "single" / whole["run_id"]
+    resumed_dir = tmp_path / "b" / "runs" / "single" / whole["run_id"]
+    (resumed_dir / "checkpoints").mkdir(parents=True)
+    shutil.copy(rdir / "checkpoints" / "step-19.ckpt", resumed_dir / "checkpoints" / "last.ckpt")
+    resumed = run(config(tmp_path / "b", *common))
+    assert resumed["run_id"] == whole["run_id"] and resumed["steps"] == 40
+    a, b = pd.read_parquet(rdir / "metrics.parquet"), pd.read_parquet(resumed_dir / "metrics.parquet")
+    assert a["grad_noise_scale"].notna().all() and len(a) == len(b) == 6
+    np.testing.assert_allclose(b["grad_noise_scale"], a["grad_noise_scale"], rtol=1e-6)
