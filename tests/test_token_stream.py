@@ -13,7 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 from scalinglab.config import TrainConfig  # noqa: E402
-from scalinglab.corpus import check_source  # noqa: E402
+from scalinglab.corpus import STREAM_BATCH_ROWS, check_source  # noqa: E402
 from scalinglab.data import TokenDataModule  # noqa: E402
 from scalinglab.errors import ConfigError  # noqa: E402
 from scalinglab.resources import SAMPLE_CORPUS  # noqa: E402
@@ -44,17 +44,24 @@ def parquet(tmp_path_factory):
 
 @pytest.fixture
 def watched(monkeypatch):
-    """Records how datasets is used: load_dataset's arguments and result, rows pulled from any IterableDataset;
-    creating an in-memory/Arrow datasets.Dataset (materializing a table) fails the test."""
+    """Records how datasets is used: the builders asked for and what they streamed, rows pulled from any
+    IterableDataset; creating an in-memory/Arrow datasets.Dataset (materializing a table) fails the test."""
     import datasets
 
     seen = {"calls": [], "rows": 0}
-    real_load, real_iter = datasets.load_dataset, datasets.IterableDataset.__iter__
+    real_builder, real_iter = datasets.load_dataset_builder, datasets.IterableDataset.__iter__
 
     def load(*args, **kwargs):
-        result = real_load(*args, **kwargs)
-        seen["calls"].append((kwargs, type(result)))
-        return result
+        builder = real_builder(*args, **kwargs)
+        real_stream = builder.as_streaming_dataset
+
+        def stream(*a, **k):
+            result = real_stream(*a, **k)
+            seen["calls"].append((kwargs, builder.config, type(result)))
+            return result
+
+        builder.as_streaming_dataset = stream
+        return builder
 
     def rows(self):
         for row in real_iter(self):
@@ -64,7 +71,7 @@ def watched(monkeypatch):
     def no_table(self, *args, **kwargs):
         raise AssertionError("a datasets.Dataset (the whole table) was materialized")
 
-    monkeypatch.setattr(datasets, "load_dataset", load)
+    monkeypatch.setattr(datasets, "load_dataset_builder", load)
     monkeypatch.setattr(datasets.IterableDataset, "__iter__", rows)
     monkeypatch.setattr(datasets.Dataset, "__init__", no_table)
     return seen
@@ -82,11 +89,11 @@ def test_streamed_cache_is_the_streams_first_documents_up_to_the_budget(tmp_path
               "stream_tokens": target, "tokenizer_bytes": SAMPLE}
     dm = make(tmp_path, source)
     manifest = dm.prepare()
-    # the code path: one streaming load_dataset, an IterableDataset, and only a prefix of the rows pulled
+    # the code path: one streamed builder, an IterableDataset read in small batches, only a prefix of its rows
     assert len(watched["calls"]) == 1
-    kwargs, kind = watched["calls"][0]
-    assert kwargs["streaming"] is True and kwargs["data_files"] == str(parquet)
-    assert issubclass(kind, datasets.IterableDataset)
+    kwargs, config, kind = watched["calls"][0]
+    assert kwargs["data_files"] == str(parquet) and issubclass(kind, datasets.IterableDataset)
+    assert config.batch_size == STREAM_BATCH_ROWS  # not a whole row group per batch (the reader's memory)
     assert manifest["documents"] <= watched["rows"] < len(TEXTS) // 4
     # the splits are the stream's documents in order: validation first, then training up to the budget
     tokenizer = load_tokenizer(dm.cache_path / "tokenizer.json")
@@ -104,6 +111,8 @@ def test_streamed_cache_is_the_streams_first_documents_up_to_the_budget(tmp_path
 
 
 def test_streamed_jsonl_and_the_default_budget_of_one_epoch(tmp_path, watched):
+    import datasets
+
     path = tmp_path / "docs.jsonl"
     path.write_text("".join(json.dumps({"body": t}) + "\n" for t in TEXTS), encoding="utf-8")
     source = {"kind": "hf", "name": "json", "data_files": str(path), "text_column": "body", "streaming": True,
@@ -112,7 +121,7 @@ def test_streamed_jsonl_and_the_default_budget_of_one_epoch(tmp_path, watched):
     assert dm.source["stream_tokens"] == stream_budget(dm.tokens_total, 32) == 8192 // 32 * 33
     manifest = dm.prepare()
     assert dm.source["stream_tokens"] <= manifest["tokens_train"] and dm.epochs <= 1  # no data repeats
-    assert watched["rows"] < len(TEXTS) // 4 and watched["calls"][0][0]["streaming"] is True
+    assert watched["rows"] < len(TEXTS) // 4 and issubclass(watched["calls"][0][2], datasets.IterableDataset)
     # the same settings reuse the cache; a larger budget is another cache with the same tokenizer
     assert make(tmp_path / "cache", source, tokens=8192).prepare()["reused"]
     bigger = make(tmp_path / "cache", source, tokens=16384)
