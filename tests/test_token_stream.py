@@ -13,11 +13,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 from scalinglab.config import TrainConfig  # noqa: E402
-from scalinglab.corpus import STREAM_BATCH_ROWS, check_source  # noqa: E402
+from scalinglab.corpus import check_source  # noqa: E402
 from scalinglab.data import TokenDataModule  # noqa: E402
 from scalinglab.errors import ConfigError  # noqa: E402
 from scalinglab.resources import SAMPLE_CORPUS  # noqa: E402
-from scalinglab.token_stream import stream_budget  # noqa: E402
+from scalinglab.token_stream import STREAM_BATCH_ROWS, stream_budget  # noqa: E402
 from scalinglab.tokenizer import encode_documents, load_tokenizer  # noqa: E402
 
 SAMPLE = 30_000  # bytes of text the tests' tokenizers train on (data.source.tokenizer_bytes)

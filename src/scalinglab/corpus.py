@@ -273,8 +273,8 @@ def hf_documents(name: str, config: str | None, split: str, text_column: str, da
                  source_column: str | None = None) -> Iterator[tuple[str, str]]:
     """Documents of a Hugging Face dataset: a hub name (load_dataset) or a save_to_disk directory (load_from_disk).
 
-    streaming=True reads it as an IterableDataset (`load_dataset(..., streaming=True)`, `_streaming_dataset`):
-    rows are fetched as the caller asks for them, and closing this generator stops the reading."""
+    streaming=True reads it as an IterableDataset (token_stream.streaming_dataset, `load_dataset(...,
+    streaming=True)`): rows are fetched as the caller asks for them, and closing this generator stops the reading."""
     import datasets
 
     where = f"dataset {name!r}"
@@ -288,7 +288,9 @@ def hf_documents(name: str, config: str | None, split: str, text_column: str, da
                                       f"(its splits: {list(dataset)})", f"set data.source.split to one of {list(dataset)}")
                 dataset = dataset[split]
         elif streaming:
-            dataset = _streaming_dataset(name, config, split, data_files, revision, hf_cache_dir)
+            from scalinglab.token_stream import streaming_dataset
+
+            dataset = streaming_dataset(name, config, split, data_files, revision, hf_cache_dir)
         else:
             dataset = datasets.load_dataset(name, config, split=split, data_files=data_files, revision=revision,
                                             cache_dir=None if hf_cache_dir is None else str(hf_cache_dir))
@@ -301,51 +303,14 @@ def hf_documents(name: str, config: str | None, split: str, text_column: str, da
                           f"{type(error).__name__}: {error}", "check the dataset name/config/split, network "
                           "access to the Hugging Face hub (or HF_DATASETS_OFFLINE), or use data=text_files") from error
     if streaming:
-        yield from _streamed_texts(dataset, name, text_column, max_documents)
+        from scalinglab.token_stream import streamed_texts
+
+        yield from streamed_texts(dataset, name, text_column, max_documents)
         return
     if max_documents is not None:
         dataset = dataset.select(range(min(int(max_documents), len(dataset))))
     for row, (text, src) in enumerate(_column_rows(dataset, text_column, where, source_column)):
         yield sourced(f"{name}#{row}", src), text if isinstance(text, str) else ""
-
-
-STREAM_BATCH_ROWS = 1000  # rows per Arrow batch when streaming parquet (default: a whole row group)
-
-
-def _streaming_dataset(name, config, split, data_files, revision, hf_cache_dir):
-    """What `load_dataset(..., streaming=True)` gives (builder.as_streaming_dataset), with parquet read in batches
-    of STREAM_BATCH_ROWS rows: with its default (one batch per row group) the reader was measured holding
-    hundreds of MB ahead of the rows read, growing with the file; in small batches it stays near 40 MB."""
-    import datasets
-
-    builder = datasets.load_dataset_builder(name, config, data_files=data_files, revision=revision,
-                                            cache_dir=None if hf_cache_dir is None else str(hf_cache_dir))
-    if hasattr(builder.config, "batch_size") and builder.config.batch_size is None:
-        builder.config.batch_size = STREAM_BATCH_ROWS
-    return builder.as_streaming_dataset(split=split)
-
-
-def _streamed_texts(dataset, name: str, column: str, max_documents: int | None) -> Iterator[tuple[str, str]]:
-    """(doc_id, text) of an IterableDataset's rows, pulled one at a time; the row iterator is closed on exit."""
-    columns = dataset.column_names  # None when the features are only known once rows are read
-    if columns is not None and column not in columns:
-        raise ConfigError("data.source.text_column", f"dataset {name!r} has no column {column!r} (its columns: "
-                          f"{columns})", f"set data.source.text_column to one of {columns}")
-    if max_documents is not None:
-        dataset = dataset.take(int(max_documents))
-    rows = iter(dataset)
-    try:
-        for row_number, row in enumerate(rows):
-            if column not in row:
-                raise ConfigError("data.source.text_column", f"row {row_number} of dataset {name!r} has no column "
-                                  f"{column!r} (its columns: {list(row)})", "set data.source.text_column to one of "
-                                  f"{list(row)}")
-            text = row[column]
-            yield f"{name}#{row_number}", text if isinstance(text, str) else ""
-    finally:
-        close = getattr(rows, "close", None)
-        if close is not None:
-            close()
 
 
 # ---------------------------------------------------------------------------------------------------------
