@@ -14,8 +14,8 @@ IterableDataset (corpus.hf_documents -> `streaming_dataset`, what `load_dataset(
 3. the training split is those documents and the next ones, encoded chunk by chunk straight into train.bin,
    up to and including the document that reaches `stream_tokens` tokens; then the stream is closed.
 
-`stream_tokens` and `tokenizer_bytes` (source keys, part of the cache key); stream_tokens defaults to `stream_budget(train tokens, n_ctx)`: what one
-run consumes without repeating data. In memory at once: the validation documents, the tokenizer's sample and one
+`stream_tokens` and `tokenizer_bytes` are source keys (part of the cache key); stream_tokens defaults to
+`stream_budget(train tokens, n_ctx)`: what one run consumes without repeating data. In memory at once: the validation documents, the tokenizer's sample and one
 encode chunk (at most ENCODE_CHUNK_BYTES of text), whatever the dataset's size. A stream that ends before
 `stream_tokens` gives a smaller cache (the run then repeats data, and says so).
 """
@@ -183,8 +183,9 @@ def build_streamed_cache(source: dict, vocab_size: int, val_tokens: int, tokeniz
         n_val, val_ids, tokenizer, split_key = _split_and_tokenizer(stream, source, vocab_size, val_tokens,
                                                                     tokenizer_file, cache_dir, progress)
         if tokenizer.get_vocab_size() > vocab_size:
-            raise ConfigError("data.vocab_size", f"is {vocab_size} but the tokenizer {tokenizer_file} has "
-                              f"{tokenizer.get_vocab_size()} tokens", f"set data.vocab_size={tokenizer.get_vocab_size()}")
+            size = tokenizer.get_vocab_size()
+            raise ConfigError("data.vocab_size", f"is {vocab_size} but the tokenizer {tokenizer_file} has {size} "
+                              "tokens", f"set data.vocab_size={size}")
         eot = end_of_text_id(tokenizer)
         val_docs = [stream.buffer.pop(0) for _ in range(n_val)]
         tmp_dir = new_build_dir(final_dir)
