@@ -181,10 +181,12 @@ def kaplan_ns(ctx: Context, s: Section) -> None:
         key = f"L(N, S_min){suffix}"
         used = runs[runs["run_id"].isin(fit.data["run_id"])]
         ctx.keep(key, fit, used)
-        if not holds(ctx, s, key):
+        try:  # kept when not identified too, so that the comparison table says so
+            frontier = ctx.keep(f"Kaplan frontier{suffix}", kaplan_frontier(fit), used)
+        except InputError:
+            frontier = None
+        if not holds(ctx, s, key) or frontier is None:
             continue
-        frontier = kaplan_frontier(fit)
-        ctx.keep(f"Kaplan frontier{suffix}", frontier, used)
         rows.append({"N counted as": N_COLUMNS[n_col], "runs": int(fit.data["run_id"].nunique()),
                      "sizes": int(fit.data["N"].nunique()), "points": len(fit.data),
                      "alpha_N": f"{fit.params['alpha_N']:.4f} {_interval(fit, 'alpha_N', 4)}",

@@ -432,12 +432,13 @@ def fit_critical_batch(curves: pd.DataFrame, runs: pd.DataFrame, losses=None, n_
         n_failed = int(samples["B_star"].isna().sum())
         tail = 50 * (1 - level)
         for k in samples:
-            v = samples[k].dropna().to_numpy(float)
+            v = samples[k].to_numpy(float)[np.isfinite(samples[k].to_numpy(float))]
             if len(v):
                 intervals[k] = (float(np.percentile(v, tail)), float(np.percentile(v, 100 - tail)))
         bounds = []
         for r in points.itertuples():
-            v = np.array([d[(r.sweep, r.L)] for d in point_draws if (r.sweep, r.L) in d])
+            v = np.array([d[(r.sweep, r.L)] for d in point_draws if (r.sweep, r.L) in d], dtype=float)
+            v = v[np.isfinite(v)]
             bounds.append((np.percentile(v, tail), np.percentile(v, 100 - tail)) if len(v) else (np.nan, np.nan))
         point_iv = pd.DataFrame(bounds, columns=["low", "high"], index=points.index)
     flags = list(point.flags)

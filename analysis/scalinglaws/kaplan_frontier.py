@@ -93,7 +93,9 @@ def fit_L_NS_curves(curves: pd.DataFrame, runs: pd.DataFrame, n_col: str = "n_pa
     FitResult
         params N_c, alpha_N, S_c, alpha_S; predict(N, S_min); intervals; data: the observations (run_id, N, B,
         S, S_min, loss); extra: n_col, B_crit_source ("fitted" or "published"), B_star, alpha_B, samples (one
-        row per resample: the four params and the B_star, alpha_B it used), n_boot, n_failed.
+        row per resample: the four params and the B_star, alpha_B it used), n_boot, n_failed, not_identified
+        [(problem, fix)]: fewer than 3 sizes, an exponent on its bound 0 (or its interval reaching it), more than
+        10% failed refits.
     """
     if n_col not in N_COLUMNS:
         raise InputError("n_col", f"unknown parameter count {n_col!r}", f"use one of {', '.join(N_COLUMNS)}")
@@ -135,17 +137,39 @@ def fit_L_NS_curves(curves: pd.DataFrame, runs: pd.DataFrame, n_col: str = "n_pa
         n_failed = int(samples["alpha_N"].isna().sum())
         tail = 50 * (1 - level)
         for k in point.params:
-            v = samples[k].dropna().to_numpy(float)
+            v = samples[k].to_numpy(float)
+            v = v[np.isfinite(v)]
             if len(v):
                 intervals[k] = (float(np.percentile(v, tail)), float(np.percentile(v, 100 - tail)))
         if n_failed:
             flags.append(f"bootstrap: {n_failed} of {n_boot} refits failed")
+    problems = _problems(point.params, intervals, n_sizes, n_failed, int(n_boot), level)
     data = obs.assign(S_min=S_min, D=obs["S"] * obs["B"]).rename(columns={"L": "loss"})
     return FitResult(name=f"L(N, S_min) Kaplan eq 1.6 ({N_COLUMNS[n_col]})", params=point.params,
                      predict=point.predict, data=data, intervals=intervals, level=level, objective=point.objective,
                      flags=tuple(flags),
                      extra={"n_col": n_col, "B_crit_source": source, "B_star": B_star, "alpha_B": alpha_B,
-                            "samples": samples, "n_boot": int(n_boot), "n_failed": n_failed})
+                            "samples": samples, "n_boot": int(n_boot), "n_failed": n_failed,
+                            "not_identified": problems})
+
+
+ZERO = 1e-6  # an exponent below this sits on its bound 0 (least squares keeps exponents >= 0)
+
+
+def _problems(params, intervals, n_sizes, n_failed, n_boot, level) -> list[tuple[str, str]]:
+    """[(problem, fix)]: why the eq 1.6 fit is not identified by its data (identify.not_identified reads them)."""
+    out = []
+    if n_sizes < 3:
+        out.append((f"{n_sizes} model sizes for the N term's 2 parameters (N_c, alpha_N)",
+                    "train 3 or more sizes"))
+    for name in ("alpha_N", "alpha_S"):
+        lo = intervals.get(name, (params[name], params[name]))[0]
+        if not params[name] > ZERO or not lo > ZERO:
+            out.append((f"{name} = {params[name]:.3g}, its {level:.0%} interval reaching {lo:.3g}: on its bound 0",
+                        "add sizes (for alpha_N) or longer learning curves (for alpha_S)"))
+    if n_boot and n_failed > 0.1 * n_boot:
+        out.append((f"{n_failed} of {n_boot} bootstrap refits failed (> 10%)", "add runs"))
+    return out
 
 
 def _frontier_constants(p: dict):
@@ -196,8 +220,8 @@ def kaplan_frontier(fit: FitResult) -> FitResult:
     Returns
     -------
     FitResult
-        params a, alpha_C_min, k; predict(C_min) -> N_opt; extra: point (frontier_point), n_col, B_crit_source.
-        Flags: the eq 1.6 fit's flags, and any exponent <= 0.
+        params a, alpha_C_min, k; predict(C_min) -> N_opt; extra: law (the parameters used), n_col, B_crit_source,
+        not_identified (the eq 1.6 fit's). Flags: the eq 1.6 fit's. InputError for an exponent <= 0.
     """
     p = {**fit.params, "B_star": fit.extra["B_star"], "alpha_B": fit.extra["alpha_B"]}
     flags = list(fit.flags)
@@ -207,9 +231,10 @@ def kaplan_frontier(fit: FitResult) -> FitResult:
                              "steps")
 
     def derived(params):
-        q, log_K = _frontier_constants(params)
-        a = 1.0 / (params["alpha_N"] * q)
-        return {"a": a, "alpha_C_min": 1.0 / q, "k": float(params["N_c"] * np.exp(-a * log_K))}
+        with np.errstate(over="ignore", invalid="ignore"):  # degenerate bootstrap draws give inf, dropped below
+            q, log_K = _frontier_constants(params)
+            a = 1.0 / (params["alpha_N"] * q)
+            return {"a": a, "alpha_C_min": 1.0 / q, "k": float(params["N_c"] * np.exp(-a * log_K))}
 
     params = derived(p)
     intervals = {}
@@ -220,10 +245,15 @@ def kaplan_frontier(fit: FitResult) -> FitResult:
         if rows:
             d = pd.DataFrame(rows)
             tail = 50 * (1 - fit.level)
-            intervals = {k: (float(np.percentile(d[k], tail)), float(np.percentile(d[k], 100 - tail))) for k in d}
+            for k in d:
+                v = d[k].to_numpy(float)
+                v = v[np.isfinite(v)]
+                if len(v):
+                    intervals[k] = (float(np.percentile(v, tail)), float(np.percentile(v, 100 - tail)))
     a, k = params["a"], params["k"]
     return FitResult(name=f"Kaplan compute-efficient frontier ({N_COLUMNS.get(fit.extra.get('n_col'), 'N')})",
                      params=params, predict=predictor(lambda c: k * c ** a, ["C_min"]), data=fit.data,
                      intervals=intervals, level=fit.level, flags=tuple(flags),
                      extra={"n_col": fit.extra.get("n_col"), "B_crit_source": fit.extra.get("B_crit_source"),
-                            "law": p, "n_boot": fit.extra.get("n_boot"), "n_failed": fit.extra.get("n_failed", 0)})
+                            "law": p, "n_boot": fit.extra.get("n_boot"), "n_failed": fit.extra.get("n_failed", 0),
+                            "not_identified": list(fit.extra.get("not_identified", []))})

@@ -232,10 +232,14 @@ def test_kaplan_sections_measure_what_the_curves_were_made_with(kaplan_report):
 def test_a_sweep_far_below_B_crit_is_said_and_the_published_B_crit_used(tmp_path):
     # 64-192 tokens a step, B_crit 1e3-1e4 tokens: S ~ E_min / B everywhere, S_min not measurable
     root, _, _ = write_kaplan_runs(tmp_path / "runs", sizes=(1e5, 3e5), batch_sizes=(1, 2, 3))
-    keep = {"Data", *KAPLAN_TITLES[:2]}
+    keep = {"Data", *KAPLAN_TITLES[:2], "Fitted vs published exponents", NOT_IDENTIFIED_TITLE}
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(report, "SECTIONS", [entry for entry in report.SECTIONS if entry[0] in keep])
         md = build_report(root, tmp_path / "out", bootstrap_n=0, grid="small", progress=False).read_text()
+    # 2 sizes cannot identify the N term of eq 1.6: no frontier is printed, the comparison says why
+    assert "| N_opt ~ C^a, Kaplan | 0.73 | Kaplan 2020 eq 1.7 (non-embedding N) | not identified | - |" in md
+    assert "| L(N, S_min) | 2 model sizes for the N term's 2 parameters (N_c, alpha_N) | train 3 or more sizes |" in md
+    assert "a (N_opt ~ C_min^a)" not in _section(md, KAPLAN_TITLES[1])
     bcrit = _section(md, "Critical batch size")
     assert "B_crit(L) could not be measured" in bcrit and "do not bracket B_crit" in bcrit
     assert not (tmp_path / "out" / "bcrit.json").exists()
