@@ -78,7 +78,7 @@ def steps_vs_tokens(fit: FitResult, title: str = "Steps vs tokens to reach each 
 def noise_scale(curves: pd.DataFrame, runs: pd.DataFrame, fits: dict, published: tuple[float, float],
                 title: str = "Gradient noise scale during training"):
     """grad_noise_scale (tokens) against the validation loss for every run, coloured by batch size, with the
-    B_crit(L) laws of `fits` (label -> (B_star, alpha_B)) and the published one."""
+    B_crit(L) laws of `fits` (label -> (B_star, alpha_B, (lowest, highest loss measured))) and the published one."""
     fig, ax = _figure(title)
     B = (runs.set_index("run_id")["batch_size"] * runs.set_index("run_id")["n_ctx"]).astype(float)
     data = curves.dropna(subset=["grad_noise_scale", "val_loss"])
@@ -90,8 +90,9 @@ def noise_scale(curves: pd.DataFrame, runs: pd.DataFrame, fits: dict, published:
         ax.plot(g["val_loss"], g["grad_noise_scale"], color=cmap(norm(B[run_id])), lw=1, alpha=0.8)
     fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="batch size (tokens per step)")
     grid = log_grid(data["val_loss"], 100, pad=1.05)
-    for i, (label, (B_star, alpha_B)) in enumerate(fits.items()):
-        ax.plot(grid, B_star / grid ** (1 / alpha_B), color=f"C{i}", lw=2, label=label)
+    for i, (label, (B_star, alpha_B, (lo, hi))) in enumerate(fits.items()):
+        losses = np.geomspace(lo, hi, 50)  # only over the losses it was measured at
+        ax.plot(losses, B_star / losses ** (1 / alpha_B), color=f"C{i}", lw=2, label=label)
     ax.plot(grid, published[0] / grid ** (1 / published[1]), ":", color="0.3",
             label=f"Kaplan 2020 B_crit(L): B* = {published[0]:.0e}, alpha_B = {published[1]}")
     ax.set_xscale("log")

@@ -83,8 +83,9 @@ def critical_batch(ctx: Context, s: Section) -> None:
             ctx.keep("B_crit(L)", fit, runs[labels.notna()])
             _critical_batch_text(ctx, s, fit, runs, labels, published, curves)
             if not not_identified(fit):
-                noise_laws[f"fit: B* = {fit.params['B_star']:.3g}, alpha_B = {fit.params['alpha_B']:.3f}"] = (
-                    fit.params["B_star"], fit.params["alpha_B"])
+                L = fit.extra["points"]["L"]
+                noise_laws[f"fit: B* = {fit.params['B_star']:.3g}, alpha_B = {fit.params['alpha_B']:.3f} (over the "
+                           "losses measured)"] = (fit.params["B_star"], fit.params["alpha_B"], (L.min(), L.max()))
     if _has_noise_scale(curves):
         s.text.append("The gradient noise scale B_simple = tr(Sigma) / |G|^2 (tokens; McCandlish et al. 2018, "
                       "App. A), recorded at the eval points of each run: McCandlish et al. predict B_crit ~ B_noise, "
