@@ -76,14 +76,20 @@ class Composer:
         self.bases: dict[tuple[str, ...], tuple[dict, set[str]]] = {}
         self.parsed: dict[str, tuple] = {}
 
-    def _base(self, structural: tuple[str, ...]) -> tuple[dict, set[str]]:
+    def _base(self, structural: tuple[str, ...], cfg=None) -> tuple[dict, set[str]]:
+        """The resolved container of `structural` and the keys its interpolations read (`cfg`: it, composed)."""
         if structural not in self.bases:
             from omegaconf import OmegaConf
 
-            cfg = self.compose(list(structural))
+            cfg = self.compose(list(structural)) if cfg is None else cfg
             self.bases[structural] = (OmegaConf.to_container(cfg, resolve=True),
                                       references(OmegaConf.to_container(cfg, resolve=False)))
         return self.bases[structural]
+
+    def add(self, overrides: list[str], cfg) -> None:
+        """Keep `cfg`, composed from `overrides` (all structural) by the caller, instead of composing it again."""
+        if all(self._parse(o) is None for o in overrides):
+            self._base(tuple(overrides), cfg)
 
     def _parse(self, override: str) -> tuple:
         """(force_add, key path, value) of a value override, or None for a structural one."""

@@ -132,6 +132,7 @@ def build_plan(config, arguments: list[str], compose: Callable[[list[str]], obje
     for cli in cli_combinations(arguments):
         base = compose(cli)
         validate(base)  # a bad train.* or trainer.* setting is named here, not met mid-plan
+        fast.add(cli, base)
 
         def facts_of(overrides: list[str], cli=cli, known=known) -> ModelFacts:
             key = (*cli, "--", *overrides)
