@@ -130,3 +130,17 @@ def test_manifest_records_every_digest(built):
     manifest = json.loads(built[1]["manifest.json"])
     assert set(manifest["sha256"]) == set(token_cache.DIGESTED)
     assert set(manifest["sample_sha256"]) == {"train.bin", "val.bin"}
+
+
+def test_a_build_touches_its_lock_so_a_watcher_sees_it_start(built, tmp_path):
+    """scripts/chaos.py times its data-preparation kills by the lock's mtime; a relaunched build must update it."""
+    import os
+    import shutil
+
+    shutil.copytree(built[0], tmp_path / "cache")
+    dm = make(tmp_path / "cache")
+    lock = dm.cache_path.with_name(f"{dm.cache_path.name}.lock")
+    os.utime(lock, (1, 1))
+    shutil.rmtree(dm.cache_path)  # a build killed before it finished: no manifest
+    assert dm.prepare()["reused"] is False
+    assert lock.stat().st_mtime > 1

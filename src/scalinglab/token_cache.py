@@ -419,7 +419,8 @@ def ensure_token_cache(path: Path, source: dict, vocab_size: int, val_tokens: in
     naming the damaged file."""
     if (path / "manifest.json").exists() and _damage(path) is None:
         return True
-    with file_lock(path.with_name(f"{path.name}.lock")):
+    lock = path.with_name(f"{path.name}.lock")
+    with file_lock(lock):
         remove_stale_builds(path)
         if (path / "manifest.json").exists():  # another process built (or rebuilt) it while we waited
             damage = _damage(path)
@@ -432,5 +433,6 @@ def ensure_token_cache(path: Path, source: dict, vocab_size: int, val_tokens: in
             shutil.rmtree(aside, ignore_errors=True)
             os.replace(path, aside)
             shutil.rmtree(aside, ignore_errors=True)
+        os.utime(lock)  # the lock's mtime says when a build last started (opening it in append mode does not)
         build_token_cache(source, vocab_size, val_tokens, tokenizer_file, cache_dir, path, progress, holdout_source)
     return False
