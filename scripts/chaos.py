@@ -262,9 +262,11 @@ def one_kill(kill: Kill, rng: random.Random, command: list[str], runs: Path, cac
     else:
         proc = launch(command, log)
         tokens = cache / "tokens"
-        if kill.phase == "data_prep":  # the build opens (touches) its lock as it starts; the manifest comes last
-            launched = time.time() - 0.05
-            wait_for(lambda: newest_mtime(tokens, "*.lock") > launched, proc, 600)
+        if kill.phase == "data_prep":  # a build makes its <key>.tmp-<pid> folder (or, the first time, its lock)
+            launched = time.time() - 0.05  # as it starts; the manifest comes last. Opening an existing lock does
+            # not change its mtime, so a relaunch's build is seen by its folder.
+            wait_for(lambda: max(newest_mtime(tokens, "*.lock"), newest_mtime(tokens, "*.tmp-*")) > launched, proc,
+                     600)
             time.sleep(rng.uniform(0.0, 1.0))
         else:  # mid_step: once some run checkpoints after this launch, at a random moment
             wait_for(lambda: newest_mtime(runs / SWEEP, "*/checkpoints/*.ckpt") > time.time() - 0.5, proc, 600)
