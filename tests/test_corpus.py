@@ -184,3 +184,13 @@ def test_builtin_corpus_downloads_verifies_and_builds(tmp_path):
     assert manifest["bytes_train"] + manifest["bytes_val"] == 26_062_781
     assert 6_500_000 < manifest["tokens_train"] + manifest["tokens_val"] < 8_000_000
     assert manifest["tokens_val"] >= 250_000 and dm.val_tokens_evaluated == 250_000 // 256 * 256
+
+
+@pytest.mark.parametrize("row, what", [('{"body": null}', "has no text"), ('{"other": "x"}', "has no text"),
+                                       ('{"body": 7}', "holds a int")])
+def test_a_row_whose_text_is_missing_or_not_a_string_is_refused_not_dropped(tmp_path, row, what):
+    """Before: such rows became empty documents without a word (and the corpus silently shrank)."""
+    (tmp_path / "b.jsonl").write_text('{"body": "row one"}\n' + row + "\n")
+    with pytest.raises(ConfigError, match=f"b.jsonl row 1: column 'body' {what}") as error:
+        list(text_file_documents([tmp_path / "b.jsonl"], "body", tmp_path / "hf"))
+    assert error.value.field == "data.source.paths" and "Fix:" in str(error.value)

@@ -233,6 +233,16 @@ def _column_rows(dataset, column: str, where: str, source_column: str | None = N
             yield text, str(value)
 
 
+def row_text(value, where: str, row: int, column: str, field: str) -> str:
+    """A table row's text; a missing (null) or non-string value is a ConfigError naming `field`, never a silently
+    empty document."""
+    if isinstance(value, str):
+        return value
+    what = "has no text (null)" if value is None else f"holds a {type(value).__name__}, not text"
+    raise ConfigError(field, f"{where} row {row}: column {column!r} {what}",
+                      f"give every row a string in {column!r}, drop the row, or set data.source.text_column")
+
+
 def text_file_documents(files: list[Path], text_column: str, hf_cache_dir: str | Path | None = None,
                         source_column: str | None = None) -> Iterator[tuple[str, str]]:
     """Documents of local files: a .txt file is one document, a row of .jsonl/.parquet is one document (its doc id
@@ -264,7 +274,7 @@ def text_file_documents(files: list[Path], text_column: str, hf_cache_dir: str |
                               f"({type(error).__name__}: {error})", "fix the file (one JSON object per line for "
                               ".jsonl, a complete .parquet file), or leave it out of data.source.paths") from None
         for row, (text, src) in enumerate(_column_rows(table, text_column, str(path), source_column)):
-            yield sourced(f"{path}#{row}", src), text if isinstance(text, str) else ""
+            yield sourced(f"{path}#{row}", src), row_text(text, str(path), row, text_column, "data.source.paths")
 
 
 def hf_documents(name: str, config: str | None, split: str, text_column: str, data_files=None,
@@ -310,7 +320,7 @@ def hf_documents(name: str, config: str | None, split: str, text_column: str, da
     if max_documents is not None:
         dataset = dataset.select(range(min(int(max_documents), len(dataset))))
     for row, (text, src) in enumerate(_column_rows(dataset, text_column, where, source_column)):
-        yield sourced(f"{name}#{row}", src), text if isinstance(text, str) else ""
+        yield sourced(f"{name}#{row}", src), row_text(text, where, row, text_column, "data.source.name")
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from typing import Iterator
 import numpy as np
 
 from scalinglab.config import PROJECT_ROOT
-from scalinglab.corpus import iter_documents, source_fingerprint
+from scalinglab.corpus import iter_documents, row_text, source_fingerprint
 from scalinglab.errors import ConfigError
 from scalinglab.token_cache import (ENCODE_CHUNK_BYTES, MAX_SPLIT_ATTEMPTS, _hash, _progress, _train_or_load_tokenizer,
                                     new_build_dir, publish, token_dtype)
@@ -70,7 +70,7 @@ def streamed_texts(dataset, name: str, column: str, max_documents: int | None) -
                                   f"{column!r} (its columns: {list(row)})", "set data.source.text_column to one of "
                                   f"{list(row)}")
             text = row[column]
-            yield f"{name}#{row_number}", text if isinstance(text, str) else ""
+            yield f"{name}#{row_number}", row_text(text, f"dataset {name!r}", row_number, column, "data.source.name")
     finally:
         close = getattr(rows, "close", None)
         if close is not None:
