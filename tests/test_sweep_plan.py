@@ -168,6 +168,8 @@ def test_sweep_command_help_and_status_json(tmp_path, capsys):
         assert "scalinglab-sweep plan <name>" in capsys.readouterr().out
     write_parquet(tmp_path / "s" / "aaa" / "summary.parquet",
                   [{"run_id": "aaa", "status": "complete", "n_params": 10, "tokens": 99, "loss": 3.5, "wall_time": 1.0}])
+    write_parquet(tmp_path / "s" / "aaa" / "metrics.parquet", [{"step": 1, "tokens": 99, "val_loss": 3.5}])  # a
+    # complete run keeps its curve: without one it would be listed as damaged (store.check_run)
     (tmp_path / "s" / "bbb").mkdir()
     (tmp_path / "s" / "bbb" / "config.yaml").write_text("{}")
     assert main(["status", str(tmp_path / "s"), "--json"]) == 0

@@ -131,7 +131,8 @@ def memory_estimate(model_cfg, counts: dict, batch_size: int, precision: str, de
     width = 1 if precision.startswith(("bf16", "16")) else 2 if not precision.startswith("64") else 4
     activations = layers * s * per_device * h * (34 + scores) * width
     states = counts["n_params"] * bytes_per_parameter(precision) * (devices if device_kind == "cpu" else 1)
-    return {"states": states, "activations": activations, "total": states + activations}
+    return {"states": states, "activations": activations, "total": states + activations,
+            "quadratic": scores > 34}  # the attention scores (~ n_ctx^2) outweigh what grows with n_ctx
 
 
 def available_memory(device_kind: str, device: int = 0) -> int | None:
@@ -177,7 +178,8 @@ def check_resources(cfg: DictConfig, model_cfg, device_kind: str) -> dict:
     first = trainer["devices"][0] if isinstance(trainer["devices"], (list, tuple)) else 0
     have = available_memory(device_kind, first)
     if have is not None and need["total"] > have:
-        heavy = "model" if need["states"] >= need["activations"] else "train.batch_size"
+        heavy = ("model" if need["states"] >= need["activations"] else
+                 "model.n_ctx" if need["quadratic"] else "train.batch_size")
         fix = ("choose a smaller model (a smaller preset, model.n_layer or model.d_model)" if heavy == "model" else
                "lower train.batch_size or model.n_ctx")
         raise ConfigError(heavy, f"training needs about {_gib(need['total'])} ({_gib(need['states'])} for "
