@@ -91,7 +91,7 @@ def test_grouped_query_attention_equals_repeated_key_value_heads():
     (dict(n_kv_head=3), "model.n_kv_head", "divisor"),
     (dict(n_kv_head=0), "model.n_kv_head", "divisor"),
     (dict(family="llama", d_model=36, n_head=4), "model.n_head", "odd"),
-    (dict(ff_multiple_of=0), "model.ff_multiple_of", "positive"),
+    (dict(ff_multiple_of=0), "model.ff_multiple_of", "whole number > 0"),
     (dict(qk_norm="yes"), "model.qk_norm", "true or false"),
     (dict(bias="no"), "model.bias", "true or false"),
     (dict(rope_theta=0), "model.rope_theta", "> 0"),

@@ -20,6 +20,7 @@ def parse(stdout: str) -> dict[str, dict[str, str]]:
     return out
 
 
+@pytest.mark.slow  # 1-2 minutes: .ci/run runs it after the default suite
 def test_gpu_check_cpu_dry_run_prints_three_consistent_results(tmp_path):
     env = dict(os.environ, PYTHON=sys.executable)
     proc = subprocess.run(["bash", "scripts/gpu_check.sh", "--cpu", "--cache", str(tmp_path / "cache")], cwd=REPO,
