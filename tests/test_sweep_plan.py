@@ -270,3 +270,17 @@ def test_batch_size_plans_every_size_at_every_batch_size_to_one_token_budget():
 def test_bad_batch_size_plans_name_the_field(section, field):
     with pytest.raises(ConfigError, match=field):
         expand({"kind": "batch_size", "sizes": ["a"], **section}, batch_facts())
+
+
+def test_a_sweep_file_without_the_scalinglab_sweeper_is_refused_under_hydra_multirun(tmp_path):
+    """Before: Hydra's basic sweeper trained one run of the defaults and ignored the plan."""
+    import subprocess
+    import sys
+
+    (tmp_path / "mine.yaml").write_text("defaults:\n  - config\n  - _self_\nsweep: mine\n"
+                                        "plan:\n  kind: grid\n  sizes: [nano]\n")
+    proc = subprocess.run([sys.executable, "-m", "scalinglab.train", "-m", "--config-dir", str(tmp_path),
+                           "--config-name", "mine", f"paths.runs={tmp_path / 'runs'}"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "hydra/sweeper" in proc.stderr and "Fix:" in proc.stderr
+    assert "Traceback" not in proc.stderr and not list(tmp_path.rglob("*.parquet"))

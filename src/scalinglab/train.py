@@ -366,8 +366,18 @@ def sweep_job(cfg: DictConfig) -> list[dict]:
 def main(cfg: DictConfig) -> float | list[dict] | None:
     # Not decorated itself: Hydra names the job after the task function's file.
     if _is_multirun():
+        exit_on_user_error(_check_sweeper)(cfg)
         return sweep_job(cfg)
     return exit_on_user_error(train_job)(cfg)[0].get("loss")
+
+
+def _check_sweeper(cfg: DictConfig) -> None:
+    """A sweep file (one with a plan: section) launched with `-m` without the scalinglab sweeper would get Hydra's
+    basic sweeper, which trains one run of the defaults: refused."""
+    if "plan" in cfg and "scalinglab_sweeper" not in str(HydraConfig.get().sweeper.get("_target_", "")):
+        raise ConfigError("hydra/sweeper", "the file has a plan: section, but Hydra's basic sweeper would train "
+                          "one run of its defaults instead of the plan", "add `- override hydra/sweeper: scalinglab` "
+                          "to the file's defaults (before _self_), or launch it with `scalinglab-sweep run <file>`")
 
 
 def check_settings(cfg: DictConfig) -> None:
