@@ -35,7 +35,7 @@ def test_wheel_works_from_any_directory(tmp_path):
     elsewhere.mkdir()
     where = _run(elsewhere, python, "-c", "import scalinglab, scalinglaws; print(scalinglab.__file__, scalinglaws.__file__)")
     assert all(path.startswith(str(tmp_path / "venv")) for path in where.stdout.split()), where.stdout
-    job = _run(elsewhere, bin_ / "scalinglab-train", "--cfg", "job", "model=nano")
+    job = _run(elsewhere, bin_ / "scalinglab-train", "--cfg", "job", "--resolve", "model=nano")  # presets resolve
     assert "n_layer: 1" in job.stdout and "sweep: single" in job.stdout
     plan = _run(elsewhere, bin_ / "scalinglab-sweep", "plan", "quickstart", f"paths.runs={tmp_path / 'runs'}",
                 f"paths.cache={tmp_path / 'cache'}")
