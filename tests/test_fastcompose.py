@@ -31,12 +31,12 @@ def test_references_name_the_keys_interpolations_read():
     assert references(raw) == {"model.name", "data.vocab_size", "sweep"}
 
 
-def _check_sweep(name: str, limit: int) -> None:
+def _check_sweep(name: str, limit: int, runs_dir: str = "/nonexistent/runs") -> None:
     from scalinglab.sweep import build_plan
 
     with initialize_config_dir(config_dir=str(SWEEPS_DIR), version_base="1.3"):
         def hydra(overrides):
-            return compose(name, overrides=[f"hydra.searchpath=[file://{CONFIG_DIR}]", "paths.runs=/nonexistent/runs",
+            return compose(name, overrides=[f"hydra.searchpath=[file://{CONFIG_DIR}]", f"paths.runs={runs_dir}",
                                             "paths.cache=/nonexistent/cache", *overrides])
         plan = build_plan(hydra([]), [], hydra, prepare_data=False)
         fast = Composer(hydra)
@@ -55,5 +55,8 @@ def test_planned_configs_and_run_ids_equal_hydras(name):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(p.stem for p in SWEEPS_DIR.glob("*.yaml")))
-def test_every_shipped_sweep_plans_the_configs_hydra_composes(name):
-    _check_sweep(name, 6)
+def test_every_shipped_sweep_plans_the_configs_hydra_composes(name, tmp_path):
+    from scalinglaws.lr_tuning import LRLaw
+
+    LRLaw(lr_ref=3e-3, exponent=-0.3, N_ref=1e5).save(tmp_path / "lr_law.json")  # what lr_rule=tuned sweeps read
+    _check_sweep(name, 6, str(tmp_path))

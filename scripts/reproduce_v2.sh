@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Reproduction v2 (in progress; results/REPORT.md is still the first reproduction's, scripts/reproduce.sh), from
+# scratch on the built-in corpus (2 runs at a time on 2 CPU cores), into results/v2:
+#   1. repro2_tune: LR per size on the Llama ladder -> `scalinglaws tune` -> <runs>/lr_law.json (LR_opt(N))
+#   2. repro2_isoflop: Chinchilla isoFLOP profiles on the tuned ladder (5 budgets, 2-3 seeds)
+#   3. repro2_ablation: the same at 3 budgets with the untuned width rule
+#   4. repro2_kaplan_n, repro2_kaplan_d, kaplan_batch_size: Kaplan L(N), L(D) (WSD) and the critical batch size
+# then the report (results/v2/REPORT.md). Rerunning skips complete runs and resumes interrupted ones, so it can be stopped (Ctrl-C, kill,
+# reboot) and started again at any point; results land in results/runs as runs complete.
+#   bash scripts/reproduce_v2.sh              # everything
+#   bash scripts/reproduce_v2.sh repro2_tune  # one step (its sweep name; "law" refits <runs>/lr_law.json)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
+PY=.venv/bin/python
+RUNS=${SCALINGLAB_RESULTS:-results/v2/runs}
+LAW=$RUNS/lr_law.json     # what the tuned sweeps' train.lr_law names: ${paths.runs}/lr_law.json
+STEPS=(repro2_tune law repro2_isoflop repro2_ablation repro2_kaplan_n repro2_kaplan_d kaplan_batch_size)
+start=$(date +%s)
+for step in "${@:-${STEPS[@]}}"; do
+  if [ "$step" = law ]; then
+    $PY -m scalinglaws tune "$RUNS/repro2_tune" --out "$LAW"
+  else
+    $PY -m scalinglab.sweep run "$step" hydra/launcher=joblib paths.runs="$RUNS"
+    $PY -m scalinglab.sweep status "$RUNS/$step" | head -n 1
+  fi
+  echo "[reproduce] $step done at $(( $(date +%s) - start )) s"
+done
+[ $# -eq 0 ] && $PY -m scalinglaws report "$RUNS" --out results/v2 --name REPORT \
+  --title "scalinglab reproduction v2: tuned ladders, seeds and more budgets on 2 CPU cores"
+echo "[reproduce] total wall time $(( $(date +%s) - start )) s"
