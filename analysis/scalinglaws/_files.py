@@ -103,7 +103,9 @@ def check_out_file(path, field: str, suffix: str) -> Path:
 
 # ------------------------------------------------------------------------------------------ a set of files at once
 
-def _pid_alive(pid: str) -> bool:
+def pid_alive(pid: str) -> bool:
+    """Whether the process a `<name>.<pid>` or `.tmp-<pid>` suffix names still runs (True when it cannot be told:
+    not a number, or alive but someone else's)."""
     if not pid.isdigit():
         return True
     try:
@@ -163,12 +165,12 @@ def replaced_together(folder: Path | str, owned_by: Iterable[str] = (), protect:
     folder.parent.mkdir(parents=True, exist_ok=True)
     if not folder.exists():  # a kill between the two fallback renames left the previous folder aside
         for old in _stages(folder, "old"):
-            if not _pid_alive(old.name.rpartition(".")[2]):
+            if not pid_alive(old.name.rpartition(".")[2]):
                 os.rename(old, folder)
                 break
     for kind in ("new", "old"):
         for stale in _stages(folder, kind):
-            if not _pid_alive(stale.name.rpartition(".")[2]):
+            if not pid_alive(stale.name.rpartition(".")[2]):
                 shutil.rmtree(stale, ignore_errors=True)
     whole = _whole(folder, tuple(owned_by), tuple(protect))
     stage = (folder.parent / f"{TMP_PREFIX}{folder.name}.new.{os.getpid()}" if whole

@@ -46,6 +46,7 @@ from scalinglab.errors import ConfigError
 from scalinglab.sources import (check_holdout, document_source, encode_sourced, group_by_source, has_sources,
                                 val_blocks)
 from scalinglab.store import file_lock, write_text
+from scalinglaws._files import pid_alive
 from scalinglab.tokenizer import encode_documents, end_of_text_id, load_tokenizer, token_byte_lengths, train_bpe
 
 log = logging.getLogger(__name__)
@@ -102,19 +103,6 @@ def remove_stale_builds(final_dir: Path) -> list[Path]:
     return stale
 
 
-def _pid_alive(pid: str) -> bool:
-    """Whether the process a `.tmp-<pid>` name points to still runs (True when it cannot be told)."""
-    if not pid.isdigit():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # alive, but someone else's
-        return True
-    return True
-
-
 def _progress(total: int, description: str, enabled: bool):
     from tqdm.auto import tqdm
 
@@ -136,7 +124,7 @@ def _train_or_load_tokenizer(train_texts: list[str], vocab_size: int, tokenizer_
                           show_progress=progress and sys.stdout.isatty() and sys.stderr.isatty())
     path.parent.mkdir(parents=True, exist_ok=True)
     for tmp in path.parent.glob(f"{path.name}.tmp-*"):  # left by a killed build (another live one keeps its own)
-        if not _pid_alive(tmp.name.rpartition(".tmp-")[2]):
+        if not pid_alive(tmp.name.rpartition(".tmp-")[2]):
             tmp.unlink(missing_ok=True)
     tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
     tokenizer.save(str(tmp))
