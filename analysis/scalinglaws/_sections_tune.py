@@ -38,7 +38,7 @@ def lr_tuning(ctx: Context, s: Section) -> None:
                   "(Porian et al. 2024 sec 3.3); a size whose best LR is the grid's edge keeps that LR, flagged, and "
                   "is left out of the law when two or more others remain.")
     iv = law.interval.get("exponent")
-    s.text.append(f"LR_opt(N) = {fmt(law.lr_ref)} (N / {fmt(law.N_ref)})^{law.exponent:.3f}"
+    s.text.append(law.formula
                   + (f" ({law.level:.0%} interval of the exponent [{iv[0]:.3f}, {iv[1]:.3f}], bootstrap over sizes)"
                      if iv else "") + f", N counted as {law.n_column}. Saved as `{LR_LAW_FILE}`: train with it "
                   f"through `train.lr_rule=tuned train.lr_law={LR_LAW_FILE}`.")

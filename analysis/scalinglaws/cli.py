@@ -217,7 +217,7 @@ def cmd_tune(args, console):
     _print_table(console, "LR_opt per size (parabola in ln LR)", ["N", "LRs", "LR_opt", "loss", "flag"],
                  [(fmt(o.N), len(o.lrs), fmt(o.lr_opt), fmt(o.loss_opt), o.flag or "-") for o in optima])
     iv = law.interval.get("exponent")
-    console.print(f"LR_opt(N) = {fmt(law.lr_ref)} (N / {fmt(law.N_ref)})^{law.exponent:.3f}"
+    console.print(law.formula
                   + (f", exponent {law.level:.0%} interval [{iv[0]:.3f}, {iv[1]:.3f}]" if iv else ""))
     if args.out:
         console.print(f"wrote {args.out}: train with it through train.lr_rule=tuned train.lr_law={args.out}")

@@ -137,6 +137,13 @@ class LRLaw:
     points: tuple = ()
     source: str = ""
 
+    @property
+    def formula(self) -> str:
+        """The law as text: 'LR_opt(N) = 0.00635 (N / 2.79e+04)^-0.300' (the report, the CLI and the figure)."""
+        from ._format import fmt
+
+        return f"LR_opt(N) = {fmt(self.lr_ref)} (N / {fmt(self.N_ref)})^{self.exponent:.3f}"
+
     def lr(self, N) -> float | np.ndarray:
         """The law's learning rate at N parameters (counted as `n_column`)."""
         return self.lr_ref * (np.asarray(N, float) / self.N_ref) ** self.exponent

@@ -292,7 +292,7 @@ def lr_curves(optima, law=None, title: str = "Loss vs peak learning rate, per si
     if law is not None:
         grid = log_grid(N)
         lo, hi = law.interval.get("exponent", (None, None))
-        label = f"LR_opt = {fmt(law.lr_ref)} (N / {fmt(law.N_ref)})^{law.exponent:.3f}"
+        label = law.formula
         if lo is not None:
             label += f" [{lo:.3f}, {hi:.3f}]"
         ax_law.plot(grid, law.lr(grid), "k-", lw=1.2, label=label)
