@@ -42,7 +42,8 @@ import torch.nn.functional as F
 from scalinglab.config import TrainConfig
 from scalinglab.flops import flops_chinchilla
 from scalinglab.model import GPT, GPTConfig
-from scalinglab.module import LOSS_READ_EVERY, LanguageModel, adamw
+from scalinglab.data import step_groups
+from scalinglab.module import LOSS_READ_EVERY, STEPS_PER_BATCH, LanguageModel, adamw
 from scalinglab.recorder import RunRecorder
 from scalinglab.schedule import lr_multiplier
 
@@ -139,15 +140,17 @@ def default_loop(cfg: GPTConfig, data, device: torch.device | str = "cpu", autoc
 
 
 class _Timer(L.Callback):
+    """Clock readings at the start of the batch that begins at step WARMUP and at the end of the last step."""
+
     def __init__(self, steps: int):
         self.steps, self.t0, self.t1 = steps, None, None
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if batch_idx == WARMUP:
+        if trainer.global_step == WARMUP:
             self.t0 = clock()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if batch_idx == self.steps - 1:
+        if trainer.global_step == self.steps:
             self.t1 = clock()
 
 
@@ -166,7 +169,9 @@ def lightning_path(cfg: GPTConfig, data, compile: bool = False) -> float:
                             num_sanity_val_steps=0, limit_val_batches=0,
                             callbacks=[RunRecorder(tmp, TRAIN),
                                        timer])
-        trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader(data, batch_size=None))
+        # Batches as train.py gives them: groups of STEPS_PER_BATCH steps (the timing starts at a group's start).
+        groups = [data[a:b] for a, b in step_groups(0, steps, STEPS_PER_BATCH, {WARMUP})]
+        trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader(groups, batch_size=None))
     return tok_per_s(data, timer.t1 - timer.t0)
 
 

@@ -14,7 +14,7 @@ import torch
 from scalinglab import data as data_module
 from scalinglab import token_cache
 from scalinglab.config import TrainConfig
-from scalinglab.data import TokenDataModule
+from scalinglab.data import TokenDataModule, step_groups
 from scalinglab.errors import ConfigError
 from scalinglab.runs import bits_per_byte
 from scalinglab.token_cache import split_by_document, token_dtype
@@ -122,6 +122,31 @@ def test_resume_starts_at_the_trainer_step(cache_dir):
     dm.trainer = type("FakeTrainer", (), {"global_step": 5, "world_size": 1, "global_rank": 0})()
     batches = list(dm.train_dataloader())
     assert len(batches) == dm.steps - 5 and torch.equal(batches[0][1], dm.batch(5)[1])
+
+
+@pytest.mark.parametrize("start", [0, 5, 8, 13])
+def test_step_groups_cover_every_step_once_and_end_at_every_cut(start):
+    cuts = {1, 2, 4, 9, 13, 40, 77}
+    groups = step_groups(start, 40, 8, cuts)
+    assert [s for a, b in groups for s in range(a, b)] == list(range(start, 40))
+    assert all(0 < b - a <= 8 for a, b in groups)
+    ends = {b for _, b in groups}
+    assert {c for c in cuts if start < c <= 40} <= ends and {16, 24, 32} <= ends and 40 in ends
+    # A resumed run (from any group end) groups its remaining steps as the uninterrupted run did.
+    assert step_groups(16, 40, 8, cuts) == [g for g in step_groups(0, 40, 8, cuts) if g[0] >= 16]
+
+
+def test_grouped_loader_gives_the_same_batches_and_resumes(cache_dir):
+    dm = make(cache_dir, tokens=2048)
+    dm.prepare()
+    dm.steps_per_batch, dm.step_cuts = 8, frozenset({3})
+    groups = list(dm.train_dataloader())
+    assert [len(g) for g in groups] == [3, 5, 8]  # 16 steps, cut after step 3 and at 8
+    flat = [pair for g in groups for pair in g]
+    assert all(torch.equal(x, dm.batch(s)[0]) and torch.equal(y, dm.batch(s)[1]) for s, (x, y) in enumerate(flat))
+    dm.trainer = type("FakeTrainer", (), {"global_step": 8, "world_size": 1, "global_rank": 0})()
+    resumed = list(dm.train_dataloader())
+    assert len(resumed) == 1 and all(torch.equal(a[0], b[0]) for a, b in zip(resumed[0], flat[8:]))
 
 
 def test_validation_windows_cover_the_split_in_order(cache_dir):

@@ -18,6 +18,7 @@ from hydra import compose, initialize_config_dir
 
 from scalinglab import schema
 from scalinglab.errors import ConfigError
+from scalinglab.module import eval_steps
 from scalinglab.store import read_sweep
 from scalinglab.train import CONFIG_DIR, run
 
@@ -54,6 +55,8 @@ def test_tiny_run_learns_and_writes_a_complete_run_directory(tmp_path):
                    "train_loss", "val_loss", "bpb", "lr", "wall_time"):
         assert column in metrics, column
     assert metrics["tokens"].is_monotonic_increasing and metrics["step"].iloc[-1] == summary["steps"]
+    # Evaluated at exactly its eval points although a Lightning batch holds several steps (data.step_groups).
+    assert metrics["step"].tolist() == eval_steps(summary["steps"], cfg.train.eval_points)
     # The budget is exact: round(120000 / (8 * 64)) = 234 steps of 512 tokens.
     assert summary["tokens"] == 234 * 512 == metrics["tokens"].iloc[-1]
     assert summary["flops_6nd"] == 6 * summary["n_params"] * summary["tokens"]

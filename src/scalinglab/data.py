@@ -18,7 +18,8 @@ After prepare():
   number g = step * batch_size + b is window perm_e[g mod train_windows] of epoch e = g // train_windows, where
   perm_e is a permutation seeded by (seed, e). x = window[:-1], y = window[1:];
 - `train_dataloader()`: batch(s) for s = trainer.global_step (0 without a trainer), ..., steps - 1, so a resumed
-  run sees exactly the batches it would have seen (one batch per optimizer step: no gradient accumulation);
+  run sees exactly the batches it would have seen (one batch per optimizer step: no gradient accumulation); with
+  `steps_per_batch` k > 1, each item is the list of up to k consecutive steps' batches (`step_groups`);
 - `val_dataloader()`: val_windows = min(val_tokens, tokens_val - 1) // n_ctx windows in fixed order; window i has
   x = val[i n_ctx : (i+1) n_ctx], y = val[i n_ctx + 1 : (i+1) n_ctx + 1], so every evaluated target token is
   predicted exactly once. Batched at batch_size; the LAST BATCH MAY BE SMALLER (weight the mean by batch size);
@@ -121,20 +122,39 @@ class TrainWindows(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return max(0, self.last_step - self.first_step)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, i):
+        """Item i: the batch of step first_step + i; item (a, b): the list of batches of steps first_step + a, ...,
+        first_step + b - 1 (a group, see `step_groups`)."""
+        if isinstance(i, tuple):
+            return [self[j] for j in range(*i)]
         x, y = self.batch(self.first_step + i)
         # Under DDP each process takes its rows of the step's global batch (train.batch_size sums over devices).
         return x[self.rank::self.world_size], y[self.rank::self.world_size]
 
 
-class ResumeSampler(torch.utils.data.Sampler):
-    """Steps start, ..., total - 1, with the length of the whole run (see TokenDataModule.train_dataloader)."""
+def step_groups(start: int, total: int, size: int, cuts=()) -> list[tuple[int, int]]:
+    """Optimizer steps start, ..., total - 1 as consecutive groups (first, stop) of at most `size` steps.
 
-    def __init__(self, start: int, total: int):
-        self.start, self.total = start, total
+    A group ends at every multiple of `size` and after every step count in `cuts` (eval points, kept checkpoints),
+    so whatever runs between two groups (Lightning's callbacks) sees exactly those steps; the grouping depends
+    only on the step numbers, so a resumed run groups its remaining steps as the uninterrupted run did.
+    """
+    ends = sorted({s for s in cuts if start < s < total} | set(range((start // size + 1) * size, total, size))
+                  | {total})
+    return [(a, b) for a, b in zip([start, *ends[:-1]], ends)] if start < total else []
+
+
+class ResumeSampler(torch.utils.data.Sampler):
+    """Steps start, ..., total - 1 (or their groups of `size`, see `step_groups`), with the length of the whole
+    run (see TokenDataModule.train_dataloader)."""
+
+    def __init__(self, start: int, total: int, size: int = 1, cuts=()):
+        self.start, self.total, self.size, self.cuts = start, total, size, frozenset(cuts)
 
     def __iter__(self):
-        return iter(range(self.start, self.total))
+        if self.size == 1:
+            return iter(range(self.start, self.total))
+        return iter(step_groups(self.start, self.total, self.size, self.cuts))
 
     def __len__(self) -> int:
         return self.total
@@ -206,6 +226,9 @@ class TokenDataModule(L.LightningDataModule):
             self.source["stream_tokens"] = int(budget) if budget is not None else stream_budget(self.tokens_total,
                                                                                                 self.n_ctx)
         self.manifest: dict | None = None
+        # Optimizer steps per training batch: 1 (a batch is one step's (x, y)), or up to `steps_per_batch` steps as
+        # a list of (x, y), cut after every step count in `step_cuts` (step_groups; train.py sets both).
+        self.steps_per_batch, self.step_cuts = 1, frozenset()
 
     # -- building / loading ---------------------------------------------------------------------------
 
@@ -343,7 +366,9 @@ class TokenDataModule(L.LightningDataModule):
         """Batches of steps start, ..., steps - 1, start = trainer.global_step (0 without a trainer).
 
         The loader's length stays `steps` (the whole epoch) on a resume: Lightning restores its batch counter to
-        `start` and stops at the loader's length, so the two line up; only iteration begins at `start`.
+        the batches done before and stops at trainer.max_steps (= steps) or at the loader's length, whichever comes
+        first, so a resumed run ends where it would have; only iteration begins at `start`. With groups
+        (`steps_per_batch` > 1) the length is an upper bound: the last group ends the run at max_steps.
         """
         self.prepare()
         trainer = getattr(self, "trainer", None)
@@ -356,7 +381,8 @@ class TokenDataModule(L.LightningDataModule):
                 raise ConfigError("train.batch_size", f"{self.batch_size} does not split over "
                                   f"{trainer.world_size} processes", "use a multiple of the number of devices")
             dataset.rank, dataset.world_size = trainer.global_rank, trainer.world_size
-        return torch.utils.data.DataLoader(dataset, batch_size=None, sampler=ResumeSampler(start, self.steps),
+        sampler = ResumeSampler(start, self.steps, self.steps_per_batch, self.step_cuts)
+        return torch.utils.data.DataLoader(dataset, batch_size=None, sampler=sampler,
                                            num_workers=self.num_workers, pin_memory=torch.cuda.is_available(),
                                            persistent_workers=self.num_workers > 0)
 

@@ -6,7 +6,9 @@ The loss is read on the host every `LOSS_READ_EVERY` steps, not every step (on a
 device): the divergence check looks at every step's loss but can be up to that many steps late, and the mean
 training loss of a metrics row is summed from the same reads. The optimizer step is written out in
 `training_step` (Lightning's manual optimization): Lightning's automatic loop builds a closure and calls a dozen
-hooks around it each step, which cost ~10% of a step at d_model 16 on one CPU thread.
+hooks around it each step, which cost ~10% of a step at d_model 16 on one CPU thread. Even so Lightning spends
+~0.25 ms on each batch (its loop and hooks), ~5% of a step at d_model 16; so a training batch is a group of up to
+`STEPS_PER_BATCH` consecutive optimizer steps (data.step_groups), cut wherever a callback acts on a step.
 Evaluation runs on the fixed validation windows at log-spaced steps (see `eval_steps`) and at the end; the
 results live in `rows`, which is saved with every checkpoint so a resumed run rebuilds its curve exactly. Where the
 corpus has sources, each row also holds `val_loss/<source>` (mean cross-entropy of the validation targets of that
@@ -28,6 +30,7 @@ from scalinglab.runs import bits_per_byte
 from scalinglab.schedule import lr_multiplier
 
 LOSS_READ_EVERY = 8  # steps between host reads of the training loss (divergence is caught within this many steps)
+STEPS_PER_BATCH = 8  # optimizer steps per Lightning batch (data.step_groups): its ~0.25 ms of hooks a batch, shared
 PLAIN_ATTRIBUTES = frozenset({"_current_fx_name", "tokens_seen", "_step_tokens"})  # never tensors or modules
 
 
@@ -110,9 +113,15 @@ class LanguageModel(L.LightningModule):
             group["lr"] = self.lr_at(self.global_step)
 
     def training_step(self, batch, batch_idx):
+        """One optimizer step per (x, y) of `batch` (one pair, or a list of consecutive steps' pairs: a group,
+        data.step_groups); returns the last step's loss."""
+        optimizer, schedule = self.optimizers(), self.lr_schedulers()
+        for x, y in (batch if isinstance(batch, list) else [batch]):
+            loss = self.optimizer_step_on(x, y, optimizer, schedule)
+        return loss  # for callbacks (loggers.py reads it every log_every_n_steps); never read here
+
+    def optimizer_step_on(self, x: torch.Tensor, y: torch.Tensor, optimizer, schedule) -> torch.Tensor:
         """One optimizer step: loss, backward, clip the gradient norm, AdamW, the schedule's next LR."""
-        x, y = batch
-        optimizer = self.optimizers()
         measure = (self.train_cfg.grad_noise_scale and self.global_step + 1 in self.eval_at
                    and self.trainer.world_size == 1 and microbatches(x.shape[0]) > 1)
         _, loss = self.model(x, y)
@@ -129,7 +138,7 @@ class LanguageModel(L.LightningModule):
             torch.nn.utils.clip_grad_norm_(params, self.train_cfg.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        self.lr_schedulers().step()
+        schedule.step()
         self._step_tokens = x.numel() * self.trainer.world_size
         self.tokens_seen += self._step_tokens
         self._unread.append(loss.detach())
@@ -138,7 +147,7 @@ class LanguageModel(L.LightningModule):
             if self.trainer.progress_bar_callback is not None:
                 self.log("loss", mean, prog_bar=True, logger=False)
                 self.log("tok/s", self.tokens_seen / max(self.wall_time, 1e-9), prog_bar=True, logger=False)
-        return loss.detach()  # for callbacks (loggers.py reads it every log_every_n_steps); never read here
+        return loss.detach()
 
     def measure_noise_scale(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """B_simple from this step's gradient (in .grad, before clipping: B_big = the batch) and the gradients of

@@ -198,7 +198,7 @@ def _train(cfg: DictConfig, model_cfg, dm, rid: str, rdir: Path) -> dict:
 
     _quiet_lightning()
     from scalinglab.loggers import LogTrainLoss, build_loggers
-    from scalinglab.module import Diverged
+    from scalinglab.module import STEPS_PER_BATCH, Diverged
     from scalinglab.recorder import RunRecorder
 
     # 3. Run directory and objects.
@@ -221,6 +221,11 @@ def _train(cfg: DictConfig, model_cfg, dm, rid: str, rdir: Path) -> dict:
                         num_sanity_val_steps=0, limit_val_batches=0, default_root_dir=str(rdir),
                         use_distributed_sampler=False,  # the data module splits each step's batch itself
                         **trainer_passthrough(cfg))
+    # Several optimizer steps per Lightning batch; a batch ends at every step a callback acts on (eval points, kept
+    # checkpoints, and the steps LogTrainLoss logs).
+    logged = range(trainer.log_every_n_steps, dm.steps + 1, trainer.log_every_n_steps) if loggers else ()
+    dm.steps_per_batch = STEPS_PER_BATCH
+    dm.step_cuts = frozenset(module.eval_at) | set(train.save_at_steps) | set(logged)
     ckpt = resume_point(rdir, module)
     resume = str(ckpt) if ckpt is not None else branch_checkpoint(train, rdir, dm.steps)
     if resume:
