@@ -4,7 +4,8 @@
 #   1. repro2_tune: LR per size on the Llama ladder -> `scalinglaws tune` -> <runs>/lr_law.json (LR_opt(N))
 #   2. repro2_isoflop: Chinchilla isoFLOP profiles on the tuned ladder (5 budgets, 2-3 seeds)
 #   3. repro2_ablation: the same at 3 budgets with the untuned width rule
-#   4. repro2_kaplan_n, repro2_kaplan_d, kaplan_batch_size: Kaplan L(N), L(D) (WSD) and the critical batch size
+#   4. repro2_kaplan_n, repro2_kaplan_d, repro2_batch_size, repro2_transfer: Kaplan L(N), L(D) (WSD), the critical
+#      batch size and the loss on a held-out source, on the same Llama ladder
 # then the report (results/v2/REPORT.md). Rerunning skips complete runs and resumes interrupted ones, so it can be stopped (Ctrl-C, kill,
 # reboot) and started again at any point; results land in results/runs as runs complete.
 #   bash scripts/reproduce_v2.sh              # everything
@@ -16,7 +17,7 @@ export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 PY=.venv/bin/python
 RUNS=${SCALINGLAB_RESULTS:-results/v2/runs}
 LAW=$RUNS/lr_law.json     # what the tuned sweeps' train.lr_law names: ${paths.runs}/lr_law.json
-STEPS=(repro2_tune law repro2_isoflop repro2_ablation repro2_kaplan_n repro2_kaplan_d kaplan_batch_size)
+STEPS=(repro2_tune law repro2_isoflop repro2_ablation repro2_kaplan_n repro2_kaplan_d repro2_batch_size repro2_transfer)
 start=$(date +%s)
 for step in "${@:-${STEPS[@]}}"; do
   if [ "$step" = law ]; then

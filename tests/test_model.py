@@ -131,3 +131,16 @@ def test_fused_head_under_bf16_autocast_matches_the_unfused_bf16_head():
     assert abs(loss.item() - reference.item()) < 1e-3
     for n, p in model.named_parameters():
         assert (fused[n] - p.grad).norm() <= 2e-2 * p.grad.norm() + 1e-8, n
+
+
+def test_attention_on_cpu_runs_in_fp32_under_bf16_autocast():
+    """bf16 q, k, v give the fp32 kernel's result rounded to bf16 (not the bf16 kernel's), with bf16 gradients."""
+    from scalinglab.model import attention
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 32, 8).bfloat16().requires_grad_() for _ in range(3))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = attention(q, k, v)
+    expected = torch.nn.functional.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=True)
+    assert out.dtype == torch.bfloat16 and torch.equal(out, expected.bfloat16())
+    out.float().sum().backward()
+    assert q.grad.dtype == torch.bfloat16 and torch.isfinite(q.grad.float()).all()

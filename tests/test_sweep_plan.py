@@ -219,6 +219,8 @@ def test_seeds_repeat_every_run_and_the_largest_budget_can_have_more():
 def test_plan_role_labels_every_run_and_is_checked():
     plan = expand({"kind": "isoflop", "budgets": [1e11], "sizes": ["a", "b"], "role": "ablation"}, fake_facts())
     assert {r.role for r in plan.runs} == {"ablation"}
+    transfer = expand({"kind": "kaplan_n", "tokens": 1e5, "sizes": ["a", "b"], "role": "transfer"}, fake_facts())
+    assert {r.role for r in transfer.runs} == {"transfer"}
     with pytest.raises(ConfigError, match="plan.role"):
         expand({"kind": "isoflop", "budgets": [1e11], "sizes": ["a"], "role": "baseline"}, fake_facts())
     with pytest.raises(ConfigError, match="plan.role"):
@@ -284,3 +286,4 @@ def test_a_sweep_file_without_the_scalinglab_sweeper_is_refused_under_hydra_mult
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "hydra/sweeper" in proc.stderr and "Fix:" in proc.stderr
     assert "Traceback" not in proc.stderr and not list(tmp_path.rglob("*.parquet"))
+

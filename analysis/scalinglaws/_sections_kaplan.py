@@ -216,7 +216,7 @@ def kaplan_ns(ctx: Context, s: Section) -> None:
 
 def generalization(ctx: Context, s: Section) -> None:
     """Loss on each data source against the training loss across model sizes (Kaplan Figure 8)."""
-    runs = ctx.roles.all
+    runs = pd.concat([ctx.roles.all, ctx.roles.transfer]) if len(ctx.roles.transfer) else ctx.roles.all
     if not any(str(c).startswith(SOURCE_PREFIX) for c in runs.columns):
         s.text.append(f"Needs the validation loss per data source ({SOURCE_PREFIX}<source> columns of the run "
                       "summaries); this input has none.")

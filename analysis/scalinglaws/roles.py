@@ -16,7 +16,9 @@ Runs of a batch-size sweep (plan role `batch_size`, or one shape at 3 or more ba
 `critical_batch.batch_size_sweeps`) measure the critical batch size and are in `all`, but not in L_N or L_D: at a fixed D their loss depends on the batch size.
 
 Runs of LR-tuning sweeps (`role` "tune") feed no law: most of them are trained at a deliberately wrong LR; nor do
-runs of an ablation sweep (`role` "ablation": the same plan under another setting, compared in its own section).
+runs of an ablation sweep (`role` "ablation": the same plan under another setting, compared in its own section),
+nor runs that held a data source out of training (`role` "transfer": another training distribution), which only
+the generalization section reads (`transfer`).
 
 None means "no dedicated runs": the report then uses the lower envelope of `all` (best loss at each N or D).
 """
@@ -29,7 +31,7 @@ import pandas as pd
 from .critical_batch import batch_size_sweeps
 
 MIN_POINTS = 3
-NO_LAW_ROLES = ("long", "tune", "ablation")  # plan roles whose runs feed no law
+NO_LAW_ROLES = ("long", "tune", "ablation", "transfer")  # plan roles whose runs feed no law
 
 
 @dataclass
@@ -39,6 +41,7 @@ class Roles:
     L_D: pd.DataFrame | None
     all: pd.DataFrame
     long_runs: int  # WSD long runs left out of every fit
+    transfer: pd.DataFrame  # runs of role "transfer" (a data source held out of training)
 
 
 def _largest_group(df: pd.DataFrame, by: str, distinct: str) -> pd.DataFrame | None:
@@ -76,4 +79,5 @@ def assign_roles(table: pd.DataFrame) -> Roles:
     budget = "tokens_budget" if "tokens_budget" in rest and rest["tokens_budget"].notna().all() else "D"
     return Roles(chinchilla=chinchilla, L_N=_largest_group(rest[~cooldown], budget, "N"),
                  L_D=_largest_group(rest, "N", "D"), all=usable,
-                 long_runs=int(table["role"].eq("long").sum()) if "role" in table else 0)
+                 long_runs=int(table["role"].eq("long").sum()) if "role" in table else 0,
+                 transfer=table[table["role"].eq("transfer")] if "role" in table else table.iloc[0:0])

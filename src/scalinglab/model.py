@@ -51,8 +51,13 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: floa
     """Causal softmax(q k^T / sqrt(k)) v: q (B, h, T, k), k and v (B, g, T, k) with g | h -> (B, h, T, k).
 
     The one place attention is computed (swap the kernel here). With g < h each key/value head serves h / g query
-    heads (grouped-query attention, Ainslie et al. 2023, arXiv:2305.13245).
+    heads (grouped-query attention, Ainslie et al. 2023, arXiv:2305.13245). On CPU it runs in fp32 whatever the
+    autocast dtype: the CPU flash kernel's bf16 backward took 7x its fp32 time at head_dim 8, which made bf16-mixed
+    training 0.4-0.5x of fp32 (scripts/bench_train.py --levers); the matmuls around it stay in bf16.
     """
+    if q.device.type == "cpu" and q.dtype != torch.float32:
+        with torch.autocast("cpu", enabled=False):
+            return attention(q.float(), k.float(), v.float(), dropout_p).to(q.dtype)
     return F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout_p,
                                           enable_gqa=k.shape[1] != q.shape[1])
 

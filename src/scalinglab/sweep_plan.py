@@ -20,8 +20,9 @@ Kinds (docs/DESIGN.md section 4):
 Wherever a kind takes `plan.sizes` it takes `plan.ladder` instead (scalinglab.ladder: sizes evenly spaced in log N
 under the plan's FLOP convention, one shape rule for all; `model_sizes` is the one place that reads either).
 
-`plan.role: ablation` labels every run of the plan (the plan's `role` column, which scalinglaws reads: runs with
-role tune, ablation or long feed no law of the report; the ablation section compares them).
+`plan.role: ablation` (or `transfer`) labels every run of the plan (the plan's `role` column, which scalinglaws
+reads: runs with role tune, ablation, transfer or long feed no law of the report; the ablation section compares
+the ablation runs, the generalization section reads the transfer runs, trained with a data source held out).
 
 `plan.seeds: [0, 1]` repeats every run once per seed (`train.seed=s`; repeated seeds give the fits their
 run-to-run noise); `plan.seeds_at_largest: [0, 1, 2]` gives the largest isoFLOP budget its own list.
@@ -329,7 +330,7 @@ def _expand_batch_size(plan: dict, sizes: list[Size], facts_of, admit, out: Plan
             admit(size, extra, tokens, role="batch_size")
 
 
-ROLES = ("run", "tune", "ablation")  # what plan.role may set (long/cooldown belong to wsd_budgets)
+ROLES = ("run", "tune", "ablation", "transfer")  # what plan.role may set (long/cooldown belong to wsd_budgets)
 
 
 def _with_role(plan: dict, kind: str, out: Plan) -> Plan:

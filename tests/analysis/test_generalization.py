@@ -65,3 +65,14 @@ def test_long_table_and_missing_input():
     two_sizes = runs[runs["n_params"] <= 2e5]
     with pytest.raises(InputError, match="3 or more model sizes"):
         fit_generalization(two_sizes)
+
+
+def test_transfer_runs_feed_no_law_but_reach_the_generalization_fit():
+    from scalinglaws.roles import assign_roles
+    runs = runs_table().assign(N=lambda d: d["n_params"], D=2e6, C=lambda d: 6 * d["N"] * 2e6,
+                               role=lambda d: np.where(d["holdout_source"].isna(), "run", "transfer"))
+    roles = assign_roles(runs)
+    assert len(roles.transfer) == 5 and not roles.all["role"].eq("transfer").any()
+    assert set(roles.chinchilla["role"]) == {"run"}  # the laws see one training distribution
+    fits = fit_generalization(pd.concat([roles.all, roles.transfer]))
+    assert ("bible", True) in fits and fits[("bible", True)].params["slope"] == pytest.approx(0.8, abs=0.05)
