@@ -93,6 +93,8 @@ class Context:
     fits: dict[str, FitResult] = field(default_factory=dict)
     selections: dict[str, pd.DataFrame] = field(default_factory=dict)  # key -> the rows that fit was given
     backtest_mape: float | None = None
+    law_backtest: object | None = None  # selection.LawBacktest of the law-selection section, once made
+    noise: object | None = None  # noise.Noise of the isoFLOP runs (seeds section), once estimated
     fig_format: str = "png"  # figures are written as png, svg or pdf (plots.FORMATS); a section names them .png
 
     def fit(self, key: str, fit_fn: Callable, df: pd.DataFrame, **kw) -> FitResult:

@@ -2,6 +2,7 @@
 
 - `robust_approach2`: Chinchilla Approach 2 with minima uncertainties (isoflop.fit_approach2_robust) as the
   result; the classic parabola fit alongside for comparison.
+- `seed_noise`: the run-to-run noise of configs repeated with other seeds, per budget (noise.estimate_noise).
 - `law_selection`: every law backtested below the cutoff, the winner, leave-one-budget-out CV, and the
   winner's headline prediction with an interval of parameter uncertainty + run-to-run noise (report_laws).
 - `not_identified`: every fit of the report whose parameters the data do not identify (identify.not_identified),
@@ -16,6 +17,7 @@ from ._context import NOT_IDENTIFIED_TITLE, Context, Section, flags_text, holds,
 from ._sections import APPROACH2_WINDOW
 from .errors import InputError
 from .isoflop import fit_approach2_robust
+from .noise import estimate_noise, seed_groups
 from .report_laws import law_selection as select_law
 from .report_laws import not_identified_rows
 from .table import fit_table
@@ -60,9 +62,37 @@ def robust_approach2(ctx: Context, s: Section) -> None:
                "Loss vs N per budget; stars mark the minima; refused budgets grey and dashed.")
 
 
+def seed_noise(ctx: Context, s: Section) -> None:
+    """Run-to-run noise of the isoFLOP runs: configs repeated with other seeds (noise.estimate_noise)."""
+    iso = ctx.isoflop
+    groups = seed_groups(iso)
+    repeated = pd.Series(groups).duplicated(keep=False).to_numpy()
+    if not repeated.any():
+        s.text.append("No isoFLOP config (N, D) is trained with more than one seed, so the run-to-run noise is "
+                      "not measured; the fits use their residual scatter instead. Add `plan.seeds: [0, 1]` to "
+                      "measure it.")
+        return
+    ctx.noise = noise = estimate_noise(iso)
+    s.text.append("Configs trained with several seeds (train.seed: other initial weights and data order, same N "
+                  "and D): the pooled within-config std of log loss per budget, and the mean spread of the final "
+                  f"loss between a config's seeds. Over all budgets: {noise.describe()}. The fits' intervals "
+                  "resample whole seed groups and the prediction intervals add this noise.")
+    frame = iso.assign(group=groups)[repeated]
+    spread = frame.groupby("group").agg(C=("C", "first"), spread=("loss", lambda v: v.max() - v.min()))
+    spread["budget"] = frontier.budget_groups(spread["C"].to_numpy(float))
+    labels = frontier.budget_groups(iso["C"].to_numpy(float))
+    table = noise.per_budget.copy()
+    table.insert(0, "C", [float(iso["C"][labels == b].median()) for b in table["budget"]])
+    table["mean spread (nats)"] = [float(spread.loc[spread["budget"] == b, "spread"].mean()) for b in table["budget"]]
+    s.tables.append(("Seed-to-seed noise per budget (sigma: std of log loss of one run)",
+                     table.drop(columns="budget").rename(columns={"configs": "configs repeated",
+                                                                  "seeds": "runs"})))
+
+
 def law_selection(ctx: Context, s: Section) -> None:
     ctx.progress.step("backtest of every law")
     sel = select_law(ctx.isoflop, grid=ctx.grid, n_boot=ctx.bootstrap_n, seed=ctx.seed, level=ctx.level)
+    ctx.law_backtest = sel.backtest
     for name, fit in sel.all_runs.items():
         if not isinstance(fit, str):
             ctx.keep(f"law {name}", fit, ctx.isoflop)

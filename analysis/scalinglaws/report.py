@@ -34,6 +34,7 @@ SECTIONS = [
     (TUNE_TITLE, _sections_tune.lr_tuning),
     ("Chinchilla Approach 1: envelope of training curves", _sections.approach1),
     ("Chinchilla Approach 2: isoFLOP profiles", _sections_laws.robust_approach2),
+    ("Run-to-run noise (seeds)", _sections_laws.seed_noise),
     (ABLATION_TITLE, _sections_tune.lr_ablation),
     ("Chinchilla Approach 3: parametric fit", _sections.approach3),
     ("Compute-optimal frontier", _sections.frontier_lines),
