@@ -53,7 +53,8 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: floa
     The one place attention is computed (swap the kernel here). With g < h each key/value head serves h / g query
     heads (grouped-query attention, Ainslie et al. 2023, arXiv:2305.13245). On CPU it runs in fp32 whatever the
     autocast dtype: the CPU flash kernel's bf16 backward took 7x its fp32 time at head_dim 8, which made bf16-mixed
-    training 0.4-0.5x of fp32 (scripts/bench_train.py --levers); the matmuls around it stay in bf16.
+    training 0.41-0.56x of fp32 at d_model <= 64 (scripts/bench_train.py --levers); the matmuls around it stay
+    in bf16.
     """
     if q.device.type == "cpu" and q.dtype != torch.float32:
         with torch.autocast("cpu", enabled=False):
