@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Rebuild results/REPORT.md (+ REPORT.html and figures) from the run tables committed under results/runs.
+# Rebuild results/REPORT.md (+ REPORT.html, figures, fits.json, lr_law.json, bcrit.json) from the run tables
+# committed under results/runs, byte for byte.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 RUNS=${SCALINGLAB_RESULTS:-results/runs}
 .venv/bin/python -m scalinglaws report "$RUNS" --out results --name REPORT --commentary results/COMMENTARY.md \
-  --title "scalinglab reproduction: Kaplan and Chinchilla laws on 2 CPU cores"
+  --title "scalinglab reproduction v2: tuned ladders, seeds and more budgets on 2 CPU cores"

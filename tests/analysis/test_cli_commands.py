@@ -156,7 +156,7 @@ def test_version_prints_the_package_version(capsys):
 
 
 def test_sweep_picks_one_sweep_of_a_runs_root(capsys):
-    root = Path(__file__).resolve().parents[2] / "results" / "runs"
+    root = Path(__file__).resolve().parents[2] / "results" / "v1" / "runs"  # the first reproduction
     code, by_name, _ = run(capsys, "fit", root, "--sweep", "repro_isoflop", "--approach", "2", "--json")
     assert code == 0
     code, by_path, _ = run(capsys, "fit", root / "repro_isoflop", "--approach", "2", "--json")
