@@ -187,6 +187,22 @@ def test_bits_per_byte_hand_example():
     assert bits_per_byte(1.0, 10 / 3) == pytest.approx(3 / (10 * math.log(2)))
 
 
+def test_the_split_is_the_same_wherever_the_corpus_lies(tmp_path, cache_dir):
+    """Doc ids name files relative to their common folder: a copy of the corpus elsewhere (another checkout)
+    holds out the same documents and gives the same token files."""
+    manifests = []
+    for where in ("a/deep/copy", "b"):
+        shutil.copytree(CORPUS, tmp_path / where)
+        source = {"kind": "text_files", "paths": [str(tmp_path / where / "*.txt")], "text_column": "text"}
+        manifests.append(make(tmp_path / f"cache-{where[0]}", source).prepare())
+    original = make(cache_dir).prepare()
+    for m in manifests:
+        assert m["corpus_fingerprint"] != original["corpus_fingerprint"]  # other files, so another cache key
+        assert m["documents_val"] == original["documents_val"] and m["tokens_val"] == original["tokens_val"]
+        assert m["sha256"]["val.bin"] == original["sha256"]["val.bin"]
+        assert m["sha256"]["train.bin"] == original["sha256"]["train.bin"]
+
+
 def test_cache_reused_and_invalidated(tmp_path):
     corpus = tmp_path / "corpus"
     shutil.copytree(CORPUS, corpus)

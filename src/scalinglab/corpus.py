@@ -243,10 +243,22 @@ def row_text(value, where: str, row: int, column: str, field: str) -> str:
                       f"give every row a string in {column!r}, drop the row, or set data.source.text_column")
 
 
+def document_names(files: list[Path]) -> dict[Path, str]:
+    """{file: its path relative to the deepest folder holding every file, with / separators}."""
+    if not files:
+        return {}
+    root = Path(os.path.commonpath([str(f.parent) for f in files]))
+    return {f: f.relative_to(root).as_posix() for f in files}
+
+
 def text_file_documents(files: list[Path], text_column: str, hf_cache_dir: str | Path | None = None,
                         source_column: str | None = None) -> Iterator[tuple[str, str]]:
     """Documents of local files: a .txt file is one document, a row of .jsonl/.parquet is one document (its doc id
-    prefixed with the row's `source_column`, when given)."""
+    prefixed with the row's `source_column`, when given).
+
+    A doc id names the file relative to the files' common folder (`sample_corpus/a.txt` -> `a.txt`, a row
+    `b.jsonl#3`), so the validation split, drawn in sha256(doc id) order, is the same wherever the corpus lies."""
+    names = document_names(files)
     for path in files:
         if path.suffix in TEXT_SUFFIXES:
             if source_column is not None:
@@ -262,7 +274,7 @@ def text_file_documents(files: list[Path], text_column: str, hf_cache_dir: str |
             except OSError as error:
                 raise ConfigError("data.source.paths", f"cannot read {path} ({error.strerror or error})",
                                   "check that the file exists and is readable, or leave it out") from None
-            yield str(path), text
+            yield names[path], text
             continue
         import datasets  # heavy import, only when tables are used
 
@@ -274,7 +286,8 @@ def text_file_documents(files: list[Path], text_column: str, hf_cache_dir: str |
                               f"({type(error).__name__}: {error})", "fix the file (one JSON object per line for "
                               ".jsonl, a complete .parquet file), or leave it out of data.source.paths") from None
         for row, (text, src) in enumerate(_column_rows(table, text_column, str(path), source_column)):
-            yield sourced(f"{path}#{row}", src), row_text(text, str(path), row, text_column, "data.source.paths")
+            yield sourced(f"{names[path]}#{row}", src), row_text(text, str(path), row, text_column,
+                                                                 "data.source.paths")
 
 
 def hf_documents(name: str, config: str | None, split: str, text_column: str, data_files=None,
