@@ -62,8 +62,8 @@ def data(ctx: Context, s: Section) -> None:
             uses.append(f"{len(roles.L_D)} runs of N = {fmt(roles.L_D['N'].iloc[0])} feed Kaplan L(D)")
         uses.append(f"all {len(roles.all)} feed L(N, D)")
         if roles.long_runs:
-            uses.append(f"{roles.long_runs} WSD long runs (constant LR, stopped at the last branch point) feed "
-                        "no fit")
+            uses.append(f"{roles.long_runs} WSD long run{'s' if roles.long_runs > 1 else ''} (constant LR, stopped "
+                        f"at the last branch point) feed{'' if roles.long_runs > 1 else 's'} no fit")
         s.text.append("Runs by use: " + "; ".join(uses) + ".")
     swept = int(in_batch_size_sweep(roles.all).sum())
     if swept:
