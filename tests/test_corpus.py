@@ -145,6 +145,7 @@ def test_hf_source_reads_a_save_to_disk_dataset(tmp_path):
     datasets.Dataset.from_dict({"story": ["once upon a time", "the end"], "id": [1, 2]}).save_to_disk(tmp_path / "ds")
     documents = list(hf_documents(str(tmp_path / "ds"), None, "train", "story"))
     assert [text for _, text in documents] == ["once upon a time", "the end"]
+    assert [doc_id for doc_id, _ in documents] == ["ds#0", "ds#1"]  # the folder's name, not where it lies
     assert list(hf_documents(str(tmp_path / "ds"), None, "train", "story", max_documents=1))[0][1] == "once upon a time"
     with pytest.raises(ConfigError) as error:
         list(hf_documents(str(tmp_path / "ds"), None, "train", "text"))

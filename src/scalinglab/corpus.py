@@ -332,8 +332,9 @@ def hf_documents(name: str, config: str | None, split: str, text_column: str, da
         return
     if max_documents is not None:
         dataset = dataset.select(range(min(int(max_documents), len(dataset))))
+    doc_name = Path(name).name if os.path.isdir(name) else name  # a local directory: where it lies is not its id
     for row, (text, src) in enumerate(_column_rows(dataset, text_column, where, source_column)):
-        yield sourced(f"{name}#{row}", src), row_text(text, where, row, text_column, "data.source.name")
+        yield sourced(f"{doc_name}#{row}", src), row_text(text, where, row, text_column, "data.source.name")
 
 
 # ---------------------------------------------------------------------------------------------------------
