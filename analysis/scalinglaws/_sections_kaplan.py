@@ -154,6 +154,18 @@ def _critical_batch_text(ctx: Context, s: Section, fit, runs, labels, published,
                "Steps and tokens each batch size needed to reach each target loss, and the fitted eq 5.1.")
 
 
+def _ns_row(n_col: str, bcrit_from: str, fit, frontier) -> dict:
+    """One row of the L(N, S_min) table: the eq 1.6 fit and its frontier, estimate [interval]."""
+    return {"N counted as": N_COLUMNS[n_col], "B_crit(L) from": bcrit_from,
+            "runs": int(fit.data["run_id"].nunique()), "sizes": int(fit.data["N"].nunique()), "points": len(fit.data),
+            "alpha_N": f"{fit.params['alpha_N']:.4f} {_interval(fit, 'alpha_N', 4)}", "N_c": fmt(fit.params["N_c"]),
+            "alpha_S": f"{fit.params['alpha_S']:.4f} {_interval(fit, 'alpha_S', 4)}", "S_c": fmt(fit.params["S_c"]),
+            "alpha_B": f"{fit.extra['alpha_B']:.3f}",
+            "alpha_C_min": f"{frontier.params['alpha_C_min']:.4f} {_interval(frontier, 'alpha_C_min', 4)}",
+            "a (N_opt ~ C_min^a)": f"{frontier.params['a']:.3f} {_interval(frontier, 'a')}",
+            "flags": "; ".join(fit.flags) or "-"}
+
+
 def kaplan_ns(ctx: Context, s: Section) -> None:
     """L(N, S_min) on the learning curves and the compute-efficient frontier, non-embedding and total N."""
     curves, runs = _inputs(ctx)
@@ -161,13 +173,16 @@ def kaplan_ns(ctx: Context, s: Section) -> None:
         s.text.append("Needs the learning curves of 2 or more model sizes with their batch sizes (batch_size, "
                       "n_ctx: a runs directory); this input has none.")
         return
-    bcrit = ctx.fits.get("B_crit(L)")
-    if bcrit is not None and not_identified(bcrit):
-        bcrit = None
+    measured = ctx.fits.get("B_crit(L)")
+    bcrit = None if measured is None or not_identified(measured) else measured
     how = (f"B_crit(L) fitted above (B* = {fmt(bcrit.params['B_star'])} tokens, alpha_B = "
            f"{bcrit.params['alpha_B']:.3f}; bootstrap draws paired with it)" if bcrit is not None else
-           f"Kaplan's published B_crit(L) (B* = {B_STAR:.0e} tokens, alpha_B = {ALPHA_B}): this input has no "
-           "batch-size sweep whose fit holds")
+           f"Kaplan's published B_crit(L) (B* = {B_STAR:.0e} tokens, alpha_B = {ALPHA_B}): "
+           + ("the B_crit(L) fitted above is not identified" if measured is not None else
+              "this input has no batch-size sweep whose fit holds"))
+    # where the batch-size sweep's B_crit(L) is not identified, its point fit gives a second row per N count: how
+    # much the frontier depends on which B_crit(L) is used (not a result: its rows feed no other table)
+    sensitivity = measured if bcrit is None and measured is not None else None
     rows = []
     for n_col, suffix in (("n_params_nonembed", ""), ("n_params", ", total N")):
         if n_col not in runs:
@@ -188,15 +203,13 @@ def kaplan_ns(ctx: Context, s: Section) -> None:
             frontier = None
         if not holds(ctx, s, key) or frontier is None:
             continue
-        rows.append({"N counted as": N_COLUMNS[n_col], "runs": int(fit.data["run_id"].nunique()),
-                     "sizes": int(fit.data["N"].nunique()), "points": len(fit.data),
-                     "alpha_N": f"{fit.params['alpha_N']:.4f} {_interval(fit, 'alpha_N', 4)}",
-                     "N_c": fmt(fit.params["N_c"]),
-                     "alpha_S": f"{fit.params['alpha_S']:.4f} {_interval(fit, 'alpha_S', 4)}",
-                     "S_c": fmt(fit.params["S_c"]),
-                     "alpha_C_min": f"{frontier.params['alpha_C_min']:.4f} {_interval(frontier, 'alpha_C_min', 4)}",
-                     "a (N_opt ~ C_min^a)": f"{frontier.params['a']:.3f} {_interval(frontier, 'a')}",
-                     "flags": "; ".join(fit.flags) or "-"})
+        rows.append(_ns_row(n_col, "fitted above" if bcrit is not None else "Kaplan 2020", fit, frontier))
+        if sensitivity is not None:
+            try:
+                alt = fit_L_NS_curves(curves, runs, n_col=n_col, B_crit=sensitivity)  # point estimates only
+                rows.append(_ns_row(n_col, "this input's point fit (not identified)", alt, kaplan_frontier(alt)))
+            except InputError:
+                pass
         if not suffix:
             ctx.figure(s, kplots.loss_vs_s_min(fit), "loss_vs_s_min.png",
                        "Validation loss against S_min at every eval point, with L(N, S_min) at each size.")
@@ -211,6 +224,12 @@ def kaplan_ns(ctx: Context, s: Section) -> None:
         s.text.append(f"Kaplan et al. 2020 report N_opt ~ C_min^{PUBLISHED_FRONTIER_EXPONENT} (eq 1.7, fitted to "
                       f"their compute-efficient frontier); their exponents alpha_N = 0.076, alpha_S = 0.76, "
                       f"alpha_B = {ALPHA_B} give a = {a_published:.3f} in the formula above.")
+        if sensitivity is not None and len(rows) > 1:
+            s.text.append("The rows with B_crit(L) from this input's point fit use the batch-size sweep's own eq 5.3 "
+                          f"point estimate (B* = {fmt(sensitivity.params['B_star'])} tokens, alpha_B = "
+                          f"{sensitivity.params['alpha_B']:.3f}) instead, without intervals: not a result, since that "
+                          "fit is not identified (see 'Not identified, and why'), but how far the frontier moves "
+                          "with the B_crit(L) it assumes.")
         s.tables.append(("L(N, S_min) and the compute-efficient frontier (estimate [interval])", pd.DataFrame(rows)))
 
 

@@ -172,12 +172,17 @@ def test_kaplan_sections_in_the_report_equal_fresh_fits(report):
     bcrit = fit_critical_batch(curves, runs)
     printed = _table_rows(md, "Measured B_crit at each target loss (eq 5.1; B_crit in tokens)")
     assert [row["B_crit"] for row in printed] == [_fmt(float(v)) for v in bcrit.extra["points"]["B_crit"]]
+    assert "B_crit(L) fitted above is not identified" in md  # so L(N, S_min) uses Kaplan's published B_crit(L)
+    printed = {(r["N counted as"], r["B_crit(L) from"]): r for r in
+               _table_rows(md, "L(N, S_min) and the compute-efficient frontier (estimate [interval])")}
     for n_col, label in (("n_params_nonembed", "non-embedding N"), ("n_params", "total N")):
-        fit = fit_L_NS_curves(curves, runs, n_col=n_col)
-        row = {r["N counted as"]: r for r in
-               _table_rows(md, "L(N, S_min) and the compute-efficient frontier (estimate [interval])")}[label]
-        assert row["alpha_N"].startswith(f"{fit.params['alpha_N']:.4f} "), label
-        assert row["a (N_opt ~ C_min^a)"].startswith(f"{kaplan_frontier(fit).params['a']:.3f} "), label
+        # the published B_crit(L), then the sweep's own eq 5.3 point fit (the sensitivity rows)
+        for bcrit_from, B_crit in (("Kaplan 2020", None), ("this input's point fit (not identified)", bcrit)):
+            fit = fit_L_NS_curves(curves, runs, n_col=n_col, B_crit=B_crit)
+            row = printed[(label, bcrit_from)]
+            assert row["alpha_B"] == f"{fit.extra['alpha_B']:.3f}", (label, bcrit_from)
+            assert row["alpha_N"].startswith(f"{fit.params['alpha_N']:.4f} "), (label, bcrit_from)
+            assert row["a (N_opt ~ C_min^a)"].startswith(f"{kaplan_frontier(fit).params['a']:.3f} "), label
     fits = fit_generalization(pd.concat([runs, roles.transfer]))
     printed = {(r["source"], r["held out of training"]): r for r in
                _table_rows(md, "Loss per source vs training loss (estimate [interval], nats/token)")}
