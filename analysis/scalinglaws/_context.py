@@ -96,6 +96,7 @@ class Context:
     law_backtest: object | None = None  # selection.LawBacktest of the law-selection section, once made
     noise: object | None = None  # noise.Noise of the isoFLOP runs (seeds section), once estimated
     fig_format: str = "png"  # figures are written as png, svg or pdf (plots.FORMATS); a section names them .png
+    jobs: int = 1  # processes for bootstrap refits (bootstrap.bootstrap n_jobs: the same draws for any number)
 
     def fit(self, key: str, fit_fn: Callable, df: pd.DataFrame, **kw) -> FitResult:
         """Point fit, then bootstrap intervals when bootstrap_n > 0 (a failed bootstrap keeps the point fit)."""
@@ -104,7 +105,8 @@ class Context:
         if self.bootstrap_n > 0:
             self.progress.step(f"bootstrapping {key} (n={self.bootstrap_n})")
             try:
-                result = bootstrap(fit_fn, df, n=self.bootstrap_n, level=self.level, seed=self.seed, **kw)
+                result = bootstrap(fit_fn, df, n=self.bootstrap_n, level=self.level, seed=self.seed,
+                                   n_jobs=self.jobs, **kw)
             except InputError as e:
                 result = replace(point, flags=(*point.flags, f"bootstrap failed: {e}"))
         return self.keep(key, result, df)

@@ -58,7 +58,7 @@ def cmd_report(args, console):
 
     path = build_report(_source(args), args.out, bootstrap_n=args.bootstrap, seed=args.seed, grid=args.grid,
                         columns=_columns(args.col), progress=not args.quiet, name=args.name, title=args.title,
-                        commentary=args.commentary, fig_format=args.format)
+                        commentary=args.commentary, fig_format=args.format, jobs=args.jobs)
     console.print(f"wrote {path} and {path.with_suffix('.html').name} (+ figures) in {path.parent}")
 
 
@@ -337,6 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="output directory")
     s.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples per fit (0: none; default 1000)")
     s.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    s.add_argument("--jobs", type=int, default=1,
+                   help="processes for the bootstrap refits (default 1; the report is the same for any number)")
     s.add_argument("--grid", choices=["chinchilla", "small"], default="chinchilla",
                    help="Approach 3 grid of starts (default: Chinchilla's full grid)")
     s.add_argument("--col", action="append", help=col_help)

@@ -151,7 +151,7 @@ def fits_document(ctx: Context, title: str) -> dict:
 def build_report(source, out_dir, bootstrap_n: int = 1000, seed: int = 0, level: float = 0.95,
                  grid: str = "chinchilla", columns: dict | None = None, progress: bool = True,
                  title: str = "Scaling-law report", name: str = "report", commentary=None,
-                 fig_format: str = "png") -> Path:
+                 fig_format: str = "png", jobs: int = 1) -> Path:
     """Fit everything the data supports and write <name>.md, <name>.html, figures and fits.json into out_dir.
 
     Parameters
@@ -177,6 +177,8 @@ def build_report(source, out_dir, bootstrap_n: int = 1000, seed: int = 0, level:
     fig_format : {"png", "svg", "pdf"}
         The figures' file format (`plots.FORMATS`; PNG at `plots.FIGURE_DPI` dpi). PDF figures are linked from
         the report rather than shown inline.
+    jobs : int
+        Processes for the bootstrap refits; the report is the same for any number (every draw is made first).
 
     Returns
     -------
@@ -185,6 +187,8 @@ def build_report(source, out_dir, bootstrap_n: int = 1000, seed: int = 0, level:
     """
     if int(bootstrap_n) < 0:
         raise InputError("bootstrap_n", f"must be >= 0, got {bootstrap_n}", "pass 0 to skip intervals, or e.g. 1000")
+    if int(jobs) < 1:
+        raise InputError("jobs", f"must be >= 1, got {jobs}", "pass 1 (one process) or the number of CPU cores")
     if fig_format not in FORMATS:
         raise InputError("format", f"unknown figure format {fig_format!r}", f"use one of {', '.join(FORMATS)}")
     check_file_name(name, "name")  # <name>.md stays in out_dir
@@ -200,11 +204,13 @@ def build_report(source, out_dir, bootstrap_n: int = 1000, seed: int = 0, level:
     texts = (FITS_JSON, f"{name}.md", f"{name}.html")
     protect = [Path(source)] if isinstance(source, (str, Path)) else []
     with replaced_together(final, owned_by=texts[1:], protect=protect, last=texts) as out:  # all files at once
-        _write_report(src, out, notes, title, name, bootstrap_n, seed, level, grid, progress, fig_format)
+        _write_report(src, out, notes, title, name, bootstrap_n, seed, level, grid, progress, fig_format,
+                      int(jobs))
     return final / f"{name}.md"
 
 
-def _write_report(src, out: Path, notes, title, name, bootstrap_n, seed, level, grid, progress, fig_format):
+def _write_report(src, out: Path, notes, title, name, bootstrap_n, seed, level, grid, progress, fig_format,
+                  jobs: int = 1):
     """Every section, its figures, fits.json and the text of the report, into `out`."""
     roles = assign_roles(src.table)
     curves = src.curves
@@ -214,7 +220,7 @@ def _write_report(src, out: Path, notes, title, name, bootstrap_n, seed, level, 
     with Progress(progress, total=len(SECTIONS)) as bar:
         ctx = Context(source=src, roles=roles, isoflop=roles.chinchilla, curves=curves, out=out,
                       bootstrap_n=int(bootstrap_n), seed=seed, level=level, grid=grid, progress=bar,
-                      fig_format=fig_format)
+                      fig_format=fig_format, jobs=jobs)
         for section_title, build in SECTIONS:
             section = _run_section(ctx, section_title, build)
             if section is not None:

@@ -150,6 +150,20 @@ def test_report_sections_say_why_when_data_is_thin(tmp_path):
     assert "## Chinchilla Approach 3" in md and "isoflop.png" not in md
 
 
+def test_bootstrap_processes_do_not_change_the_report(tmp_path):
+    """jobs=2 refits the same draws in two processes: every file is the same bytes as with one."""
+    runs = _fixture_module().write_runs_dir(tmp_path / "runs")
+    one, two = (build_report(runs, tmp_path / str(jobs), bootstrap_n=8, seed=1, grid="small", progress=False,
+                             jobs=jobs).parent for jobs in (1, 2))
+    names = sorted(p.name for p in one.iterdir())
+    assert names == sorted(p.name for p in two.iterdir()) and "fits.json" in names
+    for name in names:
+        assert (two / name).read_bytes() == (one / name).read_bytes(), name
+    with pytest.raises(InputError, match="jobs"):
+        build_report(runs, tmp_path / "none", jobs=0, progress=False)
+    assert not (tmp_path / "none").exists()
+
+
 def test_report_rejects_bad_input_before_writing(tmp_path):
     table = pd.read_csv(TABLE)
     table.loc[3, "loss"] = float("nan")
