@@ -208,8 +208,9 @@ def kaplan_ns(ctx: Context, s: Section) -> None:
             try:
                 alt = fit_L_NS_curves(curves, runs, n_col=n_col, B_crit=sensitivity)  # point estimates only
                 rows.append(_ns_row(n_col, "this input's point fit (not identified)", alt, kaplan_frontier(alt)))
-            except InputError:
-                pass
+            except InputError as e:
+                s.text.append(f"L(N, S_min) with {N_COLUMNS[n_col]} and this input's B_crit(L) point fit could "
+                              f"not be fitted: {e}")
         if not suffix:
             ctx.figure(s, kplots.loss_vs_s_min(fit), "loss_vs_s_min.png",
                        "Validation loss against S_min at every eval point, with L(N, S_min) at each size.")

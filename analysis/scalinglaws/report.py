@@ -210,7 +210,7 @@ def build_report(source, out_dir, bootstrap_n: int = 1000, seed: int = 0, level:
 
 
 def _write_report(src, out: Path, notes, title, name, bootstrap_n, seed, level, grid, progress, fig_format,
-                  jobs: int = 1):
+                  jobs: int):
     """Every section, its figures, fits.json and the text of the report, into `out`."""
     roles = assign_roles(src.table)
     curves = src.curves
