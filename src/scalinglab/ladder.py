@@ -9,7 +9,11 @@ head_dim, n_kv_head = n_head, d_ff the family's default), take the shape of leas
     (ln(N / N*) / ln(1 + tolerance))^2 + (ln((d_model / n_layer) / aspect_ratio) / ln 2)^2
 
 (`shape_cost`: missing N by `tolerance` costs as much as missing the aspect ratio by a factor of 2) among the shapes
-whose N is within `tolerance` (default 5%) of N*; only where there is none, among all.
+whose N is within `tolerance` (default 5%) of N*. Where none is (whole heads and layers leave gaps below N ~ 2e5),
+d_ff may leave the family's default, as a multiple of ff_multiple_of within a factor FF_RANGE = 2 of it, at an
+extra cost (ln(d_ff / default) / ln 2)^2: Kaplan et al. 2020 (Figure 5) find the loss at fixed N within a few
+percent over feed-forward ratios d_ff / d_model of ~1-4, a smaller effect than missing N. Only where even that
+finds nothing within the tolerance is the least costly shape of all taken, and `misses` names each such rung.
 Kaplan et al. 2020 (section 3.1, Figure 5) find loss nearly independent of shape at fixed N for aspect ratios
 ~10-200, so holding the aspect ratio keeps shape noise out of L(N). Where whole heads and layers are fine enough
 (N above ~1e5 at head_dim 16) N lands within the tolerance at an aspect ratio near the target; below, the two trade
@@ -30,6 +34,7 @@ from scalinglab.errors import ConfigError
 KEYS = ("family", "n_min", "n_max", "per_decade", "shape", "tolerance")
 SHAPE_DEFAULTS = {"aspect_ratio": 32.0, "head_dim": 16}
 TOLERANCE = 0.05
+FF_RANGE = 2.0  # d_ff may leave the family's default by up to this factor, only to bring N within the tolerance
 COUNT_OF = {"6nd": "n_params", "chinchilla": "n_params", "kaplan": "n_params_nonembed"}
 MAX_RUNGS = 100
 
@@ -44,13 +49,19 @@ class Rung:
     @property
     def label(self) -> str:
         c = self.config
-        return f"{c.family}-L{c.n_layer}-d{c.d_model}"
+        return f"{c.family}-L{c.n_layer}-d{c.d_model}" + ("" if c.d_ff is None else f"-ff{c.d_ff}")
 
     @property
     def overrides(self) -> tuple[str, ...]:
         c = self.config
         return (f"model.family={c.family}", f"model.n_layer={c.n_layer}", f"model.d_model={c.d_model}",
-                f"model.n_head={c.n_head}", "model.n_kv_head=null", "model.d_ff=null")
+                f"model.n_head={c.n_head}", "model.n_kv_head=null",
+                f"model.d_ff={'null' if c.d_ff is None else c.d_ff}")
+
+    @property
+    def miss(self) -> float:
+        """N / target - 1."""
+        return self.n / self.target - 1
 
 
 def targets(n_min: float, n_max: float, per_decade: float) -> list[float]:
@@ -92,6 +103,22 @@ def shape_cost(n: float, target: float, aspect: float, aspect_ratio: float, tole
     return (math.log(n / target) / math.log1p(tolerance)) ** 2 + (math.log(aspect / aspect_ratio) / math.log(2)) ** 2
 
 
+def _mlp_widths(base: GPTConfig, family: str, n_layer: int, d_model: int, head_dim: int, target: float, count: str):
+    """(d_ff, N) for the MLP widths, multiples of ff_multiple_of within a factor FF_RANGE of the family's default,
+    that bracket N = target at this depth and width (N is linear in d_ff)."""
+    shape = _shape(base, family, n_layer, d_model, head_dim)
+    default, m = shape.ff, shape.ff_multiple_of
+    n0 = param_counts(shape)[count]
+    slope = param_counts(replace(shape, d_ff=default + m))[count] - n0  # per step of m
+    if slope <= 0:
+        return
+    k = (target - n0) / slope
+    for step in {math.floor(k), math.ceil(k)}:
+        width = default + step * m
+        if step and default / FF_RANGE <= width <= default * FF_RANGE:
+            yield width, n0 + step * slope
+
+
 def rung(base: GPTConfig, family: str, target: float, aspect_ratio: float, head_dim: int, count: str,
          tolerance: float = TOLERANCE) -> Rung:
     """The shape of least `shape_cost` for one target N, within the tolerance where any is (the module's rule)."""
@@ -103,12 +130,22 @@ def rung(base: GPTConfig, family: str, target: float, aspect_ratio: float, head_
                           f"raise plan.ladder.n_min to at least {smallest:.3g}, or lower plan.ladder.shape.head_dim")
     # Depth at which d_model = aspect_ratio n_layer gives ~12 n_layer d^2 = N (Kaplan's N), with room both ways.
     depth = (target / (12 * aspect_ratio ** 2)) ** (1 / 3)
-    found = [(abs(math.log(n / target)) > math.log1p(tolerance),  # outside the tolerance: only if nothing is inside
-              shape_cost(n, target, d_model / n_layer, aspect_ratio, tolerance), n_layer, d_model, n)
-             for n_layer in range(1, max(8, math.ceil(4 * depth)) + 1)
-             for d_model, n in _candidates(base, family, n_layer, head_dim, target / spread, target * spread, count)]
-    *_, n_layer, d_model, n = min(found)
-    return Rung(_shape(base, family, n_layer, d_model, head_dim), target, n)
+    shapes = [(n_layer, d_model, n) for n_layer in range(1, max(8, math.ceil(4 * depth)) + 1)
+              for d_model, n in _candidates(base, family, n_layer, head_dim, target / spread, target * spread, count)]
+
+    def outside(n):
+        return abs(math.log(n / target)) > math.log1p(tolerance)
+
+    found = [(outside(n), shape_cost(n, target, d / layers, aspect_ratio, tolerance), layers, d, None, n)
+             for layers, d, n in shapes]
+    if all(f[0] for f in found):  # no shape of the family's MLP width lands within the tolerance: vary d_ff
+        default = {(layers, d): _shape(base, family, layers, d, head_dim).ff for layers, d, _ in shapes}
+        found += [(outside(n), shape_cost(n, target, d / layers, aspect_ratio, tolerance)
+                   + (math.log(width / default[layers, d]) / math.log(2)) ** 2, layers, d, width, n)
+                  for layers, d, _ in shapes
+                  for width, n in _mlp_widths(base, family, layers, d, head_dim, target, count)]
+    *_, n_layer, d_model, d_ff, n = min(found)
+    return Rung(replace(_shape(base, family, n_layer, d_model, head_dim), d_ff=d_ff), target, n)
 
 
 EXAMPLES = {"n_min": "1e4", "n_max": "1e6", "per_decade": "4", "tolerance": "0.05", "aspect_ratio": "32",
@@ -174,6 +211,19 @@ def ladder(section, base: GPTConfig, convention: str = "6nd") -> list[Rung]:
 
 # ------------------------------------------------------------------------------------------------ printing
 
+def summary(rungs) -> str:
+    """'ladder: N of its 9 sizes within -1.9%..+2.5% of the log-even targets', naming each rung (anything with
+    label, target, miss) more than TOLERANCE off and what to change."""
+    misses = [r.miss for r in rungs]
+    text = (f"ladder: N of its {len(rungs)} sizes within {min(misses):+.1%}..{max(misses):+.1%} of the log-even "
+            "targets")
+    far = [f"{r.label} {r.miss:+.1%} (target {r.target:.3g})" for r in rungs if abs(r.miss) > TOLERANCE]
+    if far:
+        text += (f"; more than {TOLERANCE:.0%} off: {', '.join(far)}. Fix: lower plan.ladder.tolerance to "
+                 f"{TOLERANCE:g}, or plan.ladder.shape.head_dim for finer steps in N")
+    return text
+
+
 def format_sizes(sizes: list[tuple[str, GPTConfig]], convention: str = "6nd",
                  targets_: list[float] | None = None) -> str:
     """One line per size: shape, N (total and non-embedding), FLOPs per token under `convention`
@@ -230,4 +280,5 @@ def main(command: str, args: list[str]) -> str:
     section = {k: v for k, v in given.items() if k in KEYS}
     section["shape"] = {k: v for k, v in given.items() if k in SHAPE_DEFAULTS}
     rungs = ladder({**section, "family": family}, base, convention)
-    return format_sizes([(r.label, r.config) for r in rungs], convention, [r.target for r in rungs])
+    return format_sizes([(r.label, r.config) for r in rungs], convention, [r.target for r in rungs]) + \
+        "\n" + summary(rungs)

@@ -54,6 +54,8 @@ class Size:
     """A model size: a preset of configs/model (`model=tiny`) or explicit fields (`model.n_layer=2 ...`)."""
     label: str
     overrides: tuple[str, ...]
+    target: float | None = None  # a ladder's rung: the N it aims at, and its miss N / target - 1
+    miss: float | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,7 @@ class Plan:
     runs: list[Run] = field(default_factory=list)
     skipped: list[Skip] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    misses: dict = field(default_factory=dict)  # a ladder's size label -> N / target - 1
 
 
 # ------------------------------------------------------------------------------------------------ pure math
@@ -185,7 +188,8 @@ def model_sizes(plan: dict, base_model=None) -> list[Size] | None:
         if base_model is None:
             raise ConfigError("plan.ladder", "needs the sweep's model config to count parameters",
                               "plan through `python -m scalinglab.sweep plan <name>`")
-        return [Size(r.label, r.overrides) for r in ladder(plan["ladder"], base_model, plan.get("flops", "6nd"))]
+        return [Size(r.label, r.overrides, r.target, r.miss)
+                for r in ladder(plan["ladder"], base_model, plan.get("flops", "6nd"))]
     return parse_sizes(plan["sizes"]) if plan.get("sizes") is not None else None
 
 
@@ -238,6 +242,10 @@ def expand(plan: dict, facts_of: Callable[[list[str]], ModelFacts], base_model=N
     given = model_sizes(plan, base_model)
     sizes = given if given is not None else [Size("", ())]
     out = Plan()
+    if given and given[0].target is not None:
+        from scalinglab.ladder import summary
+        out.notes.append(summary(given))
+        out.misses = {size.label: size.miss for size in given}
 
     def admit(size: Size, extra: list[str], tokens: float, **kw) -> None:
         facts = facts_of([*size.overrides, *extra])
@@ -433,6 +441,10 @@ def format_table(plan: Plan, convention: str = "6nd") -> str:
              si(r.n_params), si(r.n_params_nonembed), si(r.tokens), f"{r.flops:.3g}",
              "-" if r.budget is None else f"{r.budget:.3g}", duration(r.seconds), r.run_id or "-"]
             for i, r in enumerate(plan.runs)]
+    if plan.misses:  # a ladder: how far each size's N is from its log-even target
+        head.insert(5, "N vs target")
+        for row, r in zip(rows, plan.runs):
+            row.insert(5, f"{plan.misses[r.size]:+.1%}" if r.size in plan.misses else "-")
     widths = [max(len(x) for x in col) for col in zip(head, *rows)]
     lines = ["  ".join(x.rjust(w) for x, w in zip(line, widths)) for line in [head, *rows]]
     total = sum(r.seconds for r in plan.runs)
