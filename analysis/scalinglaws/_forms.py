@@ -12,14 +12,11 @@ from typing import Callable
 
 import numpy as np
 
-from .chinchilla import approach3_params
+from .chinchilla import GRIDS, approach3_params
 from .powerlaw import exp_or_inf
 
 LOG6 = float(np.log(6.0))
-CHINCHILLA_GRID = {"a": np.arange(0, 25.1, 5), "b": np.arange(0, 25.1, 5), "e": np.arange(-1, 1.01, 0.5),
-                   "alpha": np.arange(0, 2.01, 0.5), "beta": np.arange(0, 2.01, 0.5)}  # Hoffmann 2022 App. D.2
-SMALL_GRID = {"a": np.array([0.0, 10.0, 20.0]), "b": np.array([0.0, 10.0, 20.0]), "e": np.array([-1.0, 0.0, 1.0]),
-              "alpha": np.array([0.25, 0.75]), "beta": np.array([0.25, 0.75])}
+CHINCHILLA_GRID, SMALL_GRID = GRIDS["chinchilla"], GRIDS["small"]  # Hoffmann 2022 App. D.2; a coarse one
 
 
 @dataclass(frozen=True)

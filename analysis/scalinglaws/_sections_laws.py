@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from . import frontier, plots
+from . import frontier, identify, plots
 from ._context import NOT_IDENTIFIED_TITLE, Context, Section, flags_text, holds, params_table
 from ._sections import APPROACH2_WINDOW
 from .errors import InputError
@@ -98,12 +98,15 @@ def law_selection(ctx: Context, s: Section) -> None:
             ctx.keep(f"law {name}", fit, ctx.isoflop)
     s.text += sel.text(ctx.level)
     s.tables.append(("Held-out error per law (|predicted - actual| / actual)", sel.scores_table()))
-    if sel.winner is not None:
+    if sel.winner is not None and identify.not_identified(sel.winner):
+        s.text.append(f"The parameters of the winner refitted on every run are not identified (see 'Not identified, "
+                      "and why') and are not printed; its prediction interval above carries their uncertainty.")
+    elif sel.winner is not None:
         s.tables.append((f"The winner ({sel.backtest.winner}) refitted on every run", params_table(sel.winner)))
 
 
 def not_identified(ctx: Context, s: Section) -> None:
-    rows = not_identified_rows(ctx.fits)
+    rows = not_identified_rows(ctx.fits, ctx.law_backtest)
     if rows.empty:
         s.text.append("Every fit of this report is identified by its data: no exponent <= 0, no parameter outside "
                       "its grid of starts, no fit with fewer distinct inputs than parameters, no bootstrap with "

@@ -1,5 +1,8 @@
 """Percentile bootstrap intervals for any fit: resample the runs with replacement, refit, take percentiles.
 
+Runs are resampled as whole seed groups (every seed of a config together), so repeated seeds never pass for
+independent evidence.
+
 How each fit is resampled is an argument of `bootstrap` (unit, groups, warm start, batched refit); `RESAMPLING`
 holds the defaults for the fits of this package, so `bootstrap(fit_approach3, df)` does the right thing.
 """
@@ -14,6 +17,7 @@ import pandas as pd
 
 from . import chinchilla, frontier, kaplan, powerlaw
 from .errors import InputError
+from .noise import seed_groups
 from .result import FitResult
 from .table import fit_table
 
@@ -28,15 +32,21 @@ RESAMPLING: dict[Callable, dict] = {
 
 
 def _draws(df: pd.DataFrame, n: int, seed: int, groups, unit):
-    """n resamples as row positions (or, for unit resampling, lists of unit labels)."""
+    """n resamples as row positions (or, for unit resampling, lists of unit labels).
+
+    Row resampling draws whole seed groups (noise.seed_groups: the runs of one config, differing only in seed;
+    a cluster bootstrap, Efron & Tibshirani 1993 sec 8.4), within each of `groups` when given; where no config
+    repeats, every run is its own group and this is the plain row bootstrap.
+    """
     rng = np.random.default_rng(seed)
     if unit is not None:
         units = pd.unique(df[unit])
         return [units[rng.integers(0, len(units), len(units))] for _ in range(n)]
-    if groups is None:
-        return [rng.integers(0, len(df), len(df)) for _ in range(n)]
-    members = [np.flatnonzero(groups == g) for g in pd.unique(groups)]
-    return [np.concatenate([m[rng.integers(0, len(m), len(m))] for m in members]) for _ in range(n)]
+    configs = seed_groups(df)
+    strata = np.zeros(len(df), dtype=int) if groups is None else groups
+    clusters = [[np.flatnonzero((strata == g) & (configs == c)) for c in pd.unique(configs[strata == g])]
+                for g in pd.unique(strata)]
+    return [np.concatenate([m[k] for m in clusters for k in rng.integers(0, len(m), len(m))]) for _ in range(n)]
 
 
 def _sample(df: pd.DataFrame, draw, unit, rows: dict | None = None) -> pd.DataFrame:

@@ -17,6 +17,7 @@ import pandas as pd
 from scipy.optimize import minimize
 
 from ._lbfgs import batched_lbfgs
+from ._starts import outside_starts, ranges
 from .errors import InputError
 from .powerlaw import as_positive_array, exp_or_inf, predictor
 from .result import FitResult
@@ -103,7 +104,7 @@ def approach3_params(theta) -> dict[str, float]:
 # ---------------------------------------------------------------- Approach 3
 
 
-def huber_lse_objective(theta, logN, logD, logL, delta=1e-3, mean=False):
+def huber_lse_objective(theta, logN, logD, logL, delta=1e-3, mean=False, weight=None):
     """Approach 3's objective and its gradient for a batch of parameter vectors (Hoffmann et al. 2022, eq 3).
 
     r = LSE(a - alpha log N, b - beta log D, e) - log L, Huber_delta(r) = c (r - c/2) with c = clip(r, -delta,
@@ -120,6 +121,8 @@ def huber_lse_objective(theta, logN, logD, logL, delta=1e-3, mean=False):
         Huber threshold.
     mean : bool
         Return the mean instead of the scaled sum.
+    weight : ndarray, shape (S, n), optional
+        Per-point weights (0 drops a point: the bootstrap pads resamples of unequal length with them).
 
     Returns
     -------
@@ -129,7 +132,7 @@ def huber_lse_objective(theta, logN, logD, logL, delta=1e-3, mean=False):
     """
     theta = np.atleast_2d(theta)
     a, b, e, alpha, beta = (theta[:, i:i + 1] for i in range(5))
-    n_points = logL.shape[-1]
+    n_points = logL.shape[-1] if weight is None else weight.sum(axis=-1)
     u1 = np.exp(np.clip(a - alpha * logN, -700.0, 700.0))  # A / N^alpha; clipped: wild trial steps stay finite
     u2 = np.exp(np.clip(b - beta * logD, -700.0, 700.0))  # B / D^beta
     E = np.exp(np.clip(e, -700.0, 700.0))
@@ -142,7 +145,10 @@ def huber_lse_objective(theta, logN, logD, logL, delta=1e-3, mean=False):
     # L-BFGS's relative-decrease denominator max(|f|, 1), which would stop it almost at once (the mean's trap, only
     # milder). Callers report f * delta^2, the sum itself. The mean is left as Hoffmann's mean to show the trap.
     scale = 1.0 / n_points if mean else 1.0 / delta**2
-    f = np.einsum("ij,ij->i", c, r - 0.5 * c) * scale
+    r -= 0.5 * c  # Huber_delta(r) = c (r - c/2)
+    if weight is not None:
+        c *= weight  # f = sum w Huber(r), df/dr = w c
+    f = np.einsum("ij,ij->i", c, r) * scale
     c /= total  # dHuber/dr * dr/dlog(total)
     p1, p2 = c * u1, c * u2
     if logN.ndim == 1:
@@ -150,7 +156,7 @@ def huber_lse_objective(theta, logN, logD, logL, delta=1e-3, mean=False):
     else:
         gN, gD = np.einsum("ij,ij->i", p1, logN), np.einsum("ij,ij->i", p2, logD)
     grad = np.stack([p1.sum(1), p2.sum(1), c.sum(1) * E[:, 0], -gN, -gD], axis=1)
-    return f, grad * scale
+    return f, grad * np.reshape(scale, (-1, 1))
 
 
 def _grid_starts(grid) -> tuple[np.ndarray, dict]:
@@ -195,7 +201,7 @@ def fit_approach3(N, D, L, delta: float = 1e-3, grid="chinchilla", objective: st
         params E, A, B, alpha, beta, a = beta/(alpha+beta), b = alpha/(alpha+beta), G (`approach3_params`);
         predict(N, D); objective the sum of Huber losses. extra: frontier (C -> (N_opt, D_opt)), message
         (scipy's), and for a grid n_starts, n_starts_at_best (starts within 1e-6 relative of the best objective),
-        n_stopped_ok, median_iterations, best_start. Flags: a parameter outside the grid of starts, alpha or
+        n_stopped_ok, median_iterations, best_start. Flags: a parameter outside its grid of starts (_starts.py), alpha or
         beta <= 0, no convergence, E above the smallest loss, fewer than 10 runs.
     """
     N, D, L = as_positive_array(N, "N"), as_positive_array(D, "D"), as_positive_array(L, "loss")
@@ -247,11 +253,10 @@ def fit_approach3(N, D, L, delta: float = 1e-3, grid="chinchilla", objective: st
         flags.append(f"not converged: {best.message} (largest gradient {np.abs(best.jac).max():.3g})")
     if alpha <= 0 or beta <= 0:
         flags.append(f"degenerate exponent (alpha={alpha:.3g}, beta={beta:.3g}): a term does not fall with scale")
-    if grid_values is not None:
-        for name, value in zip(PARAM_ORDER, best.x):
-            lo, hi = grid_values[name].min(), grid_values[name].max()
-            if not lo <= value <= hi:
-                flags.append(f"{name} = {value:.3g} outside the grid of starts [{lo:g}, {hi:g}]: widen the grid")
+    if grid_values is not None:  # judged, like the registry's laws, against the paper's grid unless one is given
+        judged = GRIDS["chinchilla"] if isinstance(grid, str) else grid_values
+        flags += outside_starts(PARAM_ORDER, best.x, judged)
+        extra["starts_range"] = ranges(PARAM_ORDER, judged)
     if E >= L.min():
         flags.append(f"E = {E:.4g} >= the smallest loss {L.min():.4g}")
     if len(L) < 10:
@@ -274,7 +279,7 @@ def refit_approach3_batch(samples, init, delta: float = 1e-3, objective: str = "
     Parameters
     ----------
     samples : list of DataFrame
-        Resampled tables with columns N, D, loss, all of the same length.
+        Resampled tables with columns N, D, loss (of any lengths: shorter ones are padded with weight-0 rows).
     init : mapping
         The point estimate's params (E, A, B, alpha, beta).
     delta, objective
@@ -286,12 +291,18 @@ def refit_approach3_batch(samples, init, delta: float = 1e-3, objective: str = "
         Per sample, the params dict of `approach3_params`, or an error string when the refit failed (objective not
         finite, alpha or beta <= 0).
     """
-    logN = np.log(np.stack([s["N"].to_numpy(float) for s in samples]))
-    logD = np.log(np.stack([s["D"].to_numpy(float) for s in samples]))
-    logL = np.log(np.stack([s["loss"].to_numpy(float) for s in samples]))
+    width = max(len(s) for s in samples)  # resamples of whole seed groups differ in length: pad with weight 0
+
+    def padded(col):
+        return np.log(np.stack([np.pad(s[col].to_numpy(float), (0, width - len(s)), mode="edge") for s in samples]))
+
+    logN, logD, logL = padded("N"), padded("D"), padded("loss")
+    weight = np.stack([np.arange(width) < len(s) for s in samples]).astype(float)
+    weight = None if weight.all() else weight
 
     def fun(theta, rows):
-        return huber_lse_objective(theta, logN[rows], logD[rows], logL[rows], delta, objective == "mean")
+        return huber_lse_objective(theta, logN[rows], logD[rows], logL[rows], delta, objective == "mean",
+                                   None if weight is None else weight[rows])
 
     x, f, _, _ = batched_lbfgs(fun, np.tile(_theta(init), (len(samples), 1)))
     out = []

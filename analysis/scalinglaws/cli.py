@@ -20,8 +20,9 @@ from .errors import InputError
 from .laws import PUBLISHED, load_law, save_B_crit, save_law
 from .table import describe_excluded
 
-FIT_NAMES = {"2": "Approach 2 (isoFLOP profiles)", "3": "Approach 3 (parametric L(N, D))",
-             "kaplan": "Kaplan's L(N, D)"}
+FIT_NAMES = {"2": "Approach 2 (isoFLOP profiles)", "2-classic": "Approach 2 (isoFLOP profiles)",
+             "3": "Approach 3 (parametric L(N, D))", "kaplan": "Kaplan's L(N, D)"}
+ROBUST_WINDOW = 5  # `fit --approach 2`: sizes per parabola, as the report's Approach 2
 
 LAW_HELP = f"a published law ({', '.join(PUBLISHED)}) or a fit.json written by `fit --save`"
 
@@ -78,10 +79,16 @@ def _fit_law(args, console):
     if args.json:
         print(json.dumps(summary, indent=2))
         return
-    _print_params(console, fit, f"{fit.name} on {len(df)} runs")
+    problems = fit.extra["not_identified"]
+    if problems:  # said first, and the estimates titled as what they are: not a result
+        console.print(f"[yellow]{fit.name} is not identified by these {len(df)} runs[/yellow]; its point "
+                      "estimates below are not a result.")
+        for p, f in problems:
+            console.print(f"[yellow]not identified:[/yellow] {p}. Fix: {f}")
+        _print_params(console, fit, f"{fit.name}: point estimates of a fit that is not identified")
+    else:
+        _print_params(console, fit, f"{fit.name} on {len(df)} runs")
     console.print(summary["noise"])
-    for p, f in fit.extra["not_identified"]:
-        console.print(f"[yellow]not identified:[/yellow] {p}. Fix: {f}")
 
 
 def _source_table(args):
@@ -120,7 +127,7 @@ def cmd_laws(args, console):
 
 
 def cmd_backtest(args, console):
-    from .selection import backtest_laws
+    from .selection import WINNER_RULE, backtest_laws
 
     df = _source_table(args)
     laws = args.laws.split(",") if args.laws else None
@@ -131,11 +138,13 @@ def cmd_backtest(args, console):
                           "n_fit": bt.n_fit, "n_held": bt.n_held,
                           "scores": json.loads(bt.scores.to_json(orient="records"))}, indent=2))
         return
-    rows = [(r.law, _pct(r.mape), _pct(r.worst), _pct(r.cv_mape), _pct(r.cv_worst),
-             "yes" if r.identified else f"no: {r.why_not}") for r in bt.scores.itertuples()]
+    rows = [(r.law, "-" if r.n_params != r.n_params else str(int(r.n_params)),
+             _pct(r.mape) + ("" if r.mape_se != r.mape_se else f" ± {r.mape_se:.2f}"), _pct(r.worst),
+             _pct(r.cv_mape), _pct(r.cv_worst), "yes" if r.identified else f"no: {r.why_not}")
+            for r in bt.scores.itertuples()]
     _print_table(console, f"Backtest: fitted on {bt.n_fit} runs ({bt.cutoff_rule}), {bt.n_held} held out",
-                 ["law", "held-out MAPE", "worst", "CV MAPE", "CV worst", "identified"], rows)
-    console.print(f"winner: {bt.winner}" if bt.winner else "no identified law: no winner")
+                 ["law", "parameters", "held-out MAPE ± se", "worst", "CV MAPE", "CV worst", "identified"], rows)
+    console.print(f"winner: {bt.winner} ({WINNER_RULE})" if bt.winner else "no identified law: no winner")
 
 
 def _pct(x) -> str:
@@ -144,6 +153,7 @@ def _pct(x) -> str:
 
 def cmd_fit(args, console):
     from . import chinchilla, frontier, kaplan
+    from .isoflop import fit_approach2_robust
     from .source import load_source
     from .table import count_budgets, fit_table
 
@@ -153,7 +163,7 @@ def cmd_fit(args, console):
         return _fit_bcrit(args, console)
     if args.dataset or not args.source:
         raise InputError("source", "--approach needs a table or runs directory", "pass one, or use --law with --dataset")
-    if args.save and args.approach == "2":
+    if args.save and args.approach.startswith("2"):
         raise InputError("--save", "Approach 2 gives a frontier, not a law L(N, D)",
                          "use --approach 3 or --approach kaplan to save a law")
     source = load_source(_source(args), _columns(args.col))
@@ -164,10 +174,17 @@ def cmd_fit(args, console):
                          f"{FIT_NAMES[args.approach]} needs at least 2 budgets (with one budget, N and D move together: "
                          "N x D is fixed, so their effects cannot be told apart)",
                          "add runs at a second budget (e.g. plan.budgets with 2 or more values)")
-    fit_fn, kw = {"2": (frontier.fit_approach2, {"window": args.window}),
+    fit_fn, kw = {"2": (fit_approach2_robust, {"window": args.window or ROBUST_WINDOW, "seed": args.seed}),
+                  "2-classic": (frontier.fit_approach2, {"window": args.window}),
                   "3": (chinchilla.fit_approach3, {"grid": args.grid}),
                   "kaplan": (kaplan.fit_L_ND, {})}[args.approach]
-    if args.bootstrap:
+    if args.approach == "2" and 0 < args.bootstrap < 100:
+        raise InputError("--bootstrap", f"{args.bootstrap} resamples per budget is too few for approach 2's "
+                         "intervals", "pass --bootstrap 400 (the default when omitted), or at least 100")
+    if args.approach == "2":  # its intervals come from its own resamples of each budget's minimum
+        with console.status("fitting the isoFLOP minima and their uncertainties", spinner="dots"):
+            fit = fit_table(fit_fn, df, **kw, **({"n_resamples": args.bootstrap} if args.bootstrap else {}))
+    elif args.bootstrap:
         from .bootstrap import bootstrap
 
         with console.status(f"bootstrapping ({args.bootstrap} resamples)", spinner="dots"):
@@ -178,7 +195,7 @@ def cmd_fit(args, console):
         save_law(fit, args.save)
     summary = fit.to_dict()
     summary["excluded"] = source.excluded
-    if args.approach == "2":
+    if args.approach.startswith("2"):
         summary["refused"] = {str(k): v for k, v in fit.extra.get("refused", {}).items()}
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -359,17 +376,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("source", nargs="?", help="a .csv/.parquet table or a runs directory")
     s.add_argument("--dataset", help="a published table shipped with scalinglaws (chinchilla_epoch), with --law")
     which = s.add_mutually_exclusive_group(required=True)
-    which.add_argument("--approach", choices=["2", "3", "kaplan", "bcrit"],
-                       help="2: isoFLOP parabolas; 3: L = E + A/N^alpha + B/D^beta; kaplan: eq 1.5 L(N, D); "
+    which.add_argument("--approach", choices=["2", "2-classic", "3", "kaplan", "bcrit"],
+                       help="2: isoFLOP minima with uncertainties, weighted frontier (robust); 2-classic: "
+                            "Hoffmann's parabolas, refusing edge budgets; 3: L = E + A/N^alpha + B/D^beta; "
+                            "kaplan: eq 1.5 L(N, D); "
                             "bcrit: B_crit(L) = B*/L^(1/alpha_B) from a batch-size sweep (Kaplan eq 5.1-5.3)")
     which.add_argument("--law", choices=list(LAWS), help="a law of the registry (see `scalinglaws laws`)")
     s.add_argument("--E", type=float, default=0.0, help="--law pinned_e: the fixed irreducible loss (default 0)")
     s.add_argument("--col", action="append", help=col_help)
     s.add_argument("--grid", choices=["chinchilla", "small"], default="chinchilla", help="Approach 3 grid of starts")
-    s.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamples for intervals (default 0: none)")
+    s.add_argument("--bootstrap", type=int, default=0,
+                   help="bootstrap resamples for intervals (default 0: none; approach 2: resamples per budget, "
+                        "default 400)")
     s.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     s.add_argument("--window", type=int, default=None,
-                   help="approach 2: fit each parabola to this many sizes around the budget's lowest loss (default: all)")
+                   help="approach 2: fit each parabola to this many distinct sizes around the budget's lowest loss "
+                        f"(default: {ROBUST_WINDOW}; 2-classic: all)")
     s.add_argument("--save", metavar="FIT_JSON", help="save the law: approach 3/kaplan for predict, bcrit for bcrit --law")
     s.add_argument("--sweep", metavar="NAME", help=sweep_help)
 

@@ -78,15 +78,15 @@ def _vertex(x, y):
 
 
 def _window(N, L, m, window: int | None) -> np.ndarray:
-    """Mask of the `window` sizes of budget mask `m` nearest (by rank in N) its lowest-loss run."""
-    if window is None or m.sum() <= window:
+    """Mask of the runs of budget mask `m` at its `window` distinct sizes nearest (by rank in N) the size of
+    lowest mean log loss; every seed of a kept size is kept."""
+    sizes = np.unique(N[m])
+    if window is None or len(sizes) <= window:
         return m
-    idx = np.flatnonzero(m)[np.argsort(N[m])]
-    best = int(np.argmin(L[idx]))
-    start = min(max(best - window // 2, 0), len(idx) - window)
-    keep = np.zeros_like(m)
-    keep[idx[start:start + window]] = True
-    return keep
+    mean_log = np.array([np.log(L[m & (N == s)]).mean() for s in sizes])
+    best = int(np.argmin(mean_log))
+    start = min(max(best - window // 2, 0), len(sizes) - window)
+    return m & np.isin(N, sizes[start:start + window])
 
 
 def fit_approach2(N, D, C, L, budgets=None, window: int | None = None) -> FitResult:
@@ -106,8 +106,8 @@ def fit_approach2(N, D, C, L, budgets=None, window: int | None = None) -> FitRes
     budgets : array_like, optional
         A budget label per run; default `budget_groups(C)` (C values within 0.05 decades are one budget).
     window : int, optional
-        Fit each budget's parabola to the `window` (>= 3) sizes nearest its lowest-loss run (by rank of N) instead
-        of all of them: over a wide ladder the profile is not a parabola in log N, and far sizes pull the vertex.
+        Fit each budget's parabola to the runs at the `window` (>= 3) distinct sizes nearest its lowest-loss size
+        (by rank of N; all seeds of each) instead of all of them: over a wide ladder the profile is not a parabola in log N, and far sizes pull the vertex.
 
     Returns
     -------

@@ -3,8 +3,9 @@
 A fit is *not identified* when any of these holds (each reason comes with its fix):
 - an exponent (alpha, beta, alpha_N, alpha_D, alpha_C, eta, a, b) is <= 0, or its bootstrap interval reaches 0:
   the term does not (demonstrably) fall with scale;
-- a parameter ended outside its grid of starts (the fit's own flag says so);
-- the data hold fewer distinct inputs than the law has parameters;
+- a parameter ended outside the range its grid of starts covers (the fit's own flag says so; _starts.py), or its
+  bootstrap interval leaves that range;
+- the data hold fewer distinct inputs than the law has parameters, or (a law of N and D) a single compute budget;
 - more than 10% of bootstrap refits failed (registry.MAX_FAILED_FRACTION).
 Registry fits carry their own reasons (extra["not_identified"], registry.fit_law); the interval rule is added.
 
@@ -13,6 +14,7 @@ Public API
 """
 from __future__ import annotations
 
+from .frontier import budget_groups
 from .registry import MAX_FAILED_FRACTION
 from .result import FitResult
 
@@ -21,8 +23,16 @@ __all__ = ["not_identified", "EXPONENTS"]
 EXPONENTS = ("alpha", "beta", "alpha_N", "alpha_D", "alpha_C", "eta", "a", "b")
 INPUTS = ("N", "D", "C", "x")
 # Parameters the report reads off each kind of fit (the rest are derived from them).
+BOTH_N_AND_D = ("Chinchilla Approach 3", "L(N, D)")
 FREE = {"Chinchilla Approach 1": ("a", "k_N"), "Chinchilla Approach 2": ("a", "k_N"),
         "Chinchilla Approach 3": ("E", "A", "B", "alpha", "beta")}
+
+
+def _of_N_and_D(fit: FitResult) -> bool:
+    """Whether `fit` is a law of both N and D (Approach 3, Kaplan eq 1.5, the registry's laws) fitted to a table."""
+    form = fit.extra.get("form")
+    both = ("lD" in form.inputs) if form is not None else fit.name.startswith(BOTH_N_AND_D)
+    return both and fit.data is not None and {"N", "D"} <= set(fit.data.columns) and len(fit.data) > 0
 
 
 def not_identified(fit: FitResult) -> list[tuple[str, str]]:
@@ -44,6 +54,15 @@ def not_identified(fit: FitResult) -> list[tuple[str, str]]:
         if float(fit.params.get(name, 1.0)) > 0 and not lo > 0:
             out.append((f"the {fit.level:.0%} interval of {name} reaches {lo:.3g} <= 0: the data do not show that "
                         "the term falls with scale", "add runs over a wider range of that input, or more seeds"))
+    for name, (lo, hi) in fit.extra.get("starts_range", {}).items():  # _starts.ranges: the grid in user units
+        low, high = fit.intervals.get(name, (lo, lo))
+        if low < lo or high > hi:
+            out.append((f"the {fit.level:.0%} interval of {name} [{low:.3g}, {high:.3g}] leaves the range its "
+                        f"starts cover [{lo:.3g}, {hi:.3g}]: resampled runs send it where the data do not hold it",
+                        "add budgets or sizes (or seeds) so the resampled fits agree"))
+    if _of_N_and_D(fit) and len(set(budget_groups(fit.data["N"].to_numpy(float) * fit.data["D"].to_numpy(float)))) < 2:
+        out.append(("every run has one compute budget (N x D fixed), so N and D move together and the N and D "
+                    "terms cannot be told apart", "add runs at a second budget (4x or more the first)"))
     if "not_identified" in fit.extra:
         return list(fit.extra["not_identified"]) + out
     for name in EXPONENTS:
@@ -52,7 +71,7 @@ def not_identified(fit: FitResult) -> list[tuple[str, str]]:
             out.append((f"{name} = {float(value):.3g} <= 0: the loss does not fall with scale as the law assumes",
                         "add runs over a wider range of that input (or with less noise: more seeds)"))
     for flag in fit.flags:
-        if "outside the grid" in flag:
+        if "ends outside the range its starts cover" in flag:
             out.append((flag, "the data do not pin this parameter down: add budgets or sizes"))
         if "one model wins every envelope point" in flag:
             out.append((flag, "train sizes on both sides of the optimum at every budget"))

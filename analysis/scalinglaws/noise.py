@@ -1,8 +1,8 @@
 """Run-to-run noise: seed groups, the noise of one run, and prediction intervals that include it.
 
 Public API
-- `seed_groups(table) -> ndarray`: one label per row; rows that repeat a config (same N and D, differing only
-  in seed) share a label. Bootstrap resamples whole groups (a cluster bootstrap), so seeds of one config are
+- `seed_groups(table) -> ndarray`: one label per row; rows that repeat a config (same N and D, and same
+  unique_tokens / epochs where given: table.config_columns; differing only in seed) share a label. Bootstrap resamples whole groups (a cluster bootstrap), so seeds of one config are
   never split.
 - `estimate_noise(table, residuals=None, n_params=0) -> Noise`: the standard deviation of log loss of one run.
   With repeated configs: the pooled within-config std, sqrt(sum_g sum_i (l_gi - mean_g)^2 / sum_g (n_g - 1)),
@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .frontier import budget_groups
+from .table import config_columns
 
 __all__ = ["Noise", "seed_groups", "estimate_noise", "prediction_interval"]
 
@@ -43,8 +44,12 @@ class Noise:
 
 
 def seed_groups(table: pd.DataFrame) -> np.ndarray:
-    """Config label per row: rows with the same (N, D) are seeds of one config."""
-    keys = table[["N", "D"]].astype(float).round(6).apply(tuple, axis=1)
+    """Config label per row: rows equal in every config column (table.config_columns: N, D, and unique_tokens
+    or epochs when present) are seeds of one config."""
+    cols = config_columns(table)
+    if "N" not in cols:  # not a table of runs (e.g. x, y of a plain power law): every row is its own group
+        return np.arange(len(table))
+    keys = table[cols].apply(pd.to_numeric, errors="coerce").astype(float).round(6).apply(tuple, axis=1)
     return pd.factorize(keys)[0]
 
 

@@ -13,7 +13,8 @@ Machinery (_lawfit.py): minimise sum_i Huber_delta(log L_hat - log L_i) (Hoffman
 L-BFGS from every start of the law's grid at once, polish the best with scipy. Bootstrap: `n_boot` resamples of
 whole seed groups (noise.seed_groups: plain runs when no config repeats), all refitted in one batch from the
 point estimate. A law is *not identified* (`extra["not_identified"]`, also in `flags`) when an exponent is
-<= 0, a parameter ends outside its grid of starts, the data have fewer distinct (N, D) than the law has
+<= 0, a parameter ends outside the range its grid of starts covers (E only below it: above, the smallest-loss
+check applies), the data have fewer distinct (N, D) than the law has
 parameters, E is not below the smallest loss, the fit did not converge, or more than 10% of bootstrap refits
 fail; each reason comes with its fix.
 
@@ -37,14 +38,17 @@ import pandas as pd
 from . import _lawfit
 from ._forms import FORMS, pinned
 from .errors import InputError
+from ._starts import outside_starts, ranges
 from .noise import estimate_noise, prediction_interval, seed_groups
 from .result import FitResult
+from .table import config_columns
 
 __all__ = ["LAWS", "describe_laws", "fit_law", "predict_log", "predict_run", "optimal_N", "unique_tokens",
            "repeats_data", "MAX_FAILED_FRACTION"]
 
 LAWS = FORMS
 MAX_FAILED_FRACTION = 0.10
+OUTSIDE_FIX = "the data do not pin it down: add budgets or sizes"
 
 
 def describe_laws(names=None) -> pd.DataFrame:
@@ -106,14 +110,11 @@ def _problems(form, fit: dict, params: dict, table: pd.DataFrame, n_failed: int,
             out.append((f"{e} = {params[e]:.3g} <= 0: a term does not fall with scale",
                         "add runs that vary that input over a wider range"))
     if fit["grid"] is not None:  # judged against the full (chinchilla) grid, whichever grid the starts came from
-        for name, value in zip(form.theta, fit["theta"]):
-            values = form.grids["chinchilla"][name]
-            if len(values) > 1 and not values.min() <= value <= values.max():
-                out.append((f"{name} = {value:.3g} ends outside its grid of starts [{values.min():g}, "
-                            f"{values.max():g}]", "the data do not pin it down: add budgets or sizes"))
-    distinct = len(table[["N", "D"]].drop_duplicates())
+        out += [(p, OUTSIDE_FIX) for p in outside_starts(form.theta, fit["theta"], form.grids["chinchilla"])]
+    cols = config_columns(table) if "lU" in form.inputs else ["N", "D"]  # repetition is an input of this law
+    distinct = len(table[cols].drop_duplicates())
     if distinct <= len(form.theta):
-        out.append((f"{distinct} distinct (N, D) for {len(form.theta)} parameters",
+        out.append((f"{distinct} distinct ({', '.join(cols)}) for {len(form.theta)} parameters",
                     "add runs at more sizes and budgets, or fit a law with fewer parameters"))
     if form.scale_param and params[form.scale_param] >= table["loss"].min():
         out.append((f"{form.scale_param} = {params[form.scale_param]:.4g} is not below the smallest loss "
@@ -122,7 +123,10 @@ def _problems(form, fit: dict, params: dict, table: pd.DataFrame, n_failed: int,
         out.append(("no run repeats data (D <= U_D everywhere): R_D* carries no information",
                     "add runs with epochs > 1 (or a unique_tokens column)"))
     if not fit["converged"]:
-        out.append((f"not converged (largest gradient {fit['largest_gradient']:.3g})", "try the chinchilla grid"))
+        fix = ("refit from the full grid of starts (grid='chinchilla', --grid chinchilla)" if fit["grid"] is not None
+               and fit["grid"] is not form.grids["chinchilla"] else "add runs: the objective is too flat to converge")
+        out.append((f"not converged (the residuals are {fit['relative_offset']:.2g} from orthogonal to the model, "
+                    f"above {_lawfit.RELATIVE_OFFSET_TOL:g})", fix))
     if n_boot and n_failed > MAX_FAILED_FRACTION * n_boot:
         out.append((f"{n_failed} of {n_boot} bootstrap refits failed (> {MAX_FAILED_FRACTION:.0%})",
                     "the parameters move to a degenerate point when runs are resampled: add runs"))
@@ -210,7 +214,8 @@ def fit_law(name: str, table: pd.DataFrame, grid: str = "chinchilla", delta: flo
 
     extra = {"law": form.name, "form": form, "theta": theta, "theta_samples": theta_samples, "n_failed": n_failed,
              "n_boot": int(n_boot), "noise": noise, "not_identified": problems, "n_starts": fit["n_starts"],
-             "n_starts_at_best": fit["n_starts_at_best"], "residuals": residuals, "delta": delta}
+             "n_starts_at_best": fit["n_starts_at_best"], "residuals": residuals, "delta": delta,
+             "starts_range": ranges(form.theta, form.grids["chinchilla"])}
     return FitResult(name=f"law {form.name}: {form.title}", params=params, predict=predict,
                      data=table[["N", "D", "loss"]].reset_index(drop=True), intervals=intervals, level=level,
                      objective=fit["objective"], flags=tuple(f"not identified: {p}" for p, _ in problems),

@@ -3,11 +3,12 @@ fits the data do not identify. Pure functions returning text and tables; report.
 
 Public API
 - `law_selection(table, grid="chinchilla", n_boot=1000, seed=0, level=0.95) -> LawSelection`: backtest_laws on
-  the table, then the winner (least held-out MAPE among identified laws) refitted on every run with `n_boot`
+  the table, then the winner (selection.WINNER_RULE) refitted on every run with `n_boot`
   bootstrap resamples of seed groups, and its headline prediction: one new run at C = HEADLINE_FACTOR x C_max
   and the N its law makes optimal, with a prediction interval of parameter uncertainty + run-to-run noise.
   Every law is also fitted on every run (no bootstrap) so `LawSelection.all_runs` can say which hold.
-- `not_identified_rows(fits) -> DataFrame`: one row (fit, problem, fix) per reason a fit is not identified.
+- `not_identified_rows(fits, backtest=None) -> DataFrame`: one row (fit, problem, fix) per reason a fit, or a law
+  the backtest fitted below its cutoff, is not identified.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from .errors import InputError
 from .identify import not_identified
 from .registry import LAWS, fit_law, optimal_N, predict_run, repeats_data
 from .result import FitResult
-from .selection import LawBacktest, backtest_laws
+from .selection import WINNER_RULE, LawBacktest, backtest_laws
 
 __all__ = ["LawSelection", "law_selection", "not_identified_rows", "HEADLINE_FACTOR"]
 
@@ -49,7 +50,7 @@ class LawSelection:
             out.append("Winner: none (no law is identified on the runs below the cutoff); no headline prediction.")
             return out
         mape = float(bt.scores.set_index("law").loc[bt.winner, "mape"])
-        out.append(f"Winner: {bt.winner} (held-out MAPE {mape:.2f}%).")
+        out.append(f"Winner: {bt.winner} (held-out MAPE {mape:.2f}%). The winner is, {WINNER_RULE}.")
         h = self.headline
         if h is not None:
             out.append(f"Headline prediction, by the winner ({bt.winner}, refitted on all runs): a run at C = "
@@ -62,8 +63,10 @@ class LawSelection:
 
     def scores_table(self) -> pd.DataFrame:
         s = self.backtest.scores
-        return pd.DataFrame({"law": s["law"], "held-out MAPE %": s["mape"].round(3), "worst %": s["worst"].round(3),
-                             "CV MAPE %": s["cv_mape"].round(3), "CV worst %": s["cv_worst"].round(3),
+        return pd.DataFrame({"law": s["law"], "parameters": s["n_params"].astype("Int64"),
+                             "held-out MAPE %": s["mape"].round(3), "se %": s["mape_se"].round(3),
+                             "worst %": s["worst"].round(3), "CV MAPE %": s["cv_mape"].round(3),
+                             "CV worst %": s["cv_worst"].round(3),
                              "identified": ["yes" if i else "no" for i in s["identified"]]})
 
 
@@ -92,8 +95,13 @@ def law_selection(table: pd.DataFrame, grid: str = "chinchilla", n_boot: int = 1
                         all_runs=all_runs)
 
 
-def not_identified_rows(fits: dict) -> pd.DataFrame:
-    """(fit, problem, fix) for every reason each fit in `fits` (name -> FitResult) is not identified."""
+def not_identified_rows(fits: dict, backtest: LawBacktest | None = None) -> pd.DataFrame:
+    """(fit, problem, fix) for every reason each fit in `fits` (name -> FitResult) is not identified, and for
+    every law `backtest` marks not identified on the runs below its cutoff (those fits are what it scores)."""
     rows = [{"fit": name, "problem": p, "fix": f} for name, fit in fits.items() if isinstance(fit, FitResult)
             for p, f in not_identified(fit)]
+    if backtest is not None:
+        where = f"law {{}}, backtest fit on the {backtest.n_fit} runs with C <= {backtest.cutoff_C:.3g} FLOPs"
+        rows += [{"fit": where.format(law), "problem": p, "fix": f}
+                 for law, reasons in backtest.problems.items() for p, f in reasons]
     return pd.DataFrame(rows, columns=["fit", "problem", "fix"])

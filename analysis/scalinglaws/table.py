@@ -16,6 +16,7 @@ import pandas as pd
 from .errors import InputError
 
 CANONICAL = ("N", "D", "C", "loss")
+REPETITION_COLUMNS = ("unique_tokens", "epochs")  # runs at one (N, D) that differ here are different configs
 SWEEP_COLUMNS = {"N": "n_params", "D": "tokens", "C": "flops_6nd", "loss": "loss"}
 # The newest run-summary schema this reader understands (scalinglab.store.SCHEMA_VERSION; a test keeps them equal).
 SCHEMA_VERSION = 1
@@ -42,6 +43,16 @@ def _row(df: pd.DataFrame, row) -> str:
     return f"row {row}"
 
 
+def config_columns(table: pd.DataFrame) -> list[str]:
+    """The columns that define a run's config, of those present: N, D, and how often its data repeat
+    (REPETITION_COLUMNS).
+
+    Rows equal in all of them are seeds of one config (noise.seed_groups); rows that differ only in
+    `unique_tokens` or `epochs` are different configs (Muennighoff et al. 2023's repeated-data runs).
+    """
+    return [c for c in ("N", "D", *REPETITION_COLUMNS) if c in table.columns]
+
+
 def read_table(path_or_df, columns: dict | None = None, keep_status=("complete",),
                require=("N", "D", "loss")) -> pd.DataFrame:
     """A validated runs table with canonical columns N, D, C and loss; all other columns are kept.
@@ -65,8 +76,8 @@ def read_table(path_or_df, columns: dict | None = None, keep_status=("complete",
     -------
     DataFrame
         The validated copy. InputError (naming the column and row) for a missing column, NaN/inf, a non-numeric
-        or non-positive N/D/C/loss, a duplicate run (same run_id twice; without run_id, the same (N, D) twice
-        unless a `seed` column tells them apart), or no usable row.
+        or non-positive N/D/C/loss, a duplicate run (same run_id twice; without run_id, the same config
+        (config_columns) twice unless a `seed` column tells them apart), or no usable row.
     """
     df = path_or_df.copy() if isinstance(path_or_df, pd.DataFrame) else _read(Path(path_or_df))
     source = str(path_or_df) if not isinstance(path_or_df, pd.DataFrame) else "table"
@@ -133,7 +144,7 @@ def read_table(path_or_df, columns: dict | None = None, keep_status=("complete",
             raise InputError(f"column 'run_id', row {row}", f"run {df.loc[row, 'run_id']!r} appears twice "
                              f"(also row {first})", "drop the duplicate row (or merge the tables without repeats)")
     elif {"N", "D"} <= set(df.columns):
-        key = ["N", "D"] + (["seed"] if "seed" in df.columns else [])
+        key = config_columns(df) + (["seed"] if "seed" in df.columns else [])
         dup = df.duplicated(subset=key)
         if dup.any():
             row = dup.idxmax()

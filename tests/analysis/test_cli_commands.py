@@ -47,7 +47,7 @@ def test_allocate_bcrit_compare_inference(capsys):
     assert code == 0 and r["N"] < r["chinchilla_N"] and r["D"] > r["chinchilla_D"] and 0 < r["saving"] < 1
 
 
-@pytest.mark.parametrize("approach, fn, kw", [("2", frontier.fit_approach2, {}),
+@pytest.mark.parametrize("approach, fn, kw", [("2-classic", frontier.fit_approach2, {}),
                                                ("3", chinchilla.fit_approach3, {"grid": "small"}),
                                                ("kaplan", kaplan.fit_L_ND, {})])
 def test_fit_json_matches_fit_function(capsys, approach, fn, kw):
@@ -58,7 +58,7 @@ def test_fit_json_matches_fit_function(capsys, approach, fn, kw):
     expected = fit_table(fn, read_table(TABLE), **kw)
     assert got["params"] == pytest.approx({k: float(v) for k, v in expected.params.items()}, rel=1e-9)
     assert got["excluded"] == {"diverged": 2, "failed": 1}
-    if approach == "2":
+    if approach == "2-classic":
         assert list(got["refused"].values())[0].startswith("minimum outside the sampled range")
 
 

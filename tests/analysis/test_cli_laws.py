@@ -51,3 +51,31 @@ def test_backtest_on_the_shipped_chinchilla_data(capsys):
 def test_bad_requests_exit_2_with_one_line(capsys, argv, needle):
     code, out, err = run(capsys, *argv)
     assert code == 2 and needle in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_fit_law_says_not_identified_before_any_estimate(capsys, tmp_path):
+    one_budget = read_table(TABLE)
+    one_budget = one_budget[one_budget["C"] == one_budget["C"].min()]
+    path = tmp_path / "one_budget.csv"
+    one_budget.to_csv(path, index=False)
+    code, out, _ = run(capsys, "fit", path, "--law", "chinchilla", "--grid", "small")
+    assert code == 0
+    table = out.index("┃ parameter")
+    assert "not identified by these 4 runs" in out[:table] and "not a result" in out[:table]
+    assert "distinct (N, D) for 5 parameters" in out[:table]
+
+
+def test_fit_approach_2_is_the_robust_fit_and_2_classic_the_old_one(capsys):
+    from scalinglaws.frontier import fit_approach2
+    from scalinglaws.isoflop import fit_approach2_robust
+    from scalinglaws.source import load_source
+    from scalinglaws.table import fit_table
+
+    df = load_source(str(TABLE)).table
+    code, out, _ = run(capsys, "fit", TABLE, "--approach", "2", "--json")
+    robust = json.loads(out)
+    assert code == 0 and robust["name"] == "Chinchilla Approach 2 (robust)"
+    assert robust["params"] == pytest.approx(dict(fit_table(fit_approach2_robust, df, window=5).params))
+    assert "a" in robust["intervals"]
+    code, out, _ = run(capsys, "fit", TABLE, "--approach", "2-classic", "--json")
+    assert json.loads(out)["params"] == pytest.approx(dict(fit_table(fit_approach2, df).params))

@@ -94,3 +94,25 @@ def test_backtest_errors():
         backtest(fit_approach3, few_small, cutoff_C=1.5e18, grid="small")
     with pytest.raises(InputError, match="column 'D'"):
         backtest(fit_approach3, df.drop(columns=["D"]), grid="small")
+
+
+def test_row_bootstrap_draws_whole_seed_groups_and_approach3_refits_them():
+    df = isoflop(np.geomspace(1e18, 1e22, 4), n_sizes=5, noise=0.003)
+    seeded = pd.concat([df.assign(seed=s, loss=df["loss"] * np.exp(0.003 * s)) for s in range(3)],
+                       ignore_index=True)
+    samples = bootstrap(count_configs, seeded, n=40).extra["samples"]
+    assert (samples["split"] == 0).all()  # every config is drawn with all its 3 seeds or not at all
+    assert samples["distinct"].nunique() > 1  # and configs are resampled
+    assert (bootstrap(count_configs, seeded, n=40, groups=np.arange(len(seeded))).extra["samples"]["distinct"]
+            == len(df)).all()  # groups of one run each keep every config: only whole groups move
+    a3 = bootstrap(fit_approach3, seeded, n=30, grid="small", seed=2)
+    assert a3.extra["n_failed"] == 0
+    lo, hi = a3.intervals["alpha"]
+    assert lo < a3.params["alpha"] < hi and lo < TRUE["alpha"] < hi
+
+
+def count_configs(N, D, L, init=None):
+    """Of a resample: its distinct (N, D), and how many of them hold a row count that is not a multiple of 3."""
+    counts = pd.Series(list(zip(N, D))).value_counts()
+    return FitResult(name="configs", params={"distinct": float(len(counts)), "split": float((counts % 3 != 0).sum())},
+                     predict=None)

@@ -75,3 +75,11 @@ def test_prediction_interval_adds_noise_to_parameter_uncertainty():
     wide = np.log(3.0) + np.random.default_rng(0).normal(0, 0.02, 500)
     lo1, mid1, hi1 = prediction_interval(wide, noise)
     assert np.log(hi1 / lo1) == pytest.approx(2 * 1.96 * np.hypot(0.02, noise.sigma), rel=0.15)
+
+
+def test_classic_window_counts_distinct_sizes_and_keeps_every_seed():
+    df = S.isoflop(S.chinchilla(), BUDGETS[:3], n_sizes=9, span=1.0, noise=0.002, seeds=3, seed=4)
+    fit = fit_table(fit_approach2, df, window=5)
+    assert (fit.extra["minima"]["n_sizes"] == 5 * 3).all()  # 5 sizes x 3 seeds, not 5 rows
+    assert not fit.extra["refused"]
+    assert fit.params["a"] == pytest.approx(0.5, abs=0.05)

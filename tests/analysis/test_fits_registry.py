@@ -8,7 +8,9 @@ import pytest
 import _synthetic_runs as S
 from scalinglaws.datasets import chinchilla_epoch
 from scalinglaws.errors import InputError
+from scalinglaws.noise import estimate_noise, seed_groups
 from scalinglaws.registry import LAWS, describe_laws, fit_law
+from scalinglaws.table import read_table
 
 BUDGETS = [1e15 * 4 ** k for k in range(5)]
 
@@ -135,3 +137,32 @@ def test_prediction_for_a_new_run_includes_noise_and_the_optimum_matches_eq_4():
     # the interval is at least as wide as the seeds' noise alone (+-1.96 sigma in log loss)
     assert np.log(high / low) >= 2 * 1.9 * fit.extra["noise"].sigma
     assert fit.extra["noise"].source == "seeds"
+
+
+def test_runs_that_differ_only_in_repetition_are_configs_not_seeds(tmp_path):
+    """Muennighoff-style runs: one (N, D) trained for 1, 4 and 16 epochs of fewer unique tokens, 2 seeds each."""
+    base = S.isoflop(S.chinchilla(), BUDGETS[:3], n_sizes=4, noise=0.0)
+    rng = np.random.default_rng(0)
+    rows = []
+    for epochs in (1.0, 4.0, 16.0):
+        for seed in (0, 1):
+            rows.append(base.assign(epochs=epochs, seed=seed, run_id=[f"e{epochs:g}-s{seed}-{i}" for i in base.index],
+                                    loss=base["loss"] * (1 + 0.05 * np.log(epochs)) *
+                                    np.exp(rng.normal(0, 0.003, len(base)))))
+    df = pd.concat(rows, ignore_index=True)
+    path = tmp_path / "repeats.csv"
+    df.drop(columns="run_id").to_csv(path, index=False)
+    assert len(read_table(path)) == len(df)  # not rejected as duplicates: epochs tell them apart
+    groups = seed_groups(df)
+    assert len(np.unique(groups)) == len(base) * 3  # one group per (N, D, epochs), its 2 seeds together
+    noise = estimate_noise(df)
+    assert noise.source == "seeds" and noise.sigma == pytest.approx(0.003, rel=0.35)
+    fit = fit_law("data_constrained", df, grid="small")
+    assert not any("distinct" in p for p, _ in fit.extra["not_identified"])
+
+
+def test_unidentified_parameters_are_named_as_the_user_reads_them():
+    df = S.isoflop(S.chinchilla(E=0.05, A=400.0, B=400.0), BUDGETS[:2], n_sizes=4, noise=0.02, seed=3)
+    problems = [p for p, _ in fit_law("chinchilla", df, grid="small").extra["not_identified"]]
+    outside = [p for p in problems if "ends outside" in p]
+    assert outside and all(p.split(" = ")[0] in ("E", "A", "B", "alpha", "beta") for p in outside), problems

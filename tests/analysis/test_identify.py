@@ -29,7 +29,12 @@ def test_a_parameter_outside_its_grid_and_failed_bootstraps_are_not_identified()
     df = S.isoflop(S.chinchilla(), [1e15], n_sizes=6, noise=0.01)  # one budget: N and D move together
     fit = fit_table(fit_approach3, df, grid="small")
     reasons = [p for p, _ in not_identified(fit)]
-    assert any("outside the grid" in p for p in reasons)
+    assert any("one compute budget" in p for p in reasons)
+    two = S.isoflop(S.chinchilla(), [1e15, 4e15], n_sizes=6, noise=0.01)
+    tight = {"alpha": [0.5, 1.0], "beta": [0.5, 1.0], "e": [-1.0, 0.0], "a": [0.0, 5.0], "b": [0.0, 5.0]}
+    reasons = [p for p, _ in not_identified(fit_table(fit_approach3, two, grid=tight))]
+    assert any("ends outside the range its starts cover" in p for p in reasons)
+    assert not any("one compute budget" in p for p in reasons)
     failing = dataclasses.replace(fit_L_N(np.geomspace(1e5, 1e8, 8), np.geomspace(4, 3, 8)),
                                   extra={"n_boot": 100, "n_failed": 11})
     assert any("11 of 100 bootstrap refits failed" in p for p, _ in not_identified(failing))
