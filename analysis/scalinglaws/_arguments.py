@@ -42,3 +42,34 @@ def columns(pairs) -> dict:
             raise InputError(f"--col {pair!r}", "is not CANONICAL=COLUMN", "write it like --col N=params")
         out[key] = value
     return out
+
+
+def source(args) -> str:
+    """The input of fit/report: `source`, or its sweep folder `source/<--sweep>` when --sweep names one."""
+    if not args.sweep:
+        return args.source
+    from pathlib import Path
+
+    root = Path(args.source)
+    sweeps = sorted(p.name for p in root.iterdir() if p.is_dir() and any(p.glob("*/summary.parquet"))) \
+        if root.is_dir() else []
+    if args.sweep not in sweeps:
+        raise InputError(f"--sweep {args.sweep}", f"is not a sweep of the runs directory {root}",
+                         f"use one of {', '.join(sweeps)}" if sweeps else "pass a runs root (<runs>/<sweep>/<run_id>)")
+    return str(root / args.sweep)
+
+
+def source_table(args):
+    """The table of `source` (a path) or of `--dataset NAME`."""
+    from .datasets import DATASETS
+    from .source import load_source
+
+    if getattr(args, "dataset", None):
+        if args.source:
+            raise InputError("--dataset", "given together with a source", "pass one of them")
+        if args.dataset not in DATASETS:
+            raise InputError("--dataset", f"unknown data set {args.dataset!r}", f"use one of {', '.join(DATASETS)}")
+        return DATASETS[args.dataset]()
+    if not args.source:
+        raise InputError("source", "missing", "pass a table or runs directory (or --dataset NAME)")
+    return load_source(args.source, columns(args.col)).table

@@ -16,6 +16,8 @@ from . import __version__, calculator
 from ._format import fmt
 from ._arguments import Parser, check_arguments
 from ._arguments import columns as _columns
+from ._arguments import source as _source
+from ._arguments import source_table as _source_table
 from .errors import InputError
 from .laws import PUBLISHED, load_law, save_B_crit, save_law
 from .table import describe_excluded
@@ -25,21 +27,6 @@ FIT_NAMES = {"2": "Approach 2 (isoFLOP profiles)", "2-classic": "Approach 2 (iso
 ROBUST_WINDOW = 5  # `fit --approach 2`: sizes per parabola, as the report's Approach 2
 
 LAW_HELP = f"a published law ({', '.join(PUBLISHED)}) or a fit.json written by `fit --save`"
-
-
-def _source(args) -> str:
-    """The input of fit/report: `source`, or its sweep folder `source/<--sweep>` when --sweep names one."""
-    if not args.sweep:
-        return args.source
-    from pathlib import Path
-
-    root = Path(args.source)
-    sweeps = sorted(p.name for p in root.iterdir() if p.is_dir() and any(p.glob("*/summary.parquet"))) \
-        if root.is_dir() else []
-    if args.sweep not in sweeps:
-        raise InputError(f"--sweep {args.sweep}", f"is not a sweep of the runs directory {root}",
-                         f"use one of {', '.join(sweeps)}" if sweeps else "pass a runs root (<runs>/<sweep>/<run_id>)")
-    return str(root / args.sweep)
 
 
 def _print_table(console: Console, title: str, columns, rows) -> None:
@@ -89,22 +76,6 @@ def _fit_law(args, console):
     else:
         _print_params(console, fit, f"{fit.name} on {len(df)} runs")
     console.print(summary["noise"])
-
-
-def _source_table(args):
-    """The table of `source` (a path) or of `--dataset NAME`."""
-    from .datasets import DATASETS
-    from .source import load_source
-
-    if getattr(args, "dataset", None):
-        if args.source:
-            raise InputError("--dataset", "given together with a source", "pass one of them")
-        if args.dataset not in DATASETS:
-            raise InputError("--dataset", f"unknown data set {args.dataset!r}", f"use one of {', '.join(DATASETS)}")
-        return DATASETS[args.dataset]()
-    if not args.source:
-        raise InputError("source", "missing", "pass a table or runs directory (or --dataset NAME)")
-    return load_source(args.source, _columns(args.col)).table
 
 
 def _print_params(console, fit, title):

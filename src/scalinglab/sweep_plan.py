@@ -17,20 +17,14 @@ Kinds (docs/DESIGN.md section 4):
 - batch_size:  per size, one run per batch size of `plan.batch_sizes` to `plan.tokens` tokens, dense eval points:
                the steps S and tokens E to each loss give B_crit (Kaplan et al. 2020, section 5.1).
 
-Wherever a kind takes `plan.sizes` it takes `plan.ladder` instead (scalinglab.ladder: sizes evenly spaced in log N
-under the plan's FLOP convention, one shape rule for all; `model_sizes` is the one place that reads either).
+Wherever a kind takes `plan.sizes` it takes `plan.ladder` (scalinglab.ladder; `model_sizes` reads either).
 
-`plan.role: ablation` (or `transfer`) labels every run of the plan (the plan's `role` column, which scalinglaws
-reads: runs with role tune, ablation, transfer or long feed no law of the report; the ablation section compares
-the ablation runs, the generalization section reads the transfer runs, trained with a data source held out).
+`plan.role: ablation` (or `transfer`) labels every run (the `role` column: runs with role tune, ablation, transfer
+or long feed no law of the report; the ablation and generalization sections read them). `plan.seeds: [0, 1]`
+repeats every run per seed (`train.seed=s`, the fits' run-to-run noise); `plan.seeds_at_largest` the largest budget's.
 
-`plan.seeds: [0, 1]` repeats every run once per seed (`train.seed=s`; repeated seeds give the fits their
-run-to-run noise); `plan.seeds_at_largest: [0, 1, 2]` gives the largest isoFLOP budget its own list.
-
-A run whose D is below one batch (or `plan.min_tokens`) or above one epoch of the corpus (unless
-`plan.allow_repeat`) is skipped with the reason. In an isoflop plan, `plan.tokens_per_param: [lo, hi]` keeps at
-each budget only the sizes with lo <= D/N <= hi: one ladder of sizes, centred on each budget's optimum.
-"""
+A run with D below one batch (or `plan.min_tokens`) or above one epoch (unless `plan.allow_repeat`) is skipped with
+the reason. `plan.tokens_per_param: [lo, hi]` (isoflop) keeps per budget the sizes with lo <= D/N <= hi."""
 from __future__ import annotations
 
 import itertools
@@ -39,6 +33,7 @@ from typing import Callable
 
 from scalinglab.config import Number, positive_number
 from scalinglab.errors import ConfigError
+from scalinglab.ladder import ladder, summary
 from scalinglab.runs import consumed_tokens, cooldown_start, steps_for_tokens
 from scalinglab.units import duration, si
 
@@ -54,8 +49,8 @@ class Size:
     """A model size: a preset of configs/model (`model=tiny`) or explicit fields (`model.n_layer=2 ...`)."""
     label: str
     overrides: tuple[str, ...]
-    target: float | None = None  # a ladder's rung: the N it aims at, and its miss N / target - 1
-    miss: float | None = None
+    target: float | None = None  # a ladder's rung: the N it aims at
+    miss: float | None = None  # N / target - 1
 
 
 @dataclass(frozen=True)
@@ -184,7 +179,6 @@ def model_sizes(plan: dict, base_model=None) -> list[Size] | None:
     if plan.get("sizes") is not None and plan.get("ladder") is not None:
         raise ConfigError("plan.ladder", "is given together with plan.sizes", "keep one of plan.sizes and plan.ladder")
     if plan.get("ladder") is not None:
-        from scalinglab.ladder import ladder
         if base_model is None:
             raise ConfigError("plan.ladder", "needs the sweep's model config to count parameters",
                               "plan through `python -m scalinglab.sweep plan <name>`")
@@ -242,8 +236,7 @@ def expand(plan: dict, facts_of: Callable[[list[str]], ModelFacts], base_model=N
     given = model_sizes(plan, base_model)
     sizes = given if given is not None else [Size("", ())]
     out = Plan()
-    if given and given[0].target is not None:
-        from scalinglab.ladder import summary
+    if given and given[0].target is not None:  # a ladder: say how far each size's N is from its target
         out.notes.append(summary(given))
         out.misses = {size.label: size.miss for size in given}
 
