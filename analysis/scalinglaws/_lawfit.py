@@ -47,7 +47,7 @@ def grid_starts(form, grid: str) -> tuple[np.ndarray, dict]:
 def fit_theta(form, X, logL, grid="chinchilla", delta=1e-3, init=None, polish=5) -> dict:
     """Best theta from the grid of starts (or from `init` alone, a theta vector). Returns
     theta, objective (the sum of Huber losses, unscaled), converged (relative_offset below RELATIVE_OFFSET_TOL
-    when scipy stops short of its own test), largest gradient, relative_offset, n_starts, n_starts_at_best,
+    when scipy stops short of its own test), relative_offset, n_starts, n_starts_at_best,
     grid values."""
 
     def fun(theta, rows):
@@ -78,12 +78,11 @@ def fit_theta(form, X, logL, grid="chinchilla", delta=1e-3, init=None, polish=5)
         W = whitening(form, X, c)
         res = minimize(lambda u: _in_u(fun1, c, W, u), np.zeros(len(c)), jac=True, method="L-BFGS-B")
         if np.isfinite(res.fun) and (best is None or res.fun < best.fun):
-            best, best_theta, best_W = res, c + W @ res.x, W
+            best, best_theta = res, c + W @ res.x
     if best is None:
         raise ArithmeticError(f"{form.name}: no start gave a finite objective")
-    gmax = float(np.abs(np.linalg.solve(best_W.T, best.jac)).max())  # the gradient in theta
     offset = relative_offset(form, X, logL, best_theta, delta)
-    out.update(theta=best_theta, objective=float(best.fun) * delta**2, largest_gradient=gmax,
+    out.update(theta=best_theta, objective=float(best.fun) * delta**2,
                relative_offset=offset, converged=bool(best.success or offset <= RELATIVE_OFFSET_TOL))
     return out
 
