@@ -89,3 +89,15 @@ def batched_lbfgs(fun, x0, memory=10, max_iter=1000, max_backtracks=30):
         conv = (rel <= FTOL) | (np.abs(g_new[acc]).max(axis=1) <= PGTOL)
         done[ia[conv]], status[ia[conv]] = True, 0
     return x, f, status, iters
+
+
+def pad_ragged(arrays):
+    """Stack S 1-d arrays of unequal length into one (S, width) array for a batched refit.
+
+    Each array is padded by repeating its last value; weight (S, width) is 1 on its own entries and 0 on the
+    padding (resamples of whole seed groups differ in length), or None when no array needed padding.
+    """
+    width = max(len(a) for a in arrays)
+    stacked = np.stack([np.pad(np.asarray(a), (0, width - len(a)), mode="edge") for a in arrays])
+    weight = np.stack([np.arange(width) < len(a) for a in arrays]).astype(float)
+    return stacked, (None if weight.all() else weight)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 
-from ._lbfgs import batched_lbfgs
+from ._lbfgs import batched_lbfgs, pad_ragged
 from ._starts import outside_starts, ranges
 from .errors import InputError
 from .powerlaw import as_positive_array, exp_or_inf, predictor
@@ -291,14 +291,8 @@ def refit_approach3_batch(samples, init, delta: float = 1e-3, objective: str = "
         Per sample, the params dict of `approach3_params`, or an error string when the refit failed (objective not
         finite, alpha or beta <= 0).
     """
-    width = max(len(s) for s in samples)  # resamples of whole seed groups differ in length: pad with weight 0
-
-    def padded(col):
-        return np.log(np.stack([np.pad(s[col].to_numpy(float), (0, width - len(s)), mode="edge") for s in samples]))
-
-    logN, logD, logL = padded("N"), padded("D"), padded("loss")
-    weight = np.stack([np.arange(width) < len(s) for s in samples]).astype(float)
-    weight = None if weight.all() else weight
+    (logN, weight), (logD, _), (logL, _) = (pad_ragged([np.log(s[col].to_numpy(float)) for s in samples])
+                                            for col in ("N", "D", "loss"))
 
     def fun(theta, rows):
         return huber_lse_objective(theta, logN[rows], logD[rows], logL[rows], delta, objective == "mean",

@@ -37,6 +37,7 @@ import pandas as pd
 
 from . import _lawfit
 from ._forms import FORMS, pinned
+from ._lbfgs import pad_ragged
 from .errors import InputError
 from ._starts import outside_starts, ranges
 from .noise import estimate_noise, prediction_interval, seed_groups
@@ -191,9 +192,7 @@ def fit_law(name: str, table: pd.DataFrame, grid: str = "chinchilla", delta: flo
         rng = np.random.default_rng(seed)
         draws = [np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
                  for _ in range(int(n_boot))]
-        width = max(len(d) for d in draws)  # groups differ in size: pad each draw with weight-0 runs
-        weights = np.stack([np.arange(width) < len(d) for d in draws]).astype(float)
-        draws = np.stack([np.concatenate([d, np.full(width - len(d), d[0])]) for d in draws])
+        draws, weights = pad_ragged(draws)  # groups differ in size: weight-0 runs pad the short draws
         Xs = {k: v[draws] for k, v in X.items()}
         thetas, ok = _lawfit.refit_batch(form, Xs, logL[draws], theta, delta, weights)
         failed = _failed(form, thetas, ok)

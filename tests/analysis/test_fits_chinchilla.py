@@ -182,3 +182,16 @@ def test_approach2_window_fits_each_parabola_near_its_minimum():
     assert 22632 < minima["N_opt"].iloc[1] < 59088 and minima["n_sizes"].tolist() == [5, 5]
     with pytest.raises(InputError, match="window"):
         fit_approach2(N, D, C, L, window=2)
+
+
+def test_batched_refit_ignores_the_padding_of_shorter_resamples():
+    """A short resample refitted beside a longer one (so padded with weight-0 rows) ends where it ends alone."""
+    from scalinglaws.chinchilla import refit_approach3_batch
+    df = isoflop(budgets=WIDE_BUDGETS[:6], n_sizes=9, seed=3)
+    init = fit_approach3(df["N"], df["D"], df["loss"]).params
+    short = df.iloc[: len(df) * 2 // 3]
+    alone = refit_approach3_batch([short], init)[0]
+    padded = refit_approach3_batch([df, short], init)[1]
+    assert all(padded[k] == pytest.approx(alone[k], rel=1e-4) for k in ("E", "A", "B", "alpha", "beta"))
+    full = refit_approach3_batch([df], init)[0]
+    assert abs(full["alpha"] - alone["alpha"]) > 1e-4  # the dropped rows did matter, so the check can fail
