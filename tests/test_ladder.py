@@ -221,6 +221,9 @@ def test_cli_prints_the_ladder_and_refuses_bad_settings_with_exit_2():
         assert line.split()[0] == r.label and f"{param_counts(r.config)['n_params_nonembed']:,}" in line.split()
     bad = cli("ladder", "family=llama", "n_min=1e4", "n_max=1e6", "per_decad=4")
     assert bad.returncode == 2 and "per_decade" in bad.stderr and "Traceback" not in bad.stderr
+    yaml_style = cli("ladder", "family=llama", "n_min=1e4", "n_max=1e6", "per_decade=4", "shape.head_dim=8")
+    flat = cli("ladder", "family=llama", "n_min=1e4", "n_max=1e6", "per_decade=4", "head_dim=8")
+    assert yaml_style.returncode == 0 and yaml_style.stdout == flat.stdout != done.stdout  # head_dim 8 was read
     presets = cli("presets", "vocab_size=32000", "n_ctx=2048")
     assert presets.returncode == 0 and "1,100,048,384" in presets.stdout  # llama-1b = TinyLlama-1.1B
 

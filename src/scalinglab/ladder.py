@@ -257,7 +257,7 @@ def main(command: str, args: list[str]) -> str:
         key, sep, value = arg.partition("=")
         if not sep:
             raise ConfigError(arg, "is not key=value", "write e.g. n_min=1e4")
-        given[key] = value
+        given[key.removeprefix("shape.") if command == "ladder" else key] = value  # as in the yaml: shape.head_dim
     allowed = (*KEYS[:-2], "tolerance", *SHAPE_DEFAULTS, *CLI_DEFAULTS) if command == "ladder" else tuple(CLI_DEFAULTS)
     _keys(given, tuple(k for k in allowed if k != "shape"), command)
     settings = {**CLI_DEFAULTS, **given}
