@@ -9,11 +9,13 @@ head_dim, n_kv_head = n_head, d_ff the family's default), take the shape of leas
     (ln(N / N*) / ln(1 + tolerance))^2 + (ln((d_model / n_layer) / aspect_ratio) / ln 2)^2
 
 (`shape_cost`: missing N by `tolerance` costs as much as missing the aspect ratio by a factor of 2) among the shapes
-whose N is within `tolerance` (default 5%) of N*. Where none is (whole heads and layers leave gaps below N ~ 2e5),
-d_ff may leave the family's default, as a multiple of ff_multiple_of within a factor FF_RANGE = 2 of it, at an
-extra cost (ln(d_ff / default) / ln 2)^2: Kaplan et al. 2020 (Figure 5) find the loss at fixed N within a few
-percent over feed-forward ratios d_ff / d_model of ~1-4, a smaller effect than missing N. Only where even that
-finds nothing within the tolerance is the least costly shape of all taken, and `misses` names each such rung.
+whose N is within `tolerance` (default 5%) of N*. Whole heads and layers leave gaps in N below ~2e5, which
+would force extreme aspect ratios there, so d_ff may also leave the family's default (`shape.d_ff: vary`, the
+default), as a multiple of ff_multiple_of within a factor FF_RANGE = 2 of it, at an extra cost
+(ln(d_ff / default) / ln 2)^2: Kaplan et al. 2020 (Figure 5) find the loss at fixed N within a few percent over
+feed-forward ratios d_ff / d_model of ~1-4, a smaller effect than a depth far from the aspect ratio.
+`shape.d_ff: default` keeps the family's width at every size. Where nothing lands within the tolerance the least
+costly shape of all is taken, and `misses` names each such rung.
 Kaplan et al. 2020 (section 3.1, Figure 5) find loss nearly independent of shape at fixed N for aspect ratios
 ~10-200, so holding the aspect ratio keeps shape noise out of L(N). Where whole heads and layers are fine enough
 (N above ~1e5 at head_dim 16) N lands within the tolerance at an aspect ratio near the target; below, the two trade
@@ -32,7 +34,8 @@ from scalinglab.config import FAMILIES, GPTConfig, did_you_mean, param_counts, p
 from scalinglab.errors import ConfigError
 
 KEYS = ("family", "n_min", "n_max", "per_decade", "shape", "tolerance")
-SHAPE_DEFAULTS = {"aspect_ratio": 32.0, "head_dim": 16}
+SHAPE_DEFAULTS = {"aspect_ratio": 32.0, "head_dim": 16, "d_ff": "vary"}
+D_FF_RULES = ("vary", "default")  # shape.d_ff: may leave the family's default width (at a cost), or never
 TOLERANCE = 0.05
 FF_RANGE = 2.0  # d_ff may leave the family's default by up to this factor, only to bring N within the tolerance
 COUNT_OF = {"6nd": "n_params", "chinchilla": "n_params", "kaplan": "n_params_nonembed"}
@@ -120,7 +123,7 @@ def _mlp_widths(base: GPTConfig, family: str, n_layer: int, d_model: int, head_d
 
 
 def rung(base: GPTConfig, family: str, target: float, aspect_ratio: float, head_dim: int, count: str,
-         tolerance: float = TOLERANCE) -> Rung:
+         tolerance: float = TOLERANCE, d_ff: str = "vary") -> Rung:
     """The shape of least `shape_cost` for one target N, within the tolerance where any is (the module's rule)."""
     spread = 1 + 4 * tolerance  # candidates further off in N cost more than a factor 2^4 in aspect ratio
     smallest = param_counts(_shape(base, family, 1, head_dim, head_dim))[count]
@@ -138,14 +141,14 @@ def rung(base: GPTConfig, family: str, target: float, aspect_ratio: float, head_
 
     found = [(outside(n), shape_cost(n, target, d / layers, aspect_ratio, tolerance), layers, d, None, n)
              for layers, d, n in shapes]
-    if all(f[0] for f in found):  # no shape of the family's MLP width lands within the tolerance: vary d_ff
+    if d_ff == "vary":
         default = {(layers, d): _shape(base, family, layers, d, head_dim).ff for layers, d, _ in shapes}
         found += [(outside(n), shape_cost(n, target, d / layers, aspect_ratio, tolerance)
                    + (math.log(width / default[layers, d]) / math.log(2)) ** 2, layers, d, width, n)
                   for layers, d, _ in shapes
                   for width, n in _mlp_widths(base, family, layers, d, head_dim, target, count)]
-    *_, n_layer, d_model, d_ff, n = min(found)
-    return Rung(replace(_shape(base, family, n_layer, d_model, head_dim), d_ff=d_ff), target, n)
+    *_, n_layer, d_model, width, n = min(found)
+    return Rung(replace(_shape(base, family, n_layer, d_model, head_dim), d_ff=width), target, n)
 
 
 EXAMPLES = {"n_min": "1e4", "n_max": "1e6", "per_decade": "4", "tolerance": "0.05", "aspect_ratio": "32",
@@ -190,6 +193,10 @@ def ladder(section, base: GPTConfig, convention: str = "6nd") -> list[Rung]:
         raise ConfigError("plan.ladder.shape", f"must be a mapping, got {shape!r}",
                           "set plan.ladder.shape={aspect_ratio: 32, head_dim: 16}")
     _keys(shape, tuple(SHAPE_DEFAULTS), "plan.ladder.shape")
+    d_ff = shape.get("d_ff", SHAPE_DEFAULTS["d_ff"])
+    if d_ff not in D_FF_RULES:
+        raise ConfigError("plan.ladder.shape.d_ff", f"must be vary or default, got {d_ff!r}",
+                          "set plan.ladder.shape.d_ff=vary (d_ff may move within 2x of the default) or default")
     aspect = _number(shape, "aspect_ratio", SHAPE_DEFAULTS["aspect_ratio"])
     head_dim = _number(shape, "head_dim", SHAPE_DEFAULTS["head_dim"])
     if not head_dim.is_integer() or (family == "llama" and head_dim % 2):
@@ -201,7 +208,8 @@ def ladder(section, base: GPTConfig, convention: str = "6nd") -> list[Rung]:
     if len(goals) > MAX_RUNGS:
         raise ConfigError("plan.ladder.per_decade", f"gives {len(goals)} sizes (more than {MAX_RUNGS})",
                           "lower plan.ladder.per_decade or narrow [n_min, n_max]")
-    rungs = [rung(base, family, t, aspect, int(head_dim), COUNT_OF[convention], tolerance) for t in goals]
+    rungs = [rung(base, family, t, aspect, int(head_dim), COUNT_OF[convention], tolerance, d_ff)
+             for t in goals]
     for a, b in zip(rungs, rungs[1:]):
         if a.config == b.config:
             raise ConfigError("plan.ladder.per_decade", f"targets {a.target:.3g} and {b.target:.3g} get the same "
@@ -219,8 +227,8 @@ def summary(rungs) -> str:
             "targets")
     far = [f"{r.label} {r.miss:+.1%} (target {r.target:.3g})" for r in rungs if abs(r.miss) > TOLERANCE]
     if far:
-        text += (f"; more than {TOLERANCE:.0%} off: {', '.join(far)}. Fix: lower plan.ladder.tolerance to "
-                 f"{TOLERANCE:g}, or plan.ladder.shape.head_dim for finer steps in N")
+        text += (f"; more than {TOLERANCE:.0%} off: {', '.join(far)}. Fix: keep plan.ladder.tolerance at "
+                 f"{TOLERANCE:g} and shape.d_ff at vary (the defaults), or lower shape.head_dim for finer steps in N")
     return text
 
 

@@ -149,6 +149,7 @@ def build_plan(config, arguments: list[str], compose: Callable[[list[str]], obje
         total.runs.extend(part.runs)
         total.skipped.extend(part.skipped)
         total.notes.extend(n for n in part.notes if n not in total.notes)
+        total.misses.update(part.misses)
     for run in total.runs:  # long runs precede their cooldowns, so their ids are known when a cooldown needs one
         if run.branch_of is not None:
             run.overrides += [f"++train.branch_from={total.runs[run.branch_of].run_id}",
