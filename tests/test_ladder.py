@@ -247,3 +247,9 @@ def test_sweep_plan_with_a_ladder_through_hydra(tmp_path):
         rows = [line for line in table.splitlines()
                 if line.split()[:1] != ["skipped"] and line.split()[1:2] == [r.label]]
         assert all(f"{r.miss:+.1%}" in line.split() for line in rows)
+
+
+def test_a_misspelled_ladder_key_on_the_command_line_is_named_with_the_right_one(tmp_path):
+    done = cli("plan", "isoflop_llama", "plan.ladder.shape.head_dm=4", f"paths.runs={tmp_path}")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "did you mean plan.ladder.shape.head_dim?" in done.stderr and len(done.stderr.strip().splitlines()) == 1

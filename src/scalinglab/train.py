@@ -77,6 +77,8 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*val_dataloader.*validation_step.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    # The data module starts a resumed run's batches at its global step (data.py), so this warning does not apply.
+    warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
 
 
 def _launcher_rank_zero() -> bool:

@@ -147,7 +147,8 @@ def check_keys(cfg: DictConfig) -> None:
 def known_keys(group: str) -> tuple[str, ...]:
     """The keys config group `group` ('' for the top level, 'train', 'data.source', ...) may hold."""
     from scalinglab.config import SOURCE_KEYS
-    return {"": TOP_LEVEL_KEYS, "model": MODEL_KEYS, "data": DATA_KEYS, "paths": PATHS_KEYS, "plan": PLAN_KEYS,
+    from scalinglab.ladder import KEYS as LADDER_KEYS, SHAPE_DEFAULTS
+    return {"plan.ladder": LADDER_KEYS, "plan.ladder.shape": tuple(SHAPE_DEFAULTS),"": TOP_LEVEL_KEYS, "model": MODEL_KEYS, "data": DATA_KEYS, "paths": PATHS_KEYS, "plan": PLAN_KEYS,
             "train": tuple(f.name for f in fields(TrainConfig)), "logger": tuple(LOGGER_KEYS),
             "trainer": TRAINER_OWN + TRAINER_NOT_IDENTITY, "data.source": tuple(dict.fromkeys(
                 k for keys in SOURCE_KEYS.values() for k in keys)),
