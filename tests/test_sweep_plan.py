@@ -191,6 +191,11 @@ def test_tune_plans_every_lr_of_the_grid_per_size_at_d_equal_ratio_times_n():
     assert len(batches.runs) == 10 and {o for r in batches.runs for o in r.overrides
                                         if o.startswith("train.batch_size")} == {"train.batch_size=4",
                                                                                   "train.batch_size=16"}
+    # The table tells runs of one size apart by what varies (not by run_id alone); what all share is left out.
+    lines = format_table(batches).splitlines()
+    assert lines[0].split()[-1] == "varies" and "lr_rule=constant" not in "\n".join(lines)
+    assert {tuple(sorted(line.split()[-2:])) for line in lines[1:11]} == {
+        tuple(sorted((f"lr={lr}", f"batch_size={b}"))) for lr in lrs for b in (4, 16)}
     with pytest.raises(ConfigError, match="plan.lrs"):
         expand({"kind": "tune", "sizes": ["a"], "lrs": [1e-3, 2e-3]}, fake_facts())
     with pytest.raises(ConfigError, match="plan.data_ratio"):

@@ -1,14 +1,13 @@
 """Expand a sweep's `plan:` section into one list of Hydra overrides per run, with N, D, C and a time estimate.
 
-Pure functions: the facts about each model (parameter counts, FLOPs per token, batch and corpus sizes) come from a
-`facts_of(overrides)` callable, which the Hydra sweeper implements by composing the job's config; tests pass a fake.
+Pure functions: each model's facts (parameter counts, FLOPs per token, batch and corpus sizes) come from a
+`facts_of(overrides)` callable (the Hydra sweeper composes the job's config; tests pass a fake).
 
 Kinds (docs/DESIGN.md section 4):
 - grid:        cartesian product of `plan.grid` (config field -> list of values) and `plan.sizes`.
 - isoflop:     for every budget C and size N, D = C / (FLOPs per token of that model) (Hoffmann et al. 2022,
                Approach 2: C = 6ND under the default convention), never hand-listed.
-- kaplan_n:    sizes at a large fixed D (Kaplan et al. 2020, L(N); early stopping set in the sweep file).
-- kaplan_d:    a large model at a range of D (Kaplan et al. 2020, L(D)).
+- kaplan_n / kaplan_d: sizes at a large fixed D / a large model at a range of D (Kaplan et al. 2020, L(N), L(D)).
 - wsd_budgets: per size one long constant-LR run and one cooldown per D_i branched from its checkpoint at the
                step where D_i's cooldown starts (Hagele et al. 2024): many D for ~1.2 runs of compute.
 - tune:        per size, a grid of peak LRs `plan.lrs` (optionally x `plan.batch_sizes`) at D = `plan.data_ratio`
@@ -108,11 +107,8 @@ def tokens_for_budget(budget: float, flops_per_token: float) -> float:
 
 
 def skip_reason(tokens: float, facts: ModelFacts, min_tokens: float | None, allow_repeat: bool) -> str | None:
-    """Why a run of `tokens` should not be trained (None: train it).
-
-    Below the minimum (one batch unless `min_tokens` is set) the run is not a measurement; above one epoch the
-    data repeats, which changes the law being measured (Muennighoff et al. 2023), so it is refused unless allowed.
-    """
+    """Why a run of `tokens` should not be trained (None: train it): below one batch (or `min_tokens`) it measures
+    nothing; above one epoch the data repeat, which changes the law (Muennighoff et al. 2023), unless allowed."""
     floor = facts.tokens_per_step if min_tokens is None else max(float(min_tokens), 1.0)
     if tokens < floor:
         what = "one batch" if min_tokens is None else "plan.min_tokens"
@@ -381,12 +377,10 @@ def _with_seeds(plan: dict, kind: str, out: Plan) -> Plan:
 
 def _expand_wsd(plan: dict, sizes: list[Size], facts_of, convention: str, min_tokens, allow_repeat: bool,
                 out: Plan) -> None:
-    """wsd_budgets: per size, one constant-LR run to the last branch step, then one cooldown per D_i.
-
-    Cooldown i trains D_i tokens with schedule wsd; its first max(1, round(cf S_i)) of S_i steps are the cooldown,
-    so it branches from the long run's checkpoint at step S_i - round(cf S_i) (Hagele et al. 2024, section 3).
-    The long runs come first in the plan; the sweeper launches them as one batch and the cooldowns as the next.
-    """
+    """wsd_budgets: per size, one constant-LR run to the last branch step, then one cooldown per D_i. Cooldown i
+    trains D_i tokens with schedule wsd, the last max(1, round(cf S_i)) of its S_i steps cooling down, so it
+    branches from the long run's checkpoint at step S_i - round(cf S_i) (Hagele et al. 2024, section 3). The long
+    runs come first; the sweeper launches them as one batch and the cooldowns as the next."""
     budgets = sorted(set(_numbers(plan.get("tokens"), "plan.tokens")))
     cf = plan.get("cooldown_frac", 0.2)
     if isinstance(cf, bool) or not isinstance(cf, (int, float)) or not 0 < cf < 1:
@@ -438,11 +432,17 @@ def format_table(plan: Plan, convention: str = "6nd") -> str:
         head.insert(5, "N vs target")
         for row, r in zip(rows, plan.runs):
             row.insert(5, f"{plan.misses[r.size]:+.1%}" if r.size in plan.misses else "-")
+    settings = [[o for o in r.overrides if not o.startswith(("model.", "++train.branch", "train.tokens="))]
+                for r in plan.runs]  # beyond size and D, what tells runs apart: lr, batch size, seed ...
+    shared = set.intersection(*map(set, settings)) if settings else set()
+    if any(set(s) - shared for s in settings):
+        head.append("varies")
+        for row, s in zip(rows, settings):
+            row.append(" ".join(o.removeprefix("train.") for o in s if o not in shared) or "-")
     widths = [max(len(x) for x in col) for col in zip(head, *rows)]
     lines = ["  ".join(x.rjust(w) for x, w in zip(line, widths)) for line in [head, *rows]]
-    total = sum(r.seconds for r in plan.runs)
     lines.append(f"{len(plan.runs)} runs, C total {sum(r.flops for r in plan.runs):.3g} FLOPs, "
-                 f"estimated {duration(total)} run one after another")
+                 f"estimated {duration(sum(r.seconds for r in plan.runs))} run one after another")
     lines += [f"note: {n}" for n in plan.notes]
     for s in plan.skipped:
         budget = "" if s.budget is None else f" at C={s.budget:.3g}"
