@@ -26,12 +26,11 @@ from .table import fit_table
 
 def robust_approach2(ctx: Context, s: Section) -> None:
     n = max(ctx.bootstrap_n, 200)
-    fit = fit_table(fit_approach2_robust, ctx.isoflop, window=APPROACH2_WINDOW, n_resamples=n, seed=ctx.seed,
+    fit = fit_table(fit_approach2_robust, ctx.isoflop, n_resamples=n, seed=ctx.seed,
                     level=ctx.level)
     ctx.keep("Approach 2", fit, ctx.isoflop)
     minima, noise = fit.extra["minima"], fit.extra["noise"]
-    s.text.append(f"Per budget, a parabola in log N fitted by weighted least squares to the {APPROACH2_WINDOW} "
-                  "sizes nearest the lowest loss; each minimum's uncertainty from "
+    s.text.append("Per budget, a parabola in log N fitted by weighted least squares to all its sizes; each minimum's uncertainty from "
                   f"{n} resamples of the losses with the run-to-run noise "
                   f"({noise.describe() if noise else 'not estimable: budgets weighted equally'}); then "
                   "log N_opt = a log C + k by least squares weighted by 1/sigma^2 (method: isoflop.py, after "

@@ -14,7 +14,6 @@ import pandas as pd
 from . import plots
 from ._context import Context, NotApplicable, Section
 from ._format import fmt
-from ._sections import APPROACH2_WINDOW
 from .errors import InputError
 from .isoflop import fit_approach2_robust
 from .lr_tuning import fit_lr_law, lr_optima
@@ -68,7 +67,7 @@ def lr_ablation(ctx: Context, s: Section) -> None:
         row = {"runs": label, "LR rule": _rule(runs), "budgets": runs["budget"].nunique() if len(runs) else 0,
                "n runs": len(runs)}
         try:
-            fit = fit_table(fit_approach2_robust, runs, window=APPROACH2_WINDOW, n_resamples=n, seed=ctx.seed,
+            fit = fit_table(fit_approach2_robust, runs, n_resamples=n, seed=ctx.seed,
                             level=ctx.level)
             iv = fit.intervals.get("a")
             row.update({"a": fit.params["a"], f"{ctx.level:.0%} interval": f"[{iv[0]:.3f}, {iv[1]:.3f}]" if iv else "-",

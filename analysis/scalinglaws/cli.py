@@ -24,7 +24,6 @@ from .table import describe_excluded
 
 FIT_NAMES = {"2": "Approach 2 (isoFLOP profiles)", "2-classic": "Approach 2 (isoFLOP profiles)",
              "3": "Approach 3 (parametric L(N, D))", "kaplan": "Kaplan's L(N, D)"}
-ROBUST_WINDOW = 5  # `fit --approach 2`: sizes per parabola, as the report's Approach 2
 
 LAW_HELP = f"a published law ({', '.join(PUBLISHED)}) or a fit.json written by `fit --save`"
 
@@ -145,7 +144,7 @@ def cmd_fit(args, console):
                          f"{FIT_NAMES[args.approach]} needs at least 2 budgets (with one budget, N and D move together: "
                          "N x D is fixed, so their effects cannot be told apart)",
                          "add runs at a second budget (e.g. plan.budgets with 2 or more values)")
-    fit_fn, kw = {"2": (fit_approach2_robust, {"window": args.window or ROBUST_WINDOW, "seed": args.seed}),
+    fit_fn, kw = {"2": (fit_approach2_robust, {"window": args.window, "seed": args.seed}),
                   "2-classic": (frontier.fit_approach2, {"window": args.window}),
                   "3": (chinchilla.fit_approach3, {"grid": args.grid}),
                   "kaplan": (kaplan.fit_L_ND, {})}[args.approach]
@@ -362,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     s.add_argument("--window", type=int, default=None,
                    help="approach 2: fit each parabola to this many distinct sizes around the budget's lowest loss "
-                        f"(default: {ROBUST_WINDOW}; 2-classic: all)")
+                        "(default: all)")
     s.add_argument("--save", metavar="FIT_JSON", help="save the law: approach 3/kaplan for predict, bcrit for bcrit --law")
     s.add_argument("--sweep", metavar="NAME", help=sweep_help)
 

@@ -14,7 +14,7 @@ import pytest
 
 from scalinglaws import chinchilla, frontier, kaplan
 from scalinglaws._format import fmt as _fmt
-from scalinglaws._sections import (APPROACH2_WINDOW, BACKTEST_FRACTION, PUBLISHED_EXPONENTS, TARGET_A, TARGET_MAPE,
+from scalinglaws._sections import (BACKTEST_FRACTION, PUBLISHED_EXPONENTS, TARGET_A, TARGET_MAPE,
                                    TARGET_RATE, TARGET_WORST, TARGETS_CAPTION, largest_budget_errors)
 from scalinglaws.backtest import backtest
 from scalinglaws.critical_batch import fit_critical_batch
@@ -72,7 +72,7 @@ def test_fitted_exponents_in_the_report_equal_a_fresh_fit(report):
     fits = {
         "Approach 1": frontier.fit_approach1(curves),
         # the report's robust Approach 2: 1000 resamples per budget (its bootstrap_n), seed 0
-        "Approach 2": fit_table(fit_approach2_robust, iso, window=APPROACH2_WINDOW, n_resamples=1000, seed=0),
+        "Approach 2": fit_table(fit_approach2_robust, iso, n_resamples=1000, seed=0),
         "Approach 3": fit_table(chinchilla.fit_approach3, iso, grid="chinchilla"),
         "L(N)": fit_table(kaplan.fit_L_N, roles.L_N),
         "L(D)": fit_table(kaplan.fit_L_D, roles.L_D),
@@ -163,7 +163,7 @@ def test_lr_law_and_ablation_in_the_report_equal_fresh_fits(report):
     main = roles.chinchilla[roles.chinchilla["budget"].isin(ablation["budget"].unique())]
     printed = {row["runs"]: row for row in _table_rows(md, "N_opt ~ C^a under each LR rule")}
     for label, runs in (("the report's isoFLOP runs", main), ("the ablation sweep", ablation)):
-        fit = fit_table(fit_approach2_robust, runs, window=APPROACH2_WINDOW, n_resamples=1000, seed=0)
+        fit = fit_table(fit_approach2_robust, runs, n_resamples=1000, seed=0)
         assert printed[label]["a"] == _fmt(float(fit.params["a"])), label
         assert printed[label]["n runs"] == str(len(runs)), label
 
