@@ -199,6 +199,10 @@ def backtest_largest(ctx: Context, s: Section) -> None:
     cutoff, rule = default_cutoff(df)
     ctx.progress.step("backtest (Approach 3 on small budgets)")
     bt = backtest(chinchilla.fit_approach3, df, cutoff_C=cutoff, grid=ctx.grid)
+    key = f"Approach 3, backtest fit on the runs with C <= {cutoff:.3g} FLOPs"
+    ctx.keep(key, bt.fit, df[df["C"] <= cutoff])
+    if not holds(ctx, s, key):  # its predictions are no result either
+        return
     runs = bt.table
     if "run_id" in df:
         runs = runs.assign(run_id=df.loc[runs.index, "run_id"])[["run_id", *runs.columns]]
@@ -206,8 +210,8 @@ def backtest_largest(ctx: Context, s: Section) -> None:
     largest = pd.Series(groups == groups.max(), index=df.index)  # the largest budget's runs
     ctx.backtest_mape = mape(runs.loc[runs.index.isin(df.index[largest]), "loss"],
                              runs.loc[runs.index.isin(df.index[largest]), "predicted"])
-    s.text.append(f"Approach 3 fitted on the {int((df['C'] <= cutoff).sum())} runs with {rule}, then used to "
-                  "predict the "
+    s.text.append(f"Approach 3 fitted on the {int((df['C'] <= cutoff).sum())} runs with {rule} (a fit of its "
+                  "own, identified on those runs), then used to predict the "
                   f"{int((df['C'] > cutoff).sum())} larger runs: MAPE {bt.mape:.2f}% on the held-out runs.")
     s.text.append(f"On the largest budget alone ({int(largest.sum())} runs, C ~ {fmt(df['C'].max())}): MAPE "
                   f"{ctx.backtest_mape:.2f}%.")

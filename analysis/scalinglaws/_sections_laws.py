@@ -30,8 +30,8 @@ def robust_approach2(ctx: Context, s: Section) -> None:
                     level=ctx.level)
     ctx.keep("Approach 2", fit, ctx.isoflop)
     minima, noise = fit.extra["minima"], fit.extra["noise"]
-    s.text.append("Per budget, a parabola in log N fitted by weighted least squares to all its sizes; each minimum's uncertainty from "
-                  f"{n} resamples of the losses with the run-to-run noise "
+    s.text.append("Per budget, a parabola in log N fitted by weighted least squares to all its sizes; each "
+                  f"minimum's uncertainty from {n} resamples of the losses with the run-to-run noise "
                   f"({noise.describe() if noise else 'not estimable: budgets weighted equally'}); then "
                   "log N_opt = a log C + k by least squares weighted by 1/sigma^2 (method: isoflop.py, after "
                   "Hoffmann et al. 2022 Approach 2 and Porian et al. 2024). Budgets whose minimum sits near an "
@@ -45,9 +45,13 @@ def robust_approach2(ctx: Context, s: Section) -> None:
     try:
         classic = fit_table(frontier.fit_approach2, ctx.isoflop, window=APPROACH2_WINDOW)
         ctx.keep("Approach 2 (classic)", classic, ctx.isoflop)
-        s.text.append(f"Classic Approach 2 (unweighted, refusing every budget whose vertex is outside its sizes): "
-                      f"a = {classic.params['a']:.3f} over {len(classic.extra['minima'])} budgets "
-                      f"({len(classic.extra['refused'])} refused).")
+        if identify.not_identified(fit) or identify.not_identified(classic):
+            s.text.append("Classic Approach 2 (unweighted, refusing every budget whose vertex is outside its sizes): "
+                          "not shown, as these data do not identify Approach 2.")
+        else:
+            s.text.append(f"Classic Approach 2 (unweighted, refusing every budget whose vertex is outside its sizes): "
+                          f"a = {classic.params['a']:.3f} over {len(classic.extra['minima'])} budgets "
+                          f"({len(classic.extra['refused'])} refused).")
     except InputError as e:
         s.text.append(f"Classic Approach 2: not fitted ({e}).")
     refused = fit.extra.get("refused", {})
@@ -107,10 +111,10 @@ def law_selection(ctx: Context, s: Section) -> None:
 def not_identified(ctx: Context, s: Section) -> None:
     rows = not_identified_rows(ctx.fits, ctx.law_backtest)
     if rows.empty:
-        s.text.append("Every fit of this report is identified by its data: no exponent <= 0, no parameter outside "
-                      "its grid of starts, no fit with fewer distinct inputs than parameters, no bootstrap with "
+        s.text.append("Every fit of this report is identified by its data: no exponent <= 0 or known only within "
+                      "more than a factor 10, no parameter outside its grid of starts, no fit with fewer distinct inputs than parameters, no bootstrap with "
                       "more than 10% failed refits.")
         return
     s.text.append(f"{rows['fit'].nunique()} fit(s) are not identified by these data and are not printed as results "
-                  "(rules: identify.py).")
+                  f"(rules: identify.py); the table has one row per reason ({len(rows)}).")
     s.tables.append(("Fits not identified, why, and the fix", rows))

@@ -15,6 +15,7 @@ from . import plots
 from ._context import Context, NotApplicable, Section
 from ._format import fmt
 from .errors import InputError
+from .identify import not_identified
 from .isoflop import fit_approach2_robust
 from .lr_tuning import fit_lr_law, lr_optima
 from .table import fit_table
@@ -69,9 +70,12 @@ def lr_ablation(ctx: Context, s: Section) -> None:
         try:
             fit = fit_table(fit_approach2_robust, runs, n_resamples=n, seed=ctx.seed,
                             level=ctx.level)
-            iv = fit.intervals.get("a")
-            row.update({"a": fit.params["a"], f"{ctx.level:.0%} interval": f"[{iv[0]:.3f}, {iv[1]:.3f}]" if iv else "-",
-                        "flags": "; ".join(fit.flags) or "-"})
+            iv, problems = fit.intervals.get("a"), not_identified(fit)
+            if problems:  # listed under 'Not identified, and why', not printed as a result
+                row.update({"a": "not identified", f"{ctx.level:.0%} interval": "-", "flags": problems[0][0]})
+            else:
+                row.update({"a": fit.params["a"], f"{ctx.level:.0%} interval": f"[{iv[0]:.3f}, {iv[1]:.3f}]"
+                            if iv else "-", "flags": "; ".join(fit.flags) or "-"})
             ctx.fits[f"Approach 2 ({label})"] = fit
         except InputError as e:
             row.update({"a": float("nan"), f"{ctx.level:.0%} interval": "-", "flags": f"not fitted: {e}"})

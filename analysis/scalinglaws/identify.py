@@ -3,6 +3,8 @@
 A fit is *not identified* when any of these holds (each reason comes with its fix):
 - an exponent (alpha, beta, alpha_N, alpha_D, alpha_C, eta, a, b) is <= 0, or its bootstrap interval reaches 0:
   the term does not (demonstrably) fall with scale;
+- an exponent's bootstrap interval spans more than a factor MAX_EXPONENT_SPREAD = 10 (hi / lo): known only that
+  loosely, it predicts nothing at another scale;
 - a parameter ended outside the range its grid of starts covers (the fit's own flag says so; _starts.py), or its
   bootstrap interval leaves that range;
 - the data hold fewer distinct inputs than the law has parameters, or (a law of N and D) a single compute budget;
@@ -20,7 +22,8 @@ from .result import FitResult
 
 __all__ = ["not_identified", "EXPONENTS"]
 
-EXPONENTS = ("alpha", "beta", "alpha_N", "alpha_D", "alpha_C", "eta", "a", "b")
+EXPONENTS = ("alpha", "beta", "alpha_N", "alpha_D", "alpha_C", "alpha_S", "alpha_B", "alpha_C_min", "eta", "a", "b")
+MAX_EXPONENT_SPREAD = 10.0
 INPUTS = ("N", "D", "C", "x")
 # Parameters the report reads off each kind of fit (the rest are derived from them).
 BOTH_N_AND_D = ("Chinchilla Approach 3", "L(N, D)")
@@ -49,11 +52,18 @@ def not_identified(fit: FitResult) -> list[tuple[str, str]]:
         (problem, fix) pairs; empty when the fit holds.
     """
     out = []
-    for name in EXPONENTS:  # at the fit's own level, the exponent may be <= 0
+    form = fit.extra.get("form")
+    exponents = form.exponents if form is not None else EXPONENTS  # a registry law's a, b are coefficients
+    for name in exponents:  # at the fit's own level, the exponent may be <= 0
         lo = fit.intervals.get(name, (1.0, 1.0))[0]
         if float(fit.params.get(name, 1.0)) > 0 and not lo > 0:
             out.append((f"the {fit.level:.0%} interval of {name} reaches {lo:.3g} <= 0: the data do not show that "
                         "the term falls with scale", "add runs over a wider range of that input, or more seeds"))
+        elif name in fit.intervals and lo > 0 and fit.intervals[name][1] > MAX_EXPONENT_SPREAD * lo:
+            hi = fit.intervals[name][1]
+            out.append((f"the {fit.level:.0%} interval of {name} [{lo:.3g}, {hi:.3g}] spans a factor {hi / lo:.0f} "
+                        f"(> {MAX_EXPONENT_SPREAD:g}): the data do not pin the exponent down",
+                        "add runs over a wider range of that input, or more seeds"))
     for name, (lo, hi) in fit.extra.get("starts_range", {}).items():  # _starts.ranges: the grid in user units
         low, high = fit.intervals.get(name, (lo, lo))
         if low < lo or high > hi:

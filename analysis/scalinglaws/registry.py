@@ -41,6 +41,7 @@ from ._lbfgs import pad_ragged
 from .errors import InputError
 from ._starts import outside_starts, ranges
 from .noise import estimate_noise, prediction_interval, seed_groups
+from .powerlaw import as_positive_array
 from .result import FitResult
 from .table import config_columns
 
@@ -178,7 +179,13 @@ def fit_law(name: str, table: pd.DataFrame, grid: str = "chinchilla", delta: flo
         raise InputError("grid", f"unknown grid {grid!r}", f"use one of {', '.join(form.grids)}")
     if len(table) < 2:
         raise InputError("runs", f"need at least 2 runs, got {len(table)}", "add runs")
-    N, D, L = (table[c].to_numpy(float) for c in ("N", "D", "loss"))
+    try:
+        N, D, L = (as_positive_array(table[c].to_numpy(), f"column {c!r}, row") for c in ("N", "D", "loss"))
+    except InputError:
+        raise
+    except ValueError as e:  # not a number at all
+        raise InputError("table", f"N, D and loss must be numbers ({e})", "load the table with scalinglaws.read_table, "
+                         "which names the row") from None
     U = unique_tokens(table)
     X, logL = _inputs(form, N, D, U), np.log(L)
     fit = _lawfit.fit_theta(form, X, logL, grid=grid, delta=delta, init=init)

@@ -57,17 +57,23 @@ class LawSelection:
                        f"{h['C']:.3g} FLOPs ({HEADLINE_FACTOR}x the largest budget) with the N its law makes optimal, "
                        f"N = {h['N']:.3g}, D = {h['D']:.3g}, would reach loss {h['loss']:.4f} "
                        f"({level:.0%} prediction interval [{h['low']:.4f}, {h['high']:.4f}]: parameter uncertainty "
-                       f"from {h['n_boot']} bootstrap resamples of whole seed groups plus run-to-run noise; "
+                       f"from {h['n_boot']} bootstrap resamples of {h['unit']} plus run-to-run noise; "
                        f"{h['noise']}).")
         return out
 
     def scores_table(self) -> pd.DataFrame:
+        """One row per law; a law not identified below the cutoff shows no scores (they are no result)."""
         s = self.backtest.scores
-        return pd.DataFrame({"law": s["law"], "parameters": s["n_params"].astype("Int64"),
+        table = pd.DataFrame({"law": s["law"], "parameters": s["n_params"].astype("Int64"),
                              "held-out MAPE %": s["mape"].round(3), "se %": s["mape_se"].round(3),
                              "worst %": s["worst"].round(3), "CV MAPE %": s["cv_mape"].round(3),
                              "CV worst %": s["cv_worst"].round(3),
                              "identified": ["yes" if i else "no" for i in s["identified"]]})
+        scores = [c for c in table.columns if c.endswith("%")]
+        held = s["identified"].to_numpy(bool)
+        for column in scores:
+            table[column] = [v if ok else "-" for v, ok in zip(table[column], held)]
+        return table
 
 
 def law_selection(table: pd.DataFrame, grid: str = "chinchilla", n_boot: int = 1000, seed: int = 0,
@@ -90,7 +96,8 @@ def law_selection(table: pd.DataFrame, grid: str = "chinchilla", n_boot: int = 1
         N = optimal_N(winner, C)
         low, loss, high = predict_run(winner, N, C / (6 * N), level=level)
         headline = {"C": C, "N": N, "D": C / (6 * N), "loss": loss, "low": low, "high": high,
-                    "n_boot": winner.extra["n_boot"], "noise": winner.extra["noise"].describe()}
+                    "n_boot": winner.extra["n_boot"], "noise": winner.extra["noise"].describe(),
+                    "unit": "whole seed groups" if winner.extra["noise"].source == "seeds" else "runs"}
     return LawSelection(backtest=bt, winner=winner if isinstance(winner, FitResult) else None, headline=headline,
                         all_runs=all_runs)
 

@@ -111,10 +111,6 @@ def read_table(path_or_df, columns: dict | None = None, keep_status=("complete",
             raise InputError(f"column {name!r}", f"missing from {source}; columns are {original_columns}",
                              f"add a {name} column, or map one of yours to it: --col {name}=<your column> "
                              f"(columns={{'{name}': '<your column>'}} in Python)")
-    if "C" not in df.columns and {"N", "D"} <= set(df.columns):
-        df["C"] = 6.0 * df["N"].astype(float) * df["D"].astype(float)
-        notes.append("C computed as 6 N D (no C column)")
-
     for name in [c for c in CANONICAL if c in df.columns]:
         values = pd.to_numeric(df[name], errors="coerce")
         bad = values.isna() & df[name].notna()
@@ -135,6 +131,9 @@ def read_table(path_or_df, columns: dict | None = None, keep_status=("complete",
             raise InputError(f"column {name!r}, {_row(df, row)}", f"value {values[row]} must be > 0",
                              f"fix {name} of that run (a count or loss is positive), or drop the row")
         df[name] = values
+    if "C" not in df.columns and {"N", "D"} <= set(df.columns):  # from the checked N and D
+        df["C"] = 6.0 * df["N"] * df["D"]
+        notes.append("C computed as 6 N D (no C column)")
 
     if "run_id" in df.columns:
         dup = df["run_id"].duplicated()

@@ -88,6 +88,11 @@ def test_unknown_law_and_missing_column_are_input_errors():
         fit_law("nope", df)
     with pytest.raises(InputError, match="loss"):
         fit_law("chinchilla", df.drop(columns="loss"))
+    negative = df.assign(loss=df["loss"].where(df.index != 3, -1.0))  # a table not read through read_table
+    with pytest.raises(InputError, match=r"column 'loss', row\[3\].*must be finite and > 0"):
+        fit_law("chinchilla", negative)
+    with pytest.raises(InputError, match="must be numbers"):
+        fit_law("chinchilla", df.astype({"N": object}).assign(N=["many"] + list(df["N"].iloc[1:])))
 
 
 def test_bootstrap_resamples_whole_seed_groups_and_intervals_contain_the_truth():

@@ -44,6 +44,8 @@ def test_user_mapping_csv_and_C_computed(tmp_path):
     (lambda t: t.assign(loss=[3.1, np.inf, 3.0, 3.0]), r"column 'loss', row 1.*not finite"),
     (lambda t: t.assign(n_params=[1e6, 2e6, -4e6, 8e6]), r"column 'N', row 2.*must be > 0"),
     (lambda t: t.assign(tokens=[1e8, "lots", 1e8, 1e8]), r"column 'D', row 1.*non-numeric"),
+    (lambda t: t.drop(columns=["flops_6nd", "flops_kaplan"]).assign(n_params=["abc", 2e6, 4e6, 8e6]),
+     r"column 'N', row 0.*non-numeric"),  # named before C = 6ND is computed from it
     (lambda t: t.assign(run_id=["r1", "r2", "r1", "r4"]), r"run_id', row 2.*appears twice"),
     (lambda t: t.drop(columns=["run_id"]).assign(n_params=[1e6, 1e6, 4e6, 8e6], tokens=[1e8, 1e8, 1e7, 1e7]),
      r"row 1.*duplicate run"),

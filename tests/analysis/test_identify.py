@@ -54,3 +54,11 @@ def test_an_exponent_whose_interval_reaches_zero_is_not_identified():
     (problem, _), = not_identified(unsure)
     assert "95% interval of alpha_N reaches -0.01 <= 0" in problem
     assert not_identified(dataclasses.replace(fit, intervals={"alpha_N": (0.01, 0.05)})) == []
+
+
+def test_an_exponent_known_only_within_more_than_a_factor_10_is_not_identified():
+    """The quickstart's L(N, S_min) had alpha_N 2.01 [0.70, 19.69]: positive, but pinned down by nothing."""
+    fit = fit_L_N(np.geomspace(1e5, 1e8, 8), np.geomspace(4, 3, 8))
+    (problem, fix), = not_identified(dataclasses.replace(fit, intervals={"alpha_N": (0.70, 19.69)}))
+    assert "interval of alpha_N [0.7, 19.7] spans a factor 28 (> 10)" in problem and fix
+    assert not_identified(dataclasses.replace(fit, intervals={"alpha_N": (0.1, 0.9)})) == []  # a factor 9 holds

@@ -78,3 +78,23 @@ def test_every_law_the_backtest_marks_not_identified_is_explained(quickstart):
     assert marked  # the quickstart's 3 budgets leave some law unidentified below the cutoff
     for law in marked:
         assert f"| law {law}, backtest fit on the " in listed, law
+
+
+def test_a_fit_the_data_do_not_identify_prints_no_scores_or_predictions(tmp_path):
+    """Loss that rises with N and D (a grid of 4 x 4): the backtest's Approach 3 fit below the cutoff and every
+    law are not identified, so the report gives no MAPE for them, only the pointer to 'Not identified, and why'."""
+    import numpy as np
+    import pandas as pd
+    N, D = (a.ravel() for a in np.meshgrid([1e6, 3e6, 1e7, 3e7], [1e8, 3e8, 1e9, 3e9]))
+    loss = 2.9 * (N / 1e6) ** 0.01 * (D / 1e8) ** 0.01 * np.exp(np.random.default_rng(0).normal(0, 0.003, 16))
+    df = pd.DataFrame({"N": N, "D": D, "C": 6 * N * D, "loss": loss})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        md = build_report(df, tmp_path, bootstrap_n=20, seed=0, grid="small", progress=False).read_text()
+    backtest = _section(md, "Backtest: predicting the largest budget")
+    assert "not identified" in backtest and "MAPE" not in backtest
+    laws = _section(md, "Laws by held-out error")
+    rows = [[c.strip() for c in r.split("|")[1:-1]] for r in laws.splitlines() if r.startswith("| ")
+            and not r.startswith("| law ") and r.count("|") == 9]
+    assert rows and all(r[2:7] == ["-"] * 5 for r in rows if r[7] == "no")
+    assert "Approach 3, backtest fit" in _section(md, "Not identified, and why")

@@ -19,6 +19,7 @@ from scalinglaws._sections import (BACKTEST_FRACTION, PUBLISHED_EXPONENTS, TARGE
 from scalinglaws.backtest import backtest
 from scalinglaws.critical_batch import fit_critical_batch
 from scalinglaws.generalization import fit_generalization
+from scalinglaws.identify import not_identified
 from scalinglaws.isoflop import fit_approach2_robust
 from scalinglaws.kaplan_frontier import fit_L_NS_curves, kaplan_frontier
 from scalinglaws.lr_tuning import fit_lr_law, lr_optima
@@ -164,8 +165,11 @@ def test_lr_law_and_ablation_in_the_report_equal_fresh_fits(report):
     printed = {row["runs"]: row for row in _table_rows(md, "N_opt ~ C^a under each LR rule")}
     for label, runs in (("the report's isoFLOP runs", main), ("the ablation sweep", ablation)):
         fit = fit_table(fit_approach2_robust, runs, n_resamples=1000, seed=0)
-        assert printed[label]["a"] == _fmt(float(fit.params["a"])), label
+        problems = not_identified(fit)  # an unidentified fit's a is no result: the row says why instead
+        assert printed[label]["a"] == ("not identified" if problems else _fmt(float(fit.params["a"]))), label
+        assert printed[label]["flags"] == problems[0][0] if problems else True, label
         assert printed[label]["n runs"] == str(len(runs)), label
+    assert printed["the report's isoFLOP runs"]["a"] != "not identified"
 
 
 def test_kaplan_sections_in_the_report_equal_fresh_fits(report):
@@ -206,7 +210,9 @@ def test_law_selection_in_the_report_equals_a_fresh_backtest_of_every_law(report
     printed = {row["law"]: row for row in _table_rows(md, "Held-out error per law (|predicted - actual| / actual)")}
     assert set(printed) == set(bt.scores["law"])
     for row in bt.scores.itertuples():
-        if row.mape == row.mape:
+        if not row.identified:  # scores of an unidentified law are no result
+            assert printed[row.law]["held-out MAPE %"] == printed[row.law]["worst %"] == "-", row.law
+        elif row.mape == row.mape:
             assert printed[row.law]["held-out MAPE %"] == _fmt(round(row.mape, 3)), row.law
             assert printed[row.law]["worst %"] == _fmt(round(row.worst, 3)), row.law
         assert printed[row.law]["identified"] == ("yes" if row.identified else "no"), row.law
