@@ -73,3 +73,10 @@ def source_table(args):
     if not args.source:
         raise InputError("source", "missing", "pass a table or runs directory (or --dataset NAME)")
     return load_source(args.source, columns(args.col)).table
+
+
+def say_dataset(args, console) -> None:
+    """Name the shipped data set a command runs on, and which of its points (not with --json)."""
+    if getattr(args, "dataset", None) and not args.json:
+        from .datasets import DESCRIPTIONS
+        console.print(f"data set {args.dataset}: {DESCRIPTIONS[args.dataset]}")

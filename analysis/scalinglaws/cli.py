@@ -14,7 +14,7 @@ from rich.table import Table
 
 from . import __version__, calculator
 from ._format import fmt
-from ._arguments import Parser, check_arguments
+from ._arguments import Parser, check_arguments, say_dataset
 from ._arguments import columns as _columns
 from ._arguments import source as _source
 from ._arguments import source_table as _source_table
@@ -54,6 +54,7 @@ def _fit_law(args, console):
     from .registry import fit_law
 
     df = _source_table(args)
+    say_dataset(args, console)
     if args.save:
         raise InputError("--save", "saving is for --approach 3 or kaplan (the forms `predict` knows)",
                          "drop --save, or use --approach 3")
@@ -100,6 +101,7 @@ def cmd_backtest(args, console):
     from .selection import WINNER_RULE, backtest_laws
 
     df = _source_table(args)
+    say_dataset(args, console)
     laws = args.laws.split(",") if args.laws else None
     with console.status("fitting every law below the cutoff", spinner="dots"):
         bt = backtest_laws(df, laws=laws, cutoff_C=args.cutoff, grid=args.grid, cv=not args.no_cv, E=args.E)
@@ -109,8 +111,9 @@ def cmd_backtest(args, console):
                           "scores": json.loads(bt.scores.to_json(orient="records"))}, indent=2))
         return
     rows = [(r.law, "-" if r.n_params != r.n_params else str(int(r.n_params)),
-             _pct(r.mape) + ("" if r.mape_se != r.mape_se else f" ± {r.mape_se:.2f}"), _pct(r.worst),
-             _pct(r.cv_mape), _pct(r.cv_worst), "yes" if r.identified else f"no: {r.why_not}")
+             *((_pct(r.mape) + ("" if r.mape_se != r.mape_se else f" ± {r.mape_se:.2f}"), _pct(r.worst),
+                _pct(r.cv_mape), _pct(r.cv_worst)) if r.identified else ("-",) * 4),  # no result: no scores
+             "yes" if r.identified else f"no: {r.why_not}")
             for r in bt.scores.itertuples()]
     _print_table(console, f"Backtest: fitted on {bt.n_fit} runs ({bt.cutoff_rule}), {bt.n_held} held out",
                  ["law", "parameters", "held-out MAPE ± se", "worst", "CV MAPE", "CV worst", "identified"], rows)
@@ -165,12 +168,21 @@ def cmd_fit(args, console):
         save_law(fit, args.save)
     summary = fit.to_dict()
     summary["excluded"] = source.excluded
+    minima = fit.extra.get("minima")
     if args.approach.startswith("2"):
         summary["refused"] = {str(k): v for k, v in fit.extra.get("refused", {}).items()}
+        summary["minima"] = minima.to_dict(orient="records")
     if args.json:
         print(json.dumps(summary, indent=2))
         return
     _print_params(console, fit, f"{fit.name} on {len(df)} runs")
+    if args.approach.startswith("2"):  # each budget's minimum, its uncertainty and share, and what was refused
+        columns = [c for c in ("C", "N_opt", "D_opt", "sigma_logN", "weight", "vertex_position", "n_sizes")
+                   if c in minima]
+        rows = [[fmt(r[c]) for c in columns] for r in summary["minima"]]
+        rows += [[f"{float(k):.3g}", f"refused: {why}", *[""] * (len(columns) - 2)] for k, why in
+                 summary["refused"].items()]
+        _print_table(console, "Minimum of each budget", columns, rows)
     excluded = describe_excluded(summary["excluded"])
     if excluded:
         console.print(f"excluded {excluded} (only runs with status complete are fitted)")

@@ -5,7 +5,7 @@ Public API
   (Epoch AI 2024, "Chinchilla Scaling: A replication attempt", arXiv:2404.10102) extracted from Figure 4 of
   Hoffmann et al. 2022; N = `Model Size`, C = `Training FLOP`, D = C / (6 N), loss. Their refit drops the five
   points of highest loss (`drop_highest_loss=5`, 240 left). Source and credit: data/README.md.
-- `DATASETS`: name -> loader, for `scalinglaws backtest --dataset NAME`.
+- `DATASETS`: name -> loader, for `scalinglaws backtest --dataset NAME`; `DESCRIPTIONS`: what each one holds.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pandas as pd
 from .errors import InputError
 from .table import read_table
 
-__all__ = ["chinchilla_epoch", "DATASETS"]
+__all__ = ["chinchilla_epoch", "DATASETS", "DESCRIPTIONS"]
 
 EPOCH_FILE = "epoch2024_chinchilla_fig4.csv"
 
@@ -46,3 +46,5 @@ def chinchilla_epoch(drop_highest_loss: int = 0) -> pd.DataFrame:
 
 
 DATASETS = {"chinchilla_epoch": lambda: chinchilla_epoch(drop_highest_loss=5)}
+DESCRIPTIONS = {"chinchilla_epoch": "Chinchilla's Figure 4 as extracted by Besiroglu et al. 2024 (arXiv:2404.10102): "
+                                    "240 of its 245 points, the 5 of highest loss left out as in their refit"}

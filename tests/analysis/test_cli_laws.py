@@ -38,6 +38,20 @@ def test_backtest_on_the_shipped_chinchilla_data(capsys):
     assert result["cutoff_C"] == pytest.approx(table["C"].max() / 8)
     assert result["winner"] in ("chinchilla", "overtrain")
     assert all(r["mape"] > 0 for r in result["scores"])
+    code, out, _ = run(capsys, "backtest", "--dataset", "chinchilla_epoch", "--laws", "chinchilla", "--grid", "small",
+                       "--no-cv")
+    assert code == 0 and out.startswith("data set chinchilla_epoch: ") and "240 of its 245 points" in out
+
+
+def test_backtest_table_shows_no_scores_for_a_law_it_does_not_identify(capsys, tmp_path):
+    """data_constrained without repetition is not identified: its row says why and gives no MAPE."""
+    df = chinchilla_epoch(drop_highest_loss=5)
+    path = tmp_path / "runs.csv"
+    df.to_csv(path, index=False)
+    code, out, _ = run(capsys, "backtest", str(path), "--laws", "chinchilla,data_constrained", "--grid", "small",
+                       "--no-cv")
+    row = next(line for line in out.splitlines() if "data_constrained" in line)
+    assert code == 0 and "no:" in row and "%" not in row.split("no:")[0]
 
 
 @pytest.mark.parametrize("argv, needle", [
@@ -77,5 +91,12 @@ def test_fit_approach_2_is_the_robust_fit_and_2_classic_the_old_one(capsys):
     assert code == 0 and robust["name"] == "Chinchilla Approach 2 (robust)"
     assert robust["params"] == pytest.approx(dict(fit_table(fit_approach2_robust, df).params))
     assert "a" in robust["intervals"]
+    minima = fit_table(fit_approach2_robust, df).extra["minima"]
+    assert [m["N_opt"] for m in robust["minima"]] == pytest.approx(minima["N_opt"].tolist())
+    assert sum(m["weight"] for m in robust["minima"]) == pytest.approx(1.0)
+    code, out, _ = run(capsys, "fit", TABLE, "--approach", "2")  # the table shows each budget's minimum
+    assert code == 0 and "Minimum of each budget" in out and "sigma_logN" in out
+    from scalinglaws._format import fmt
+    assert all(fmt(n) in out.split("Minimum of each budget")[1] for n in minima["N_opt"])
     code, out, _ = run(capsys, "fit", TABLE, "--approach", "2-classic", "--json")
     assert json.loads(out)["params"] == pytest.approx(dict(fit_table(fit_approach2, df).params))
