@@ -131,7 +131,8 @@ def _two_term_fit(x1, x2, L, names, exponent_grid, init, model, linearise):
         starts = [t for _, t in sorted(scored, key=lambda s: s[0])[:4]]
     best = None
     for s in starts:
-        fit = least_squares(residual, s, bounds=([-np.inf, -np.inf, 0, 0], np.inf), x_scale="jac")
+        with np.errstate(invalid="ignore", over="ignore"):  # a start that overflows just scores worse
+            fit = least_squares(residual, s, bounds=([-np.inf, -np.inf, 0, 0], np.inf), x_scale="jac")
         if best is None or fit.cost < best.cost:
             best = fit
     flags = []

@@ -155,7 +155,8 @@ def power_law(x, y, offset=False, name="", init=None, var="x", names=("x_c", "al
         raise InputError(name or "fit_power_law", "y does not fall with x at any offset", "check the data")
     best = None
     for s in starts:
-        fit = least_squares(residual, s, bounds=([-np.inf, 0.0, 0.0], [np.inf, np.inf, np.inf]), x_scale="jac")
+        with np.errstate(invalid="ignore", over="ignore"):  # a start that overflows just scores worse
+            fit = least_squares(residual, s, bounds=([-np.inf, 0.0, 0.0], [np.inf, np.inf, np.inf]), x_scale="jac")
         if best is None or fit.cost < best.cost:
             best = fit
     log_xc, alpha, y_inf = (float(v) for v in best.x)
