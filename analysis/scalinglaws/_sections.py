@@ -379,8 +379,10 @@ def counting_conventions(ctx: Context, s: Section) -> None:
         d = df.assign(N=df[n_col].astype(float), C=df[c_col].astype(float))
         try:
             fit = fit_table(frontier.fit_approach2, d, window=APPROACH2_WINDOW)
-            rows.append({"parameters": n_label, "compute": c_label, "a (N_opt ~ C^a)": round(fit.params["a"], 4),
-                         "b (D_opt ~ C^b)": round(fit.params["b"], 4)})
+            problems = not_identified(fit)  # no exponent printed for a fit the data do not identify
+            a = f"not identified: {problems[0][0]}" if problems else round(fit.params["a"], 4)
+            rows.append({"parameters": n_label, "compute": c_label, "a (N_opt ~ C^a)": a,
+                         "b (D_opt ~ C^b)": "-" if problems else round(fit.params["b"], 4)})
         except InputError as e:
             rows.append({"parameters": n_label, "compute": c_label, "a (N_opt ~ C^a)": f"not fitted: {e}",
                          "b (D_opt ~ C^b)": "-"})

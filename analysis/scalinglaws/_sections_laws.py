@@ -59,8 +59,9 @@ def robust_approach2(ctx: Context, s: Section) -> None:
         s.tables.append(("Budgets refused (no information about N_opt)",
                          pd.DataFrame({"budget (FLOPs)": list(refused), "reason": list(refused.values())})))
     s.text += [t for t in flags_text(fit) if "not identified" not in t]
-    s.tables.append(("Minimum of each budget (sigma_logN: uncertainty of log N_opt; weight: share in the fit)",
-                     minima))
+    if not identify.not_identified(fit):  # the minima are the fit's own estimates
+        s.tables.append(("Minimum of each budget (sigma_logN: uncertainty of log N_opt; weight: share in the fit)",
+                         minima))
     ctx.figure(s, plots.isoflop_curves(fit), "isoflop.png",
                "Loss vs N per budget; stars mark the minima; refused budgets grey and dashed.")
 
@@ -102,8 +103,8 @@ def law_selection(ctx: Context, s: Section) -> None:
     s.text += sel.text(ctx.level)
     s.tables.append(("Held-out error per law (|predicted - actual| / actual)", sel.scores_table()))
     if sel.winner is not None and identify.not_identified(sel.winner):
-        s.text.append(f"The parameters of the winner refitted on every run are not identified (see 'Not identified, "
-                      "and why') and are not printed; its prediction interval above carries their uncertainty.")
+        s.text.append("The winner refitted on every run is not identified (see 'Not identified, and why'): its "
+                      "parameters are not printed, and no headline prediction is made from it.")
     elif sel.winner is not None:
         s.tables.append((f"The winner ({sel.backtest.winner}) refitted on every run", params_table(sel.winner)))
 

@@ -196,6 +196,8 @@ def fit_approach2_robust(N, D, C, L, budgets=None, window: int | None = None, n_
     if refused:
         flags.append(f"{len(refused)} budget(s) refused: " + "; ".join(f"{k}: {r}" for k, r in refused.items()))
     minima["weight"] = weight / weight.sum()
+    if not sigma:  # resampled at a nominal scale only: no uncertainty to report
+        minima["sigma_logN"] = np.nan
     minima = minima.drop(columns="lND")
     kN, kD = float(np.exp(lk)), float(np.exp(lkD))
     data = runs.drop(columns="y")

@@ -91,7 +91,7 @@ def law_selection(table: pd.DataFrame, grid: str = "chinchilla", n_boot: int = 1
             all_runs[name] = f"{type(e).__name__}: {e}"
     winner = all_runs.get(bt.winner) if bt.winner else None
     headline = None
-    if isinstance(winner, FitResult) and not winner.extra["not_identified"]:
+    if isinstance(winner, FitResult) and not not_identified(winner):  # no prediction from an unidentified fit
         C = HEADLINE_FACTOR * float(table["C"].max())
         N = optimal_N(winner, C)
         low, loss, high = predict_run(winner, N, C / (6 * N), level=level)

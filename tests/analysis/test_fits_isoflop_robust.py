@@ -95,3 +95,12 @@ def test_the_default_parabola_takes_every_size_and_holds_a_at_1_percent_noise():
         narrow.append(fit_table(fit_approach2_robust, df, window=5, n_resamples=100).params["a"])
     assert np.abs(np.array(default) - 0.5).max() <= 0.03, default
     assert np.std(default) < np.std(narrow)
+
+
+def test_without_a_noise_estimate_the_minima_carry_no_uncertainty():
+    """3 sizes a budget and one seed: no residual dof and no seeds, so no sigma; budgets weigh equally."""
+    df = S.isoflop(S.chinchilla(), BUDGETS[:4], n_sizes=3, span=0.5, noise=0.003, seed=5)
+    fit = fit_table(fit_approach2_robust, df, n_resamples=100)
+    minima = fit.extra["minima"]
+    assert fit.extra["noise"] is None and minima["sigma_logN"].isna().all()
+    assert minima["weight"].to_numpy() == pytest.approx(np.full(4, 0.25)) and "a" not in fit.intervals

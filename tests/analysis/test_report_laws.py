@@ -38,8 +38,11 @@ def test_quickstart_report_backtests_every_law_with_the_largest_budget_held_out(
     winner = min(close, key=lambda law: (close[law][0], close[law][1]))  # the one-standard-error rule
     assert f"Winner: {winner} (held-out MAPE {close[winner][1]:.2f}%)" in laws
     assert "one-standard-error rule" in laws
-    assert f"Headline prediction, by the winner ({winner}, refitted on all runs)" in laws
-    assert "prediction interval [" in laws and "residual scatter stands in" in laws
+    if f"| law {winner} |" in _section(md, "Not identified, and why"):  # its refit on every run does not hold
+        assert "no headline prediction is made from it" in laws and "Headline prediction" not in laws
+    else:
+        assert f"Headline prediction, by the winner ({winner}, refitted on all runs)" in laws
+        assert "prediction interval [" in laws and "residual scatter stands in" in laws
     assert "Not fitted" not in _section(md, "Backtest: predicting the largest budget")
 
 
@@ -98,3 +101,24 @@ def test_a_fit_the_data_do_not_identify_prints_no_scores_or_predictions(tmp_path
             and not r.startswith("| law ") and r.count("|") == 9]
     assert rows and all(r[2:7] == ["-"] * 5 for r in rows if r[7] == "no")
     assert "Approach 3, backtest fit" in _section(md, "Not identified, and why")
+
+
+
+def test_flat_isoflop_profiles_give_no_frontier_exponent_under_any_counting_convention(tmp_path):
+    """Loss that depends on C alone (flat isoFLOP profiles, noise only): Approach 2 under each convention is not
+    identified, so the conventions table gives no exponent (it printed a = 1.075, b = -0.075 before)."""
+    import numpy as np
+    df = S.isoflop(lambda N, D: 2.0 + 0.05 * np.log(N * D), [1e17, 1e18, 1e19, 1e20], n_sizes=7, noise=0.01,
+                   seed=4)
+    df = df.assign(n_params_nonembed=0.8 * df["N"], flops_kaplan=5.0 * df["N"] * df["D"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        md = build_report(df, tmp_path, bootstrap_n=20, seed=0, grid="small", progress=False).read_text()
+    conventions = [[c.strip() for c in r.split("|")[1:-1]] for r in
+                   _section(md, "Counting conventions: parameters and FLOPs").splitlines()
+                   if r.startswith("| ") and not r.startswith("| parameters ")]
+    assert len(conventions) == 4 and all(r[2].startswith(("not identified", "not fitted")) and r[3] == "-"
+                                         for r in conventions), conventions
+    assert any(r[2].startswith("not identified") for r in conventions)
+    if "| Approach 2 |" in _section(md, "Not identified, and why"):  # nor the minima of an unidentified fit
+        assert "Minimum of each budget" not in _section(md, "Chinchilla Approach 2: isoFLOP profiles")
