@@ -113,8 +113,8 @@ def not_identified(ctx: Context, s: Section) -> None:
     rows = not_identified_rows(ctx.fits, ctx.law_backtest)
     if rows.empty:
         s.text.append("Every fit of this report is identified by its data: no exponent <= 0 or known only within "
-                      "more than a factor 10, no parameter outside its grid of starts, no fit with fewer distinct inputs than parameters, no bootstrap with "
-                      "more than 10% failed refits.")
+                      "more than a factor 10, no parameter outside its grid of starts, no fit with fewer distinct "
+                      "inputs than parameters, no bootstrap with more than 10% failed refits.")
         return
     s.text.append(f"{rows['fit'].nunique()} fit(s) are not identified by these data and are not printed as results "
                   f"(rules: identify.py); the table has one row per reason ({len(rows)}).")

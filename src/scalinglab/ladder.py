@@ -200,8 +200,9 @@ def ladder(section, base: GPTConfig, convention: str = "6nd") -> list[Rung]:
     aspect = _number(shape, "aspect_ratio", SHAPE_DEFAULTS["aspect_ratio"])
     head_dim = _number(shape, "head_dim", SHAPE_DEFAULTS["head_dim"])
     if not head_dim.is_integer() or (family == "llama" and head_dim % 2):
-        raise ConfigError("plan.ladder.shape.head_dim", "must be a whole number" + (", even for llama's rotary "
-                          "embeddings" if family == "llama" else "") + f", got {head_dim:g}", "set plan.ladder.shape.head_dim=16")
+        rotary = ", even for llama's rotary embeddings" if family == "llama" else ""
+        raise ConfigError("plan.ladder.shape.head_dim", f"must be a whole number{rotary}, got {head_dim:g}",
+                          "set plan.ladder.shape.head_dim=16")
     if convention not in COUNT_OF:
         raise ConfigError("plan.flops", f"unknown convention {convention!r}", f"use one of {', '.join(COUNT_OF)}")
     goals = targets(n_min, n_max, per_decade)
