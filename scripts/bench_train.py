@@ -9,7 +9,7 @@ n_ctx 128, batch 8, one thread. Per shape it times
   reference  today's yardstick loop: plain torch.optim.AdamW (for-loop), default SDPA, fp32, loss read each step;
   lightning  scalinglab's LanguageModel under lightning.Trainer with the RunRecorder callback, as configured by
              default (what `python -m scalinglab.train` runs; evaluation off, so both time training steps only);
-  bare       the same configuration as a bare loop (module.adamw, the loss read every LOSS_READ_EVERY steps);
+  bare       the same configuration as a bare loop (optim.adamw, the loss read every LOSS_READ_EVERY steps);
   stacked    K=8 same-shape models in one step (scalinglab.stacked.build_stack when it exists, otherwise the
              torch.func.vmap prototype below, labelled so), summed tokens/s of the K members;
 and ends with one line per shape:
@@ -43,7 +43,8 @@ from scalinglab.config import TrainConfig
 from scalinglab.flops import flops_chinchilla
 from scalinglab.model import GPT, GPTConfig
 from scalinglab.data import step_groups
-from scalinglab.module import LOSS_READ_EVERY, STEPS_PER_BATCH, LanguageModel, adamw
+from scalinglab.module import LOSS_READ_EVERY, STEPS_PER_BATCH, LanguageModel
+from scalinglab.optim import adamw
 from scalinglab.recorder import RunRecorder
 from scalinglab.schedule import lr_multiplier
 
@@ -92,12 +93,14 @@ def tok_per_s(data, seconds: float) -> float:
 
 # -- the paths ------------------------------------------------------------------------------------------------
 def reference_loop(cfg: GPTConfig, data, compile: bool = False, optimizer: dict | None = None,
-                   autocast: bool = False) -> float:
-    """Today's yardstick: plain AdamW (or `optimizer` kwargs), clip, loss read every step."""
+                   autocast: bool = False, flat: bool = False) -> float:
+    """Today's yardstick: plain AdamW (or `optimizer` kwargs; `flat`: optim.adamw over flat buffers), clip, loss
+    read every step."""
     torch.manual_seed(0)
     model = GPT(cfg)
     step_model = torch.compile(model) if compile else model
-    opt = torch.optim.AdamW(model.parameters(), lr=LR, betas=(0.9, 0.95), weight_decay=0.1, **(optimizer or {}))
+    opt = (adamw(model, TRAIN, LR, flat=True) if flat else
+           torch.optim.AdamW(model.parameters(), lr=LR, betas=(0.9, 0.95), weight_decay=0.1, **(optimizer or {})))
     for i, (x, y) in enumerate(data):
         if i == WARMUP:
             t0 = clock()
@@ -264,6 +267,7 @@ def attention(kind: str):
 LEVERS = {
     "adamw_foreach": lambda cfg, data: reference_loop(cfg, data, optimizer={"foreach": True}),
     "adamw_fused": lambda cfg, data: reference_loop(cfg, data, optimizer={"fused": True}),
+    "adamw_flat": lambda cfg, data: reference_loop(cfg, data, flat=True),
     "attn_math": lambda cfg, data: _with(attention("math"), reference_loop, cfg, data),
     "attn_plain": lambda cfg, data: _with(attention("plain"), reference_loop, cfg, data),
     "bf16": lambda cfg, data: reference_loop(cfg, data, optimizer={"fused": True}, autocast=True),

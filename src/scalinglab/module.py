@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 
 import lightning as L
+from lightning.pytorch.strategies import SingleDeviceStrategy
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -26,23 +27,13 @@ import torch.nn.functional as F
 from scalinglab.config import GPTConfig, TrainConfig
 from scalinglab.model import GPT
 from scalinglab.noise_scale import NoiseScale, microbatches, unbiased_estimates
+from scalinglab.optim import adamw
 from scalinglab.runs import bits_per_byte
 from scalinglab.schedule import lr_multiplier
 
 LOSS_READ_EVERY = 8  # steps between host reads of the training loss (divergence is caught within this many steps)
 STEPS_PER_BATCH = 8  # optimizer steps per Lightning batch (data.step_groups): its ~0.25 ms of hooks a batch, shared
 PLAIN_ATTRIBUTES = frozenset({"_current_fx_name", "tokens_seen", "_step_tokens"})  # never tensors or modules
-
-
-def adamw(model: torch.nn.Module, train: TrainConfig, lr: float) -> torch.optim.AdamW:
-    """AdamW with decoupled weight decay on matrices only (Loshchilov & Hutter 2019), as one fused kernel per
-    parameter group (`fused=True`): on one CPU thread it measured fastest of the for-loop, foreach and fused
-    implementations (scripts/bench_train.py --levers)."""
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    return torch.optim.AdamW(
-        [{"params": decay, "weight_decay": train.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=lr, betas=(train.beta1, train.beta2), eps=train.eps, fused=True)
 
 
 class Diverged(RuntimeError):
@@ -99,9 +90,16 @@ class LanguageModel(L.LightningModule):
     # -- optimisation -------------------------------------------------------------------------------------
     def configure_optimizers(self):
         t = self.train_cfg
-        optimizer = adamw(self.model, t, self.peak_lr)
+        # Flat buffers (optim.FlatAdamW) on one device; data-parallel strategies bucket the gradients themselves.
+        one_device = isinstance(self.trainer.strategy, SingleDeviceStrategy)
+        optimizer = adamw(self.model, t, self.peak_lr, flat=one_device)
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_multiplier(step, self.total_steps, t))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Zero the gradients in place: on one device they are views into the optimizer's flat buffers
+        (optim.FlatAdamW), which Lightning's own zero_grad (before training and each validation) would detach."""
+        super().zero_grad(set_to_none=False)
 
     def on_train_start(self):
         """Set each LR from this run's schedule at the current step. A no-op for a fresh start or an ordinary

@@ -28,7 +28,14 @@ def save_pretrained(model: torch.nn.Module, config: GPTConfig, directory: Path |
     """Write `model`'s weights and config into `directory` (each file atomically); returns the directory."""
     directory = Path(directory)
     model = getattr(model, "_orig_mod", model)  # the module under torch.compile
-    atomic_write(directory / WEIGHTS, lambda tmp: save_model(model, tmp))
+    # A copy with tensors of its own: in training the parameters are views into the optimizer's flat buffers
+    # (optim.FlatAdamW), which safetensors refuses as shared storage.
+    with torch.device("meta"):
+        own = GPT(config)
+    own.load_state_dict({k: v.detach().clone() for k, v in model.state_dict().items()}, assign=True)
+    if config.tie_embeddings:
+        own.lm_head.weight = own.wte.weight
+    atomic_write(directory / WEIGHTS, lambda tmp: save_model(own, tmp))
     write_text(directory / MODEL_CONFIG, json.dumps(config.to_dict(), indent=2) + "\n")
     return directory
 
