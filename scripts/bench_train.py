@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/bench_train.py --shapes repro [--rounds 3] [--clock thread]
     .venv/bin/python scripts/bench_train.py --shapes repro --levers
+    .venv/bin/python scripts/bench_train.py --shapes repro --parts
     .venv/bin/python scripts/bench_train.py [--steps 20] [--compile] [--threads 2]
 
 `--shapes repro`: the reproduction's shapes (n_layer, d_model) = (1,16) (1,32) (2,64) (4,128) at vocab 512,
@@ -44,7 +45,7 @@ from scalinglab.flops import flops_chinchilla
 from scalinglab.model import GPT, GPTConfig
 from scalinglab.data import step_groups
 from scalinglab.module import LOSS_READ_EVERY, STEPS_PER_BATCH, LanguageModel
-from scalinglab.optim import adamw
+from scalinglab.optim import adamw, clip_grad_norm
 from scalinglab.recorder import RunRecorder
 from scalinglab.schedule import lr_multiplier
 
@@ -131,7 +132,7 @@ def default_loop(cfg: GPTConfig, data, device: torch.device | str = "cpu", autoc
         with torch.autocast(torch.device(device).type, dtype=autocast or torch.float32, enabled=bool(autocast)):
             _, loss = step_model(x, y)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), TRAIN.grad_clip)
+        clip_grad_norm(opt, TRAIN.grad_clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
         schedule.step()
@@ -337,6 +338,52 @@ def repro(args) -> None:
     print("\n".join(results))
 
 
+def per_call_us(fn, calls: int = 300, rounds: int = 3) -> float:
+    """Best-of-`rounds` mean time of `fn()` in microseconds over `calls` calls (after 20 warm-up calls)."""
+    for _ in range(20):
+        fn()
+    best = math.inf
+    for _ in range(rounds):
+        t = clock()
+        for _ in range(calls):
+            fn()
+        best = min(best, (clock() - t) / calls * 1e6)
+    return best
+
+
+def parts(args) -> None:
+    """Per repro shape, the time of each part of one training step (microseconds per call, best of 3 x 300 calls:
+    far steadier on a shared machine than end-to-end rounds) under the reference and the default configuration."""
+    size = SIZES["repro"]
+    print(f"vocab {size['vocab']}, n_ctx {size['n_ctx']}, batch {size['batch']}, {args.threads} thread(s), "
+          f"us per call by {args.clock} time")
+    for n_layer, d_model, n_head in SHAPES["repro"]:
+        if args.only and f"{n_layer},{d_model}" not in args.only:
+            continue
+        cfg = GPTConfig(n_layer, d_model, n_head, size["n_ctx"], size["vocab"])
+        (x, y), = batches(1, size["batch"], size["n_ctx"], size["vocab"])
+        torch.manual_seed(0)
+        ref, flat = GPT(cfg), GPT(cfg)
+        ref_opt = torch.optim.AdamW(ref.parameters(), lr=LR, betas=(0.9, 0.95), weight_decay=0.1)
+        fused_opt = adamw(ref, TRAIN, LR, flat=False)
+        flat_opt = adamw(flat, TRAIN, LR)
+        schedule = torch.optim.lr_scheduler.LambdaLR(flat_opt, lambda s: lr_multiplier(s, 10**9, TRAIN))
+
+        def forward_backward(model=ref):
+            model(x, y)[1].backward()
+        forward_backward(), forward_backward(flat)
+        calls = max(20, 300 * 16 // d_model)
+        row = {"forward+backward": per_call_us(forward_backward, calls=max(10, calls // 10)),
+               "AdamW for-loop (reference)": per_call_us(ref_opt.step, calls),
+               "AdamW fused, per tensor": per_call_us(fused_opt.step, calls),
+               "AdamW fused, flat (default)": per_call_us(flat_opt.step, calls),
+               "clip_grad_norm_ (reference)": per_call_us(lambda: torch.nn.utils.clip_grad_norm_(ref.parameters(), 1e9),
+                                                         calls),
+               "optim.clip_grad_norm, flat (default)": per_call_us(lambda: clip_grad_norm(flat_opt, 1e9), calls),
+               "LR schedule step": per_call_us(schedule.step, calls)}
+        print(f"({n_layer},{d_model}) " + "  ".join(f"{name} {us:,.0f}" for name, us in row.items()), flush=True)
+
+
 def default_shapes(args) -> None:
     size = SIZES["default"]
     peak = matmul_peak()
@@ -368,6 +415,7 @@ def main() -> None:
     parser.add_argument("--clock", choices=["thread", "wall"], default=None,
                         help="repro: time by the thread's CPU time (default) or wall time (default shapes: wall)")
     parser.add_argument("--levers", action="store_true", help="repro: time single levers against the reference")
+    parser.add_argument("--parts", action="store_true", help="repro: microseconds per part of a step")
     parser.add_argument("--no-stacked", action="store_true", help="repro: skip the stacked K=8 path")
     parser.add_argument("--only", nargs="+", default=None, metavar="L,D", help="repro: only these shapes, e.g. 1,16")
     args = parser.parse_args()
@@ -377,7 +425,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
-    repro(args) if args.shapes == "repro" else default_shapes(args)
+    if args.shapes == "repro":
+        parts(args) if args.parts else repro(args)
+    else:
+        default_shapes(args)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ import torch
 
 from scalinglab.config import GPTConfig, TrainConfig
 from scalinglab.model import GPT
-from scalinglab.optim import FlatAdamW, adamw
+from scalinglab.optim import FlatAdamW, adamw, clip_grad_norm
 
 TRAIN = TrainConfig(weight_decay=0.1, beta1=0.9, beta2=0.95, eps=1e-8)
 
@@ -88,3 +88,30 @@ def test_gradients_detached_from_the_flat_buffer_are_given_back():
     before = [p.detach().clone() for p in model.parameters()]
     opt.step()
     assert all(not torch.equal(a, p) for a, p in zip(before, model.parameters()) if p.grad.abs().sum() > 0)
+
+
+@pytest.mark.parametrize("max_norm", [1e-3, 1e3])
+def test_clip_grad_norm_equals_torch_clip_grad_norm(max_norm):
+    """Clipped (max_norm below the norm) and untouched (above it) alike, over flat buffers and plain parameters."""
+    cfg = GPTConfig(n_layer=1, d_model=16, n_head=2, n_ctx=16, vocab_size=64)
+    (x, y), = batches(1)
+    results = []
+    for flat in (False, True):
+        torch.manual_seed(0)
+        model = GPT(cfg)
+        opt = adamw(model, TRAIN, 1e-3, flat=flat)
+        model(x, y)[1].backward()
+        reference = [p.grad.clone() for p in model.parameters()]
+        copies = [torch.nn.Parameter(p.detach().clone()) for p in model.parameters()]
+        for c, g in zip(copies, reference):
+            c.grad = g.clone()
+        expected = torch.nn.utils.clip_grad_norm_(copies, max_norm)
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in reference]))
+        total = clip_grad_norm(opt, max_norm)
+        assert torch.allclose(total, norm, rtol=1e-6) and torch.allclose(total, expected, rtol=1e-6)
+        scale = min(1.0, max_norm / (norm.item() + 1e-6))
+        for p, g, c in zip(model.parameters(), reference, copies):
+            assert torch.allclose(p.grad, g * scale, rtol=1e-5, atol=1e-12)
+            assert torch.allclose(p.grad, c.grad, rtol=1e-5, atol=1e-12)
+        results.append(total)
+    assert torch.allclose(results[0], results[1], rtol=1e-6)

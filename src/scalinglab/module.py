@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from scalinglab.config import GPTConfig, TrainConfig
 from scalinglab.model import GPT
 from scalinglab.noise_scale import NoiseScale, microbatches, unbiased_estimates
-from scalinglab.optim import adamw
+from scalinglab.optim import adamw, clip_grad_norm
 from scalinglab.runs import bits_per_byte
 from scalinglab.schedule import lr_multiplier
 
@@ -132,8 +132,7 @@ class LanguageModel(L.LightningModule):
             scaler = getattr(self.trainer.precision_plugin, "scaler", None)
             if scaler is not None:
                 scaler.unscale_(optimizer.optimizer)
-            params = [p for group in optimizer.param_groups for p in group["params"]]
-            torch.nn.utils.clip_grad_norm_(params, self.train_cfg.grad_clip)
+            clip_grad_norm(optimizer.optimizer, self.train_cfg.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         schedule.step()

@@ -18,7 +18,7 @@ import torch
 
 from scalinglab.config import TrainConfig
 
-__all__ = ["FlatAdamW", "adamw", "decay_groups"]
+__all__ = ["FlatAdamW", "adamw", "clip_grad_norm", "decay_groups"]
 
 
 def decay_groups(model: torch.nn.Module) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
@@ -38,6 +38,23 @@ def adamw(model: torch.nn.Module, train: TrainConfig, lr: float, flat: bool = Tr
     if flat:
         return FlatAdamW(model, groups, **kwargs)
     return torch.optim.AdamW(groups, **kwargs)
+
+
+@torch.no_grad()
+def clip_grad_norm(optimizer: torch.optim.Optimizer, max_norm: float) -> torch.Tensor:
+    """Scale every gradient of `optimizer`'s parameters by min(1, max_norm / (||g||_2 + 1e-6)), ||g|| over all of
+    them (Pascanu et al. 2013, arXiv:1211.5063); returns ||g||. torch.nn.utils.clip_grad_norm_'s arithmetic, without a
+    host sync, in a handful of kernels: its grouping by device and dtype cost ~70 us of a ~7 ms step at d_model 16
+    (over FlatAdamW's two buffers)."""
+    grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    norms = [torch.linalg.vector_norm(g, dtype=torch.float32) for g in grads]
+    total = torch.linalg.vector_norm(torch.stack([n.to(norms[0].device) for n in norms]))
+    coef = (max_norm / (total + 1e-6)).clamp_(max=1.0)
+    for g in grads:
+        g.mul_(coef.to(g.device, g.dtype))
+    return total
 
 
 class FlatAdamW(torch.optim.AdamW):
