@@ -23,6 +23,7 @@ import torch
 
 from scalinglab.config import GPTConfig
 from scalinglab.model import GPT
+from scalinglab.optim import decay_groups
 from scalinglab.stacked import build_stack
 
 SHAPES = [(1, 16, 2), (1, 32, 2), (2, 64, 2)]
@@ -33,8 +34,7 @@ def alone_step(cfg: GPTConfig, device: torch.device):
     """One run's optimizer step on a fixed random batch."""
     torch.manual_seed(0)
     model = GPT(cfg).to(device)
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    rest = [p for p in model.parameters() if p.dim() < 2]
+    decay, rest = decay_groups(model)
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}],
                             lr=1e-3, betas=(0.9, 0.95), eps=1e-8)
     data = torch.randint(0, VOCAB, (BATCH, N_CTX + 1), generator=torch.Generator().manual_seed(0)).to(device)

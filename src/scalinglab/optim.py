@@ -19,13 +19,19 @@ import torch
 
 from scalinglab.config import TrainConfig
 
-__all__ = ["FlatAdamW", "adamw", "clip_grad_norm", "decay_groups"]
+__all__ = ["FlatAdamW", "adamw", "clip_grad_norm", "decay_groups", "decays"]
+
+
+def decays(p: torch.Tensor) -> bool:
+    """Whether weight decay applies to `p`: to matrices and embeddings (>= 2 dimensions), not to biases and norms."""
+    return p.dim() >= 2
 
 
 def decay_groups(model: torch.nn.Module) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
-    """(matrices, the rest): weight decay applies to parameters with >= 2 dimensions only (a tied embedding once)."""
+    """(decayed, the rest), each in `model.parameters()` order (a tied embedding once): AdamW's two groups, and the
+    order of a Lightning checkpoint's per-parameter optimizer state."""
     params = list(model.parameters())
-    return [p for p in params if p.dim() >= 2], [p for p in params if p.dim() < 2]
+    return [p for p in params if decays(p)], [p for p in params if not decays(p)]
 
 
 def adamw(model: torch.nn.Module, train: TrainConfig, lr: float, flat: bool = True) -> torch.optim.AdamW:
@@ -83,14 +89,13 @@ class FlatAdamW(torch.optim.AdamW):
                 key = (p.dtype, p.device)
                 slots.append((key, sizes.get(key, 0)))
                 sizes[key] = sizes.get(key, 0) + p.numel()
-            buffers, flats = {}, []
+            buffers = {}  # (dtype, device) -> its flat buffer, in order of first appearance
             for key in sizes:
                 members = [p for p in params if (p.dtype, p.device) == key]
-                flat = torch.nn.Parameter(torch.cat([p.detach().reshape(-1) for p in members]),
-                                          requires_grad=any(p.requires_grad for p in members))
-                flat.grad = torch.zeros_like(flat)
-                buffers[key] = flat
-                flats.append(flat)
+                buffers[key] = torch.nn.Parameter(torch.cat([p.detach().reshape(-1) for p in members]),
+                                                  requires_grad=any(p.requires_grad for p in members))
+                buffers[key].grad = torch.zeros_like(buffers[key])
+            index = {key: i for i, key in enumerate(buffers)}
             layout = []
             for p, (key, start) in zip(params, slots):
                 flat = buffers[key]
@@ -99,9 +104,9 @@ class FlatAdamW(torch.optim.AdamW):
                 self.grad_views.append((view, view.grad))
                 for module, name in owners[id(p)]:
                     module._parameters[name] = view
-                layout.append((list(buffers).index(key), start, p.shape))
+                layout.append((index[key], start, p.shape))
             self.layout.append(layout)
-            flat_groups.append({**group, "params": flats})
+            flat_groups.append({**group, "params": list(buffers.values())})
         super().__init__(flat_groups, **kwargs)
 
     @torch.no_grad()

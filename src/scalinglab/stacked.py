@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from scalinglab.errors import ConfigError
 from scalinglab.module import Diverged, LanguageModel
+from scalinglab.optim import decay_groups
 from scalinglab.runs import resolve_device_kind, resolve_precision
 from scalinglab.stacked_step import OptimizerSettings, Stack
 from scalinglab.store import CHECKPOINT, StoreError, atomic_write, run_lock, write_metrics
@@ -145,8 +146,8 @@ def _resume(run: _Run) -> None:
     if FORMAT in ckpt:
         run.optimizer = ckpt["optimizer"]
     else:
-        named = list(module.model.named_parameters())
-        order = [n for n, p in named if p.dim() >= 2] + [n for n, p in named if p.dim() < 2]
+        name_of = {id(p): n for n, p in module.model.named_parameters()}
+        order = [name_of[id(p)] for group in decay_groups(module.model) for p in group]
         state = ckpt["optimizer_states"][0]["state"]
         run.optimizer = {"step": int(state[0]["step"]) if state else 0,
                          **{key: {n: state[i][key] for i, n in enumerate(order) if i in state}

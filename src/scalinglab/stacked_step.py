@@ -24,6 +24,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call, vmap
 
+from scalinglab.optim import decays
+
 __all__ = ["Stack", "OptimizerSettings"]
 
 
@@ -65,7 +67,7 @@ class Stack:
         self.steps = [0] * len(models)
         decay = torch.zeros(total, device=device)
         for name, p in named:
-            if p.dim() >= 2:  # matrices and embeddings decay, biases and norms do not (as LanguageModel)
+            if decays(p):  # as LanguageModel's AdamW (optim.decays)
                 decay[slice(*self.offsets[name])] = 1.0
         self.decay = decay
         self.buffers = {name: torch.stack([dict(m.named_buffers())[name] for m in models])
