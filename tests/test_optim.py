@@ -4,7 +4,7 @@ import torch
 
 from scalinglab.config import GPTConfig, TrainConfig
 from scalinglab.model import GPT
-from scalinglab.optim import FlatAdamW, adamw, clip_grad_norm
+from scalinglab.optim import FlatAdamW, adamw, clip_grad_norm, decay_groups
 
 TRAIN = TrainConfig(weight_decay=0.1, beta1=0.9, beta2=0.95, eps=1e-8)
 
@@ -115,3 +115,19 @@ def test_clip_grad_norm_equals_torch_clip_grad_norm(max_norm):
             assert torch.allclose(p.grad, c.grad, rtol=1e-5, atol=1e-12)
         results.append(total)
     assert torch.allclose(results[0], results[1], rtol=1e-6)
+
+
+@pytest.mark.parametrize("options", [dict(family="gpt2"), dict(family="llama", qk_norm=True, tie_embeddings=False)])
+def test_weight_decay_goes_to_matrices_and_embeddings_even_when_a_sharding_flattens_them(options):
+    cfg = GPTConfig(n_layer=2, d_model=16, n_head=2, n_ctx=16, vocab_size=64, **options)
+    model = GPT(cfg)
+    decay, rest = decay_groups(model)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert {names[id(p)] for p in decay} == {n for n, p in model.named_parameters() if p.dim() >= 2}
+    assert rest and all(p.dim() == 1 for p in rest)
+    # FSDP with use_orig_params=True (Lightning's default) leaves each parameter a flat 1-D shard before
+    # configure_optimizers runs: the groups must not change.
+    for p in model.parameters():
+        p.data = p.data.reshape(-1)
+    flat_decay, flat_rest = decay_groups(model)
+    assert [id(p) for p in flat_decay] == [id(p) for p in decay] and [id(p) for p in flat_rest] == [id(p) for p in rest]

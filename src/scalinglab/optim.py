@@ -19,19 +19,21 @@ import torch
 
 from scalinglab.config import TrainConfig
 
-__all__ = ["FlatAdamW", "adamw", "clip_grad_norm", "decay_groups", "decays"]
+__all__ = ["FlatAdamW", "adamw", "clip_grad_norm", "decay_groups", "decayed"]
 
 
-def decays(p: torch.Tensor) -> bool:
-    """Whether weight decay applies to `p`: to matrices and embeddings (>= 2 dimensions), not to biases and norms."""
-    return p.dim() >= 2
+def decayed(model: torch.nn.Module) -> set[int]:
+    """The ids of the parameters weight decay applies to: the weights of Linear and Embedding modules (matrices and
+    embeddings), not biases or norms. Decided by the owning module, not by `p.dim()`: under FSDP (Lightning's
+    default use_orig_params=True) every parameter is a flattened 1-D shard by the time the optimizer is built."""
+    return {id(m.weight) for m in model.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Embedding))}
 
 
 def decay_groups(model: torch.nn.Module) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
     """(decayed, the rest), each in `model.parameters()` order (a tied embedding once): AdamW's two groups, and the
     order of a Lightning checkpoint's per-parameter optimizer state."""
-    params = list(model.parameters())
-    return [p for p in params if decays(p)], [p for p in params if not decays(p)]
+    params, decay = list(model.parameters()), decayed(model)
+    return [p for p in params if id(p) in decay], [p for p in params if id(p) not in decay]
 
 
 def adamw(model: torch.nn.Module, train: TrainConfig, lr: float, flat: bool = True) -> torch.optim.AdamW:

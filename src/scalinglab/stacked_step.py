@@ -24,7 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call, vmap
 
-from scalinglab.optim import decays
+from scalinglab.optim import decayed
 
 __all__ = ["Stack", "OptimizerSettings"]
 
@@ -65,9 +65,9 @@ class Stack:
         self.exp_avg = torch.zeros_like(self.weights)
         self.exp_avg_sq = torch.zeros_like(self.weights)
         self.steps = [0] * len(models)
-        decay = torch.zeros(total, device=device)
+        decay, decays = torch.zeros(total, device=device), decayed(models[0])
         for name, p in named:
-            if decays(p):  # as LanguageModel's AdamW (optim.decays)
+            if id(p) in decays:  # as LanguageModel's AdamW (optim.decayed)
                 decay[slice(*self.offsets[name])] = 1.0
         self.decay = decay
         self.buffers = {name: torch.stack([dict(m.named_buffers())[name] for m in models])
