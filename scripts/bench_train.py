@@ -16,7 +16,11 @@ n_ctx 128, batch 8, one thread. Per shape it times
 and ends with one line per shape:
   RESULT shape=(1,32) lightning_ratio=<lightning/reference> overhead=<1 - lightning/bare> stacked_k=8
          stacked_speedup=<stacked summed tok/s / bare tok/s>
-Each path runs `--rounds` times, interleaved, and the best round counts. `--clock thread` (the default) times the
+Every path is timed in the same blocks of steps, the Lightning path's training batches (STEPS_PER_BATCH = 8 steps),
+and the paths run in lockstep: between two Lightning batches, outside their timing, each other path runs its own
+next block, so block j of every path runs within a fraction of a second of the others' and a change of load on a
+shared machine falls on all of them alike. Tokens/s: the median over a path's blocks of `--rounds` runs; the
+RESULT ratios: the median over blocks of the ratio of the two paths' block times. `--clock thread` (the default) times the
 training thread's CPU time (time.thread_time), so other processes on a shared machine do not enter the ratios;
 with one torch thread and in-process data loading that is the wall time of a quiet machine. `--clock wall` times
 wall time. `--levers` times the single levers per shape (AdamW implementation, attention implementation, bf16
@@ -32,6 +36,7 @@ import argparse
 import contextlib
 import logging
 import math
+import statistics
 import tempfile
 import time
 import warnings
@@ -51,7 +56,7 @@ from scalinglab.schedule import lr_multiplier
 
 SHAPES = {"default": [(2, 64, 2), (4, 128, 4), (6, 256, 4)], "repro": [(1, 16, 2), (1, 32, 2), (2, 64, 2), (4, 128, 4)]}
 SIZES = {"default": dict(n_ctx=256, vocab=4096, batch=32), "repro": dict(n_ctx=128, vocab=512, batch=8)}
-REPRO_STEPS = {16: 200, 32: 160, 64: 60, 128: 20}  # timed steps per round: ~1 s each on a quiet core
+REPRO_STEPS = {16: 200, 32: 160, 64: 64, 128: 40}  # timed steps per round: ~1 s each on a quiet core
 TRAIN = TrainConfig(weight_decay=0.1, beta1=0.9, beta2=0.95, eps=1e-8, schedule="cosine", warmup_frac=0.02,
                     min_lr_ratio=0.1, cooldown_frac=0.2, diverge_factor=10.0, eval_points=1, grad_clip=1.0,
                     checkpoint_minutes=1e9, early_stopping=False, patience=1)
@@ -88,13 +93,31 @@ def batches(steps: int, batch: int, n_ctx: int, vocab: int, k: int | None = None
     return [(d[..., :-1], d[..., 1:]) for d in data]
 
 
-def tok_per_s(data, seconds: float) -> float:
-    return (len(data) - WARMUP) * data[0][0].numel() / seconds
+def blocks_of(steps: int) -> list[tuple[int, int]]:
+    """The timed blocks (first, stop) of a run of `steps` steps: from step WARMUP on, the Lightning path's training
+    batches (data.step_groups, cut at WARMUP), so every path is timed over the same steps."""
+    return [group for group in step_groups(0, steps, STEPS_PER_BATCH, {WARMUP}) if group[0] >= WARMUP]
 
 
-# -- the paths ------------------------------------------------------------------------------------------------
-def reference_loop(cfg: GPTConfig, data, compile: bool = False, optimizer: dict | None = None,
-                   autocast: bool = False, flat: bool = False) -> float:
+def timed(step, steps: int, device: torch.device | str = "cpu"):
+    """Run `step(i)` for the WARMUP untimed steps, then yield the seconds (`now`) of each block of `blocks_of`."""
+    for i in range(WARMUP):
+        step(i)
+    for first, stop in blocks_of(steps):
+        t = now(device)
+        for i in range(first, stop):
+            step(i)
+        yield now(device) - t
+
+
+def rate(seconds, steps: int, tokens_per_step: int) -> float:
+    """Tokens/s of the timed steps of a run of `steps` steps, from its blocks' seconds."""
+    return (steps - WARMUP) * tokens_per_step / sum(seconds)
+
+
+# -- the paths: each a generator of its blocks' seconds, and a function of its tokens/s ------------------------
+def reference_blocks(cfg: GPTConfig, data, compile: bool = False, optimizer: dict | None = None,
+                     autocast: bool = False, flat: bool = False):
     """Today's yardstick: plain AdamW (or `optimizer` kwargs; `flat`: optim.adamw over flat buffers), clip, loss
     read every step."""
     torch.manual_seed(0)
@@ -102,9 +125,9 @@ def reference_loop(cfg: GPTConfig, data, compile: bool = False, optimizer: dict 
     step_model = torch.compile(model) if compile else model
     opt = (adamw(model, TRAIN, LR, flat=True) if flat else
            torch.optim.AdamW(model.parameters(), lr=LR, betas=(0.9, 0.95), weight_decay=0.1, **(optimizer or {})))
-    for i, (x, y) in enumerate(data):
-        if i == WARMUP:
-            t0 = clock()
+
+    def step(i):
+        x, y = data[i]
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             _, loss = step_model(x, y)
         loss.backward()
@@ -112,11 +135,15 @@ def reference_loop(cfg: GPTConfig, data, compile: bool = False, optimizer: dict 
         opt.step()
         opt.zero_grad(set_to_none=True)
         loss.item()
-    return tok_per_s(data, clock() - t0)
+    yield from timed(step, len(data))
 
 
-def default_loop(cfg: GPTConfig, data, device: torch.device | str = "cpu", autocast: torch.dtype | None = None,
-                 model: torch.nn.Module | None = None, compile: bool = False) -> float:
+def reference_loop(cfg: GPTConfig, data, compile: bool = False, **kwargs) -> float:
+    return rate(reference_blocks(cfg, data, compile, **kwargs), len(data), data[0][0].numel())
+
+
+def default_blocks(cfg: GPTConfig, data, device: torch.device | str = "cpu", autocast: torch.dtype | None = None,
+                   model: torch.nn.Module | None = None, compile: bool = False):
     """The default configuration as a bare loop: what LanguageModel.training_step does, without Lightning
     (`autocast`: the dtype of bf16-mixed training, as Lightning's precision plugin runs it; data on `device`)."""
     torch.manual_seed(0)
@@ -126,9 +153,10 @@ def default_loop(cfg: GPTConfig, data, device: torch.device | str = "cpu", autoc
     steps = len(data)
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_multiplier(s, steps, TRAIN))
     unread = []
-    for i, (x, y) in enumerate(data):
-        if i == WARMUP:
-            t0 = now(device)
+
+    def step(i):
+        nonlocal unread
+        x, y = data[i]
         with torch.autocast(torch.device(device).type, dtype=autocast or torch.float32, enabled=bool(autocast)):
             _, loss = step_model(x, y)
         loss.backward()
@@ -140,25 +168,43 @@ def default_loop(cfg: GPTConfig, data, device: torch.device | str = "cpu", autoc
         if len(unread) >= LOSS_READ_EVERY:
             values, unread = torch.stack(unread).tolist(), []
             assert all(math.isfinite(v) for v in values)
-    return tok_per_s(data, now(device) - t0)
+    yield from timed(step, steps, device)
 
 
-class _Timer(L.Callback):
-    """Clock readings at the start of the batch that begins at step WARMUP and at the end of the last step."""
+def default_loop(cfg: GPTConfig, data, device: torch.device | str = "cpu", autocast: torch.dtype | None = None,
+                 model: torch.nn.Module | None = None, compile: bool = False) -> float:
+    return rate(default_blocks(cfg, data, device, autocast, model, compile), len(data), data[0][0].numel())
 
-    def __init__(self, steps: int):
-        self.steps, self.t0, self.t1 = steps, None, None
+
+class _Lockstep(L.Callback):
+    """Times each training batch from step WARMUP on (from its start to the next one's: Lightning's work between
+    batches included) and, between two batches and outside that timing, runs the same block of every other path."""
+
+    def __init__(self, others: dict):
+        self.others, self.t = others, None
+        self.seconds = {name: [] for name in ["lightning", *others]}
+
+    def _close(self):
+        if self.t is not None:
+            self.seconds["lightning"].append(clock() - self.t)
+            self.t = None
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if trainer.global_step == WARMUP:
-            self.t0 = clock()
+        if trainer.global_step >= WARMUP:
+            self._close()
+            for name, blocks in self.others.items():
+                self.seconds[name].append(next(blocks))
+            self.t = clock()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.global_step == self.steps:
-            self.t1 = clock()
+        if trainer.global_step == trainer.max_steps:
+            self._close()
 
 
-def lightning_path(cfg: GPTConfig, data, compile: bool = False) -> float:
+def lightning_path(cfg: GPTConfig, data, compile: bool = False, others: dict | None = None) -> dict[str, list]:
+    """The seconds of each block of the Lightning path and, in lockstep with it, of each of `others` (name ->
+    a blocks generator of the same steps): block j of every path runs right after block j of the one before, so
+    a change of load on a shared machine falls on the paths alike."""
     torch.manual_seed(0)
     steps = len(data)
     tokens = steps * data[0][0].numel()
@@ -166,17 +212,24 @@ def lightning_path(cfg: GPTConfig, data, compile: bool = False) -> float:
     module.eval_at = set()  # time training steps only, as the bare loops do
     if compile:
         module.model = torch.compile(module.model)
-    timer = _Timer(steps)
+    timer = _Lockstep(others or {})
     with tempfile.TemporaryDirectory() as tmp:
         trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=steps, max_epochs=1, logger=False,
                             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                            num_sanity_val_steps=0, limit_val_batches=0,
-                            callbacks=[RunRecorder(tmp, TRAIN),
-                                       timer])
+                            num_sanity_val_steps=0, limit_val_batches=0, callbacks=[RunRecorder(tmp, TRAIN), timer])
         # Batches as train.py gives them: groups of STEPS_PER_BATCH steps (the timing starts at a group's start).
         groups = [data[a:b] for a, b in step_groups(0, steps, STEPS_PER_BATCH, {WARMUP})]
         trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader(groups, batch_size=None))
-    return tok_per_s(data, timer.t1 - timer.t0)
+    return timer.seconds
+
+
+def lockstep(paths: dict) -> dict[str, list]:
+    """The seconds of each block of each path (name -> blocks generator), block j of each in turn."""
+    seconds = {name: [] for name in paths}
+    for blocks in zip(*paths.values()):
+        for name, s in zip(paths, blocks):
+            seconds[name].append(s)
+    return seconds
 
 
 def _prototype_stack(cfg: GPTConfig, k: int, batch_size: int, device: torch.device | str = "cpu",
@@ -218,24 +271,33 @@ def _prototype_stack(cfg: GPTConfig, k: int, batch_size: int, device: torch.devi
     return None, step
 
 
-def stacked_path(cfg: GPTConfig, batch: int, steps: int, device: torch.device | str = "cpu",
-                 autocast: torch.dtype | None = None) -> tuple[float, str]:
-    """Summed tokens/s of K members trained as one stack, and which implementation ran."""
-    try:
-        from scalinglab.stacked import build_stack
-        source = "scalinglab.stacked"
-    except ImportError:
-        build_stack, source = None, "vmap prototype"
-    _, step = (build_stack or _prototype_stack)(cfg, K, batch, device, autocast)
+def stacked_blocks(cfg: GPTConfig, batch: int, steps: int, device: torch.device | str = "cpu",
+                   autocast: torch.dtype | None = None):
+    """K members trained as one stack (scalinglab.stacked, or the prototype above where it is missing)."""
+    _, step = (_stack_builder()[0])(cfg, K, batch, device, autocast)
     unread = []
-    for i in range(steps):
-        if i == WARMUP:
-            t0 = now(device)
+
+    def one(i):
+        nonlocal unread
         unread.append(step())
         if len(unread) >= LOSS_READ_EVERY:
             torch.stack(unread).tolist()
             unread = []
-    return (steps - WARMUP) * K * batch * cfg.n_ctx / (now(device) - t0), source
+    yield from timed(one, steps, device)
+
+
+def _stack_builder():
+    try:
+        from scalinglab.stacked import build_stack
+        return build_stack, "scalinglab.stacked"
+    except ImportError:
+        return _prototype_stack, "vmap prototype"
+
+
+def stacked_path(cfg: GPTConfig, batch: int, steps: int, device: torch.device | str = "cpu",
+                 autocast: torch.dtype | None = None) -> tuple[float, str]:
+    """Summed tokens/s of K members trained as one stack, and which implementation ran."""
+    return rate(stacked_blocks(cfg, batch, steps, device, autocast), steps, K * batch * cfg.n_ctx), _stack_builder()[1]
 
 
 # -- levers ---------------------------------------------------------------------------------------------------
@@ -265,34 +327,41 @@ def attention(kind: str):
         F.scaled_dot_product_attention = original
 
 
-LEVERS = {
-    "adamw_foreach": lambda cfg, data: reference_loop(cfg, data, optimizer={"foreach": True}),
-    "adamw_fused": lambda cfg, data: reference_loop(cfg, data, optimizer={"fused": True}),
-    "adamw_flat": lambda cfg, data: reference_loop(cfg, data, flat=True),
-    "attn_math": lambda cfg, data: _with(attention("math"), reference_loop, cfg, data),
-    "attn_plain": lambda cfg, data: _with(attention("plain"), reference_loop, cfg, data),
-    "bf16": lambda cfg, data: reference_loop(cfg, data, optimizer={"fused": True}, autocast=True),
+LEVERS = {  # each (cfg, data) -> a blocks generator, as reference_blocks
+    "adamw_foreach": lambda cfg, data: reference_blocks(cfg, data, optimizer={"foreach": True}),
+    "adamw_fused": lambda cfg, data: reference_blocks(cfg, data, optimizer={"fused": True}),
+    "adamw_flat": lambda cfg, data: reference_blocks(cfg, data, flat=True),
+    "attn_math": lambda cfg, data: _within(lambda: attention("math"), reference_blocks(cfg, data)),
+    "attn_plain": lambda cfg, data: _within(lambda: attention("plain"), reference_blocks(cfg, data)),
+    "bf16": lambda cfg, data: reference_blocks(cfg, data, optimizer={"fused": True}, autocast=True),
 }
 
 
-def _with(ctx, fn, *args):
-    with ctx:
-        return fn(*args)
+def _within(context, blocks):
+    """`blocks` with `context()` entered around each of its blocks only (the paths around it run without)."""
+    while True:
+        with context():
+            seconds = next(blocks, None)
+        if seconds is None:
+            return
+        yield seconds
 
 
-def best_of(rounds: int, paths: dict) -> dict:
-    """Each path `rounds` times, interleaved; the best tokens/s of each."""
-    best = {name: 0.0 for name in paths}
-    for _ in range(rounds):
-        for name, path in paths.items():
-            best[name] = max(best[name], path())
-    return best
+def paired(seconds: dict, name: str, base: str, scale: float = 1.0) -> float:
+    """The median over blocks of (`name`'s tokens/s / `base`'s) = scale * base's seconds / name's, block by block."""
+    return statistics.median(scale * b / a for a, b in zip(seconds[name], seconds[base]))
+
+
+def typical(seconds: list, steps: int, tokens_per_step: int) -> float:
+    """The median tokens/s of a path's blocks (over all rounds)."""
+    sizes = [stop - first for first, stop in blocks_of(steps)]
+    return statistics.median(n * tokens_per_step / s for n, s in zip(sizes * (len(seconds) // len(sizes)), seconds))
 
 
 def repro(args) -> None:
     size = SIZES["repro"]
     print(f"vocab {size['vocab']}, n_ctx {size['n_ctx']}, batch {size['batch']}, {args.threads} thread(s), "
-          f"best of {args.rounds} interleaved rounds, tok/s by {args.clock} time")
+          f"{args.rounds} lockstep runs, median of {STEPS_PER_BATCH}-step blocks, by {args.clock} time")
     results = []
     for n_layer, d_model, n_head in SHAPES["repro"]:
         if args.only and f"{n_layer},{d_model}" not in args.only:
@@ -301,38 +370,41 @@ def repro(args) -> None:
         steps = (args.steps or REPRO_STEPS[d_model]) + WARMUP
         data = batches(steps, size["batch"], size["n_ctx"], size["vocab"])
         shape = f"({n_layer},{d_model})"
+        tokens = size["batch"] * size["n_ctx"]
+        seconds = {}
+
+        def add(round_seconds):
+            for name, values in round_seconds.items():
+                seconds.setdefault(name, []).extend(values)
         if args.levers:
-            paths = {"reference": lambda: reference_loop(cfg, data)}
-            paths.update({name: (lambda f=f: f(cfg, data)) for name, f in LEVERS.items()})
-            best = best_of(args.rounds, paths)
-            print(f"{shape:>8} reference {best['reference']:>9,.0f} tok/s  " + "  ".join(
-                f"{name} {best[name] / best['reference']:.3f}x" for name in LEVERS), flush=True)
+            for _ in range(args.rounds):
+                add(lockstep({"reference": reference_blocks(cfg, data),
+                              **{name: lever(cfg, data) for name, lever in LEVERS.items()}}))
+            print(f"{shape:>8} reference {typical(seconds['reference'], steps, tokens):>9,.0f} tok/s  " + "  ".join(
+                f"{name} {paired(seconds, name, 'reference'):.3f}x" for name in LEVERS), flush=True)
             continue
-        source = []
-        paths = {"reference": lambda: reference_loop(cfg, data), "lightning": lambda: lightning_path(cfg, data),
-                 "bare": lambda: default_loop(cfg, data)}
         if args.compile:
             t = time.perf_counter()
             default_loop(cfg, data[:WARMUP + 1], compile=True)
             compile_seconds = time.perf_counter() - t  # compiling forward and backward, and WARMUP + 1 steps
-            paths["compiled"] = lambda: default_loop(cfg, data, compile=True)
+        for _ in range(args.rounds):
+            others = {"reference": reference_blocks(cfg, data), "bare": default_blocks(cfg, data)}
+            if args.compile:
+                others["compiled"] = default_blocks(cfg, data, compile=True)
+            if not args.no_stacked:
+                others["stacked"] = stacked_blocks(cfg, size["batch"], steps)
+            add(lightning_path(cfg, data, others=others))
+        line = f"{shape:>8} " + "  ".join(f"{name} {typical(seconds[name], steps, tokens):>9,.0f}"
+                                          for name in ("reference", "lightning", "bare")) + " tok/s"
+        result = (f"RESULT shape={shape} lightning_ratio={paired(seconds, 'lightning', 'reference'):.3f} "
+                  f"overhead={1 - paired(seconds, 'lightning', 'bare'):.3f}")
         if not args.no_stacked:
-            def stacked():
-                tps, src = stacked_path(cfg, size["batch"], steps)
-                source.append(src)
-                return tps
-            paths["stacked"] = stacked
-        best = best_of(args.rounds, paths)
-        line = (f"{shape:>8} reference {best['reference']:>9,.0f}  lightning {best['lightning']:>9,.0f}  "
-                f"bare {best['bare']:>9,.0f} tok/s")
-        result = (f"RESULT shape={shape} lightning_ratio={best['lightning'] / best['reference']:.3f} "
-                  f"overhead={1 - best['lightning'] / best['bare']:.3f}")
-        if source:
-            line += f"  stacked K={K} {best['stacked']:>9,.0f} tok/s summed ({source[0]})"
-            result += f" stacked_k={K} stacked_speedup={best['stacked'] / best['bare']:.3f}"
+            line += (f"  stacked K={K} {typical(seconds['stacked'], steps, K * tokens):>9,.0f} tok/s summed "
+                     f"({_stack_builder()[1]})")
+            result += f" stacked_k={K} stacked_speedup={paired(seconds, 'stacked', 'bare', K):.3f}"
         if args.compile:
-            line += (f"  compiled bare {best['compiled']:>9,.0f} tok/s ({best['compiled'] / best['bare']:.3f}x of bare,"
-                     f" compile {compile_seconds:.0f} s wall)")
+            line += (f"  compiled bare {typical(seconds['compiled'], steps, tokens):>9,.0f} tok/s "
+                     f"({paired(seconds, 'compiled', 'bare'):.3f}x of bare, compile {compile_seconds:.0f} s wall)")
         print(line, flush=True)
         results.append(result)
     print("\n".join(results))
@@ -375,6 +447,9 @@ def parts(args) -> None:
         forward_backward(flat)  # every gradient exists before the optimizer and clip timings
         calls = max(20, 300 * 16 // d_model)
         row = {"forward+backward": per_call_us(forward_backward, calls=max(10, calls // 10)),
+               # the same graph on 4 tokens: the per-step cost that does not scale with tokens (op dispatch,
+               # autograd, writing the weight gradients)
+               "forward+backward, 4 tokens": per_call_us(lambda: ref(x[:1, :4], y[:1, :4])[1].backward(), calls),
                "AdamW for-loop (reference)": per_call_us(ref_opt.step, calls),
                "AdamW fused, per tensor": per_call_us(fused_opt.step, calls),
                "AdamW fused, flat (default)": per_call_us(flat_opt.step, calls),
@@ -397,7 +472,7 @@ def default_shapes(args) -> None:
         per_token = flops_chinchilla(n_layer, d_model, n_head, size["n_ctx"], size["vocab"])
         for compile in ([False, True] if args.compile else [False]):
             bare = reference_loop(cfg, data, compile)
-            light = lightning_path(cfg, data, compile)
+            light = rate(lightning_path(cfg, data, compile)["lightning"], len(data), data[0][0].numel())
             gflops = light * per_token / 1e9
             print(f"{f'({n_layer},{d_model})':>10} {str(compile):>7} {bare:>11.0f} {light:>15.0f} "
                   f"{light / bare:>6.3f} {gflops:>8.1f} {gflops * 1e9 / peak:>6.1%}")
@@ -412,7 +487,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default 2; repro: 1)")
     parser.add_argument("--compile", action="store_true",
                         help="also time torch.compile: both paths (default shapes), the default bare loop (repro)")
-    parser.add_argument("--rounds", type=int, default=3, help="repro: interleaved rounds per path, best counts")
+    parser.add_argument("--rounds", type=int, default=3, help="repro: runs of every path (all their blocks count)")
     parser.add_argument("--clock", choices=["thread", "wall"], default=None,
                         help="repro: time by the thread's CPU time (default) or wall time (default shapes: wall)")
     parser.add_argument("--levers", action="store_true", help="repro: time single levers against the reference")
