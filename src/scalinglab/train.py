@@ -162,6 +162,7 @@ def run_facts(cfg: DictConfig, model_cfg, dm, rdir: Path) -> tuple:
     counts, FLOPs per token by convention, peak LR, tokens per epoch)."""
     import torch
 
+    from scalinglab.allocator import keep_freed_memory
     from scalinglab.flops import flops_measured, flops_per_token
     from scalinglab.model import GPT
     from scalinglab.schedule import peak_lr
@@ -171,6 +172,7 @@ def run_facts(cfg: DictConfig, model_cfg, dm, rdir: Path) -> tuple:
         model_cfg = GPTConfig(**{**model_cfg.to_dict(), "vocab_size": dm.vocab_size})
     if train.threads:
         torch.set_num_threads(train.threads)
+    keep_freed_memory()  # every step allocates the same tensors: no page faults for them (allocator.py)
     if _launcher_rank_zero():
         write_text(rdir / CONFIG, OmegaConf.to_yaml(cfg, resolve=True))
     probe = GPT(model_cfg)
