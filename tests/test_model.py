@@ -140,7 +140,42 @@ def test_attention_on_cpu_runs_in_fp32_under_bf16_autocast():
     q, k, v = (torch.randn(2, 4, 32, 8).bfloat16().requires_grad_() for _ in range(3))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = attention(q, k, v)
-    expected = torch.nn.functional.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=True)
+    expected = attention(q.float(), k.float(), v.float())  # the fp32 kernel, outside autocast
     assert out.dtype == torch.bfloat16 and torch.equal(out, expected.bfloat16())
     out.float().sum().backward()
     assert q.grad.dtype == torch.bfloat16 and torch.isfinite(q.grad.float()).all()
+
+
+@pytest.mark.parametrize("shape", [(2, 2, 16, 8), (1, 3, 33, 4)])
+def test_small_head_attention_has_the_exact_gradients_of_causal_softmax_attention(shape):
+    """gradcheck in float64 (finite differences against the hand-written backward), and the same output as SDPA."""
+    from scalinglab.model import SmallHeadAttention
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(*shape, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    assert torch.autograd.gradcheck(lambda *qkv: SmallHeadAttention.apply(*qkv)[0], (q, k, v))
+    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+    assert torch.allclose(SmallHeadAttention.apply(q, k, v)[0], expected, atol=1e-12)
+
+
+@pytest.mark.parametrize("head_dim, kv_heads, dropout, small", [(8, 4, 0.0, True), (16, 4, 0.0, False),
+                                                                 (8, 2, 0.0, False), (8, 4, 0.1, False)])
+def test_attention_takes_the_small_head_kernel_only_where_it_applies(monkeypatch, head_dim, kv_heads, dropout,
+                                                                     small):
+    """At head_dim <= SMALL_HEAD_DIM, one key/value head per query head and no dropout: SmallHeadAttention, with
+    SDPA's output and gradients (fp32, within 1e-5); otherwise SDPA itself."""
+    import scalinglab.model as model
+    calls = []
+    monkeypatch.setattr(model.SmallHeadAttention, "apply",
+                        lambda *a, f=model.SmallHeadAttention.apply: calls.append(1) or f(*a))
+    torch.manual_seed(0)
+    q = torch.randn(2, 4, 64, head_dim, requires_grad=True)
+    k, v = (torch.randn(2, kv_heads, 64, head_dim, requires_grad=True) for _ in range(2))
+    torch.manual_seed(1)
+    out = model.attention(q, k, v, dropout)
+    assert bool(calls) is small
+    if small:
+        grads = torch.autograd.grad(out.square().sum(), (q, k, v))
+        expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+        assert torch.allclose(out, expected, atol=1e-5)
+        for g, e in zip(grads, torch.autograd.grad(expected.square().sum(), (q, k, v))):
+            assert torch.allclose(g, e, atol=1e-5)

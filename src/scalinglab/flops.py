@@ -86,7 +86,7 @@ def flops_measured(model: GPT, n_ctx: int | None = None) -> float:
     """Measured training FLOPs per token: FlopCounterMode over one forward + backward of one sequence.
 
     Runs on a copy-free pass over `model` (its gradients are cleared afterwards). Attention goes through the math
-    SDPA backend so the counter sees it.
+    SDPA backend so the counter sees it (model.SmallHeadAttention, at small head sizes, is plain matmuls already).
     """
     import torch
     from torch.nn.attention import SDPBackend, sdpa_kernel

@@ -3,8 +3,9 @@
 - gpt2 (Radford et al. 2019): learned positions, pre-LayerNorm blocks, GELU MLP, biases, final LayerNorm.
 - llama (Touvron et al. 2023, arXiv:2302.13971): rotary position embeddings on queries and keys (Su et al. 2021,
   arXiv:2104.09864), pre-RMSNorm blocks, SwiGLU MLP (Shazeer 2020, arXiv:2002.05202), no biases.
-Both: causal self-attention through `attention` (F.scaled_dot_product_attention; grouped-query when
-n_kv_head < n_head), optional QK-norm, and an unembedding tied to the token embedding unless tie_embeddings=false.
+Both: causal self-attention through `attention` (F.scaled_dot_product_attention, or `SmallHeadAttention` at
+small head sizes on CPU; grouped-query when n_kv_head < n_head), optional QK-norm, and an unembedding tied to the
+token embedding unless tie_embeddings=false.
 In training the unembedding and the loss run fused, in row chunks (`LinearCrossEntropy`), so the
 (tokens x vocab) logits are never written out: same FLOPs, a fraction of the memory traffic. Under autocast its
 matmuls run in the autocast dtype and its softmax in fp32.
@@ -18,6 +19,7 @@ Shapes: B batch, T sequence, d d_model, h query heads, g key/value heads, k head
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -47,6 +49,10 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).type_as(x)
 
 
+SMALL_HEAD_DIM = 8  # CPU attention at head_dim <= this runs as SmallHeadAttention (see `attention`)
+SMALL_SCORES = 2**24  # ... while its (B, h, T, T) scores, kept for the backward, hold at most this many floats
+
+
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float = 0.0) -> torch.Tensor:
     """Causal softmax(q k^T / sqrt(k)) v: q (B, h, T, k), k and v (B, g, T, k) with g | h -> (B, h, T, k).
 
@@ -54,13 +60,68 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: floa
     heads (grouped-query attention, Ainslie et al. 2023, arXiv:2305.13245). On CPU it runs in fp32 whatever the
     autocast dtype: the CPU flash kernel's bf16 backward took 7x its fp32 time at head_dim 8, which made bf16-mixed
     training 0.41-0.56x of fp32 at d_model <= 64 (scripts/bench_train.py --levers); the matmuls around it stay
-    in bf16.
+    in bf16. On CPU at head_dim <= SMALL_HEAD_DIM (no dropout, g = h, scores within SMALL_SCORES) it runs as
+    `SmallHeadAttention`, 1.9x the flash kernel's speed forward and backward at (B, h, T, k) = (8, 2, 128, 8) and
+    slower from head_dim 16 (scripts/bench_train.py --attention).
     """
     if q.device.type == "cpu" and q.dtype != torch.float32:
         with torch.autocast("cpu", enabled=False):
             return attention(q.float(), k.float(), v.float(), dropout_p).to(q.dtype)
+    B, h, T, head_dim = q.shape
+    if (q.device.type == "cpu" and head_dim <= SMALL_HEAD_DIM and not dropout_p and k.shape[1] == h
+            and B * h * T * T <= SMALL_SCORES):
+        return SmallHeadAttention.apply(q, k, v)[0]
     return F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout_p,
                                           enable_gqa=k.shape[1] != q.shape[1])
+
+
+@functools.lru_cache(maxsize=8)
+def causal_mask(T: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """(T, T): 0 on and below the diagonal, -inf above (key s > query t is masked)."""
+    return torch.full((T, T), float("-inf"), device=device, dtype=dtype).triu_(1)
+
+
+class SmallHeadAttention(torch.autograd.Function):
+    """Causal attention with the scores written out, every matmul laid out for a wide output.
+
+    Forward: P = softmax(q k^T / sqrt(k) + mask), O = P v. Backward (Dao et al. 2022, FlashAttention,
+    arXiv:2205.14135, appendix B.2): dV = P^T dO, dP = dO V^T, dS = P * (dP - D) with D_t = dO_t . O_t,
+    dQ = dS K / sqrt(k), dK = dS^T Q / sqrt(k). At a small head_dim a matmul whose output is (T, k) wide runs
+    at a quarter of the speed of the same product written as its transpose, (k, T), on CPU (MKL); so O, dV, dQ and
+    dK are formed transposed (O^T = V^T P^T, ...) and handed on as transposed views. The scores (B h T^2 floats)
+    are kept for the backward, which the flash kernel recomputes instead.
+    """
+
+    generate_vmap_rule = True  # so that torch.func.vmap (stacked training) batches it
+
+    @staticmethod
+    def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
+        """(O (B, h, T, k), P (Bh, T, T), O^T (Bh, k, T)); the last two are kept for the backward only."""
+        B, h, T, d = q.shape
+        q3, k3, v3 = (t.reshape(B * h, T, d) for t in (q, k, v))  # (Bh, T, k)
+        p = torch.baddbmm(causal_mask(T, q.device, q.dtype), q3, k3.transpose(1, 2), alpha=d ** -0.5).softmax(-1)
+        out_t = torch.bmm(v3.transpose(1, 2), p.transpose(1, 2))  # O^T: (Bh, k, T)
+        return out_t.view(B, h, d, T).transpose(2, 3), p, out_t
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        q, k, v = inputs
+        _, p, out_t = output
+        ctx.mark_non_differentiable(p, out_t)
+        ctx.save_for_backward(q, k, v, p, out_t)
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor, *_):
+        q, k, v, p, out_t = ctx.saved_tensors
+        B, h, T, d = q.shape
+        q3, k3, v3, do = (t.reshape(B * h, T, d) for t in (q, k, v, grad_out))  # (Bh, T, k)
+        scale = d ** -0.5
+        dv_t = torch.bmm(do.transpose(1, 2), p)  # dV^T = dO^T P: (Bh, k, T)
+        delta = (do.transpose(1, 2) * out_t).sum(1).unsqueeze(-1)  # D = rowsum(dO * O): (Bh, T, 1)
+        ds = torch.bmm(do, v3.transpose(1, 2)).sub_(delta).mul_(p)  # dS = P * (dO V^T - D): (Bh, T, T)
+        dq_t = torch.bmm(k3.transpose(1, 2), ds.transpose(1, 2)).mul_(scale)  # dQ^T = K^T dS^T: (Bh, k, T)
+        dk_t = torch.bmm(q3.transpose(1, 2), ds).mul_(scale)  # dK^T = Q^T dS: (Bh, k, T)
+        return tuple(t.view(B, h, d, T).transpose(2, 3) for t in (dq_t, dk_t, dv_t))
 
 
 class CausalSelfAttention(nn.Module):
@@ -121,13 +182,17 @@ class Block(nn.Module):
         return x + self.mlp(self.ln_2(x))
 
 
+LOG2E, LN2 = 1.0 / math.log(2.0), math.log(2.0)
+
+
 class LinearCrossEntropy(torch.autograd.Function):
     """mean_i [logsumexp(h_i W^T) - (h_i W^T)_{t_i}] and its gradients, one chunk of rows at a time.
 
     The loss is the last node of the graph, so its gradients are formed in the same pass (dL/dlogits =
     softmax - onehot, then dL/dh = G W and dL/dW = G^T h): 2dV FLOPs forward and 4dV backward per token, as the
     unfused head, but each chunk's logits stay in cache instead of 4 passes over a (tokens x vocab) tensor
-    (log_softmax, nll, and both backwards): on CPU that halves the head's time at vocab 4096.
+    (log_softmax, nll, and both backwards): on CPU that halves the head's time at vocab 4096. The softmax runs in
+    base 2 (logits times log2(e), then exp2) and dL/dW is formed as its transpose h^T G, the faster forms on CPU.
     """
 
     @staticmethod
@@ -135,25 +200,27 @@ class LinearCrossEntropy(torch.autograd.Function):
                 dtype: torch.dtype) -> torch.Tensor:
         """`dtype`: of the matmuls (h's own in fp32 training, bfloat16 under bf16 autocast); the softmax, the
         loss and the gradients' sums are fp32 (h.dtype) whatever it is."""
-        grad_h, grad_w = torch.empty_like(h), torch.zeros_like(weight)
+        grad_h, grad_w_t = torch.empty_like(h), weight.new_zeros(weight.shape[::-1])  # dL/dW^T: (d, V)
         loss = h.new_zeros(())
         hm, wm = h.to(dtype), weight.to(dtype)  # no copies when dtype is h's
+        # Logits in base 2: torch's exp2 ran at 2.5x the speed of its exp on an AVX-512 CPU (1024 x 512 floats).
+        h2 = (h * LOG2E).to(dtype)
         rows = torch.arange(min(chunk, h.shape[0]), device=h.device)
         with torch.autocast(h.device.type, enabled=False):
             for s in range(0, h.shape[0], chunk):
                 hc, tc = hm[s:s + chunk], targets[s:s + chunk]
-                logits = (hc @ wm.t()).to(h.dtype)
+                logits = (h2[s:s + chunk] @ wm.t()).to(h.dtype)  # log2(e) times the logits
                 target_logit = logits.gather(1, tc[:, None])
                 m = logits.amax(1, keepdim=True)
-                p = logits.sub_(m).exp_()  # in place: the chunk's logits become unnormalised probabilities
+                p = logits.sub_(m).exp2_()  # in place: the chunk's logits become unnormalised probabilities
                 z = p.sum(1, keepdim=True)
-                loss += (m + z.log() - target_logit).sum()
+                loss += (m + z.log2() - target_logit).sum() * LN2
                 p.div_(z)
                 p[rows[:len(tc)], tc] -= 1.0
                 p = p.to(dtype)
                 grad_h[s:s + chunk] = p @ wm  # plain matmuls, so FlopCounterMode (flops.py) sees them
-                grad_w += p.t() @ hc
-        ctx.save_for_backward(grad_h, grad_w)
+                grad_w_t += hc.t() @ p  # h^T G, a wide (d, V) output: 1.8x (d 16) to 1.1x (d 128) G^T h's speed
+        ctx.save_for_backward(grad_h, grad_w_t.t())
         ctx.rows = h.shape[0]
         return loss / ctx.rows
 
