@@ -3,11 +3,13 @@
     .venv/bin/python scripts/bench_train.py --shapes repro [--rounds 3] [--clock thread]
     .venv/bin/python scripts/bench_train.py --shapes repro --levers
     .venv/bin/python scripts/bench_train.py --shapes repro --parts
+    .venv/bin/python scripts/bench_train.py --shapes repro --attention
     .venv/bin/python scripts/bench_train.py [--steps 20] [--compile] [--threads 2]
 
 `--shapes repro`: the reproduction's shapes (n_layer, d_model) = (1,16) (1,32) (2,64) (4,128) at vocab 512,
 n_ctx 128, batch 8, one thread. Per shape it times
-  reference  today's yardstick loop: plain torch.optim.AdamW (for-loop), default SDPA, fp32, loss read each step;
+  reference  today's yardstick loop: plain torch.optim.AdamW (for-loop), SDPA's default kernel at every head size,
+             fp32, loss read each step;
   lightning  scalinglab's LanguageModel under lightning.Trainer with the RunRecorder callback, as configured by
              default (what `python -m scalinglab.train` runs; evaluation off, so both time training steps only);
   bare       the same configuration as a bare loop (optim.adamw, the loss read every LOSS_READ_EVERY steps);
@@ -20,11 +22,13 @@ Every path is timed in the same blocks of steps, the Lightning path's training b
 and the paths run in lockstep: between two Lightning batches, outside their timing, each other path runs its own
 next block, so block j of every path runs within a fraction of a second of the others' and a change of load on a
 shared machine falls on all of them alike. Tokens/s: the median over a path's blocks of `--rounds` runs; the
-RESULT ratios: the median over blocks of the ratio of the two paths' block times. `--clock thread` (the default) times the
-training thread's CPU time (time.thread_time), so other processes on a shared machine do not enter the ratios;
-with one torch thread and in-process data loading that is the wall time of a quiet machine. `--clock wall` times
+RESULT ratios: the median over blocks of the ratio of the two paths' block times. `--clock thread` (the default)
+times the training thread's CPU time (time.thread_time), so other processes on a shared machine do not enter the
+ratios; with one torch thread and in-process data loading that is the wall time of a quiet machine. `--clock wall` times
 wall time. `--levers` times the single levers per shape (AdamW implementation, attention implementation, bf16
-autocast) as bare loops, against the reference.
+autocast) as bare loops, against the reference. `--parts` and `--attention` time the parts of a step and the
+attention kernels alone, in microseconds per call. Like training (scalinglab.train), the process keeps freed
+memory (scalinglab.allocator), for every path.
 
 Without `--shapes`: the shapes (2,64) (4,128) (6,256) at n_ctx 256, vocab 4096, batch 32, `--threads` threads,
 bare loop vs Lightning path (optionally both under torch.compile), with GFLOP/s and MFU against a measured fp32
@@ -45,6 +49,8 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
+import scalinglab.model
+from scalinglab.allocator import keep_freed_memory
 from scalinglab.config import TrainConfig
 from scalinglab.flops import flops_chinchilla
 from scalinglab.model import GPT, GPTConfig
@@ -117,9 +123,9 @@ def rate(seconds, steps: int, tokens_per_step: int) -> float:
 
 # -- the paths: each a generator of its blocks' seconds, and a function of its tokens/s ------------------------
 def reference_blocks(cfg: GPTConfig, data, compile: bool = False, optimizer: dict | None = None,
-                     autocast: bool = False, flat: bool = False):
+                     autocast: bool = False, flat: bool = False, kind: str = "flash"):
     """Today's yardstick: plain AdamW (or `optimizer` kwargs; `flat`: optim.adamw over flat buffers), clip, loss
-    read every step."""
+    read every step, attention by SDPA at every head size (`attention("flash")`; levers swap it inside)."""
     torch.manual_seed(0)
     model = GPT(cfg)
     step_model = torch.compile(model) if compile else model
@@ -128,7 +134,7 @@ def reference_blocks(cfg: GPTConfig, data, compile: bool = False, optimizer: dic
 
     def step(i):
         x, y = data[i]
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast), attention(kind):
             _, loss = step_model(x, y)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -301,50 +307,28 @@ def stacked_path(cfg: GPTConfig, batch: int, steps: int, device: torch.device | 
 
 
 # -- levers ---------------------------------------------------------------------------------------------------
-def _plain_attention(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, **_):
-    """softmax(q k^T / sqrt(d) + causal mask) v as batched matmuls over (batch x heads)."""
-    B, H, T, D = q.shape
-    mask = torch.full((T, T), float("-inf"), device=q.device).triu_(1)
-    scores = torch.baddbmm(mask.expand(B * H, T, T), q.reshape(B * H, T, D), k.reshape(B * H, T, D).transpose(1, 2),
-                           alpha=1.0 / math.sqrt(D))
-    return (scores.softmax(-1) @ v.reshape(B * H, T, D)).view(B, H, T, D)
-
-
 @contextlib.contextmanager
 def attention(kind: str):
-    """Run the model's attention through `kind`: flash (SDPA's CPU default), math (SDPA's math backend) or plain."""
+    """Run the model's attention (scalinglab.model.attention) as `kind`: "flash" (SDPA's CPU default at every head
+    size), "math" (SDPA's math backend), "small" (model.SmallHeadAttention at every head size) or "default"."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
-    if kind == "math":
-        with sdpa_kernel(SDPBackend.MATH):
-            yield
-        return
-    original = F.scaled_dot_product_attention
-    if kind == "plain":
-        F.scaled_dot_product_attention = _plain_attention
+    small = {"flash": 0, "math": 0, "small": 10**9}.get(kind, scalinglab.model.SMALL_HEAD_DIM)
+    original, scalinglab.model.SMALL_HEAD_DIM = scalinglab.model.SMALL_HEAD_DIM, small
     try:
-        yield
+        with sdpa_kernel(SDPBackend.MATH) if kind == "math" else contextlib.nullcontext():
+            yield
     finally:
-        F.scaled_dot_product_attention = original
+        scalinglab.model.SMALL_HEAD_DIM = original
 
 
 LEVERS = {  # each (cfg, data) -> a blocks generator, as reference_blocks
     "adamw_foreach": lambda cfg, data: reference_blocks(cfg, data, optimizer={"foreach": True}),
     "adamw_fused": lambda cfg, data: reference_blocks(cfg, data, optimizer={"fused": True}),
     "adamw_flat": lambda cfg, data: reference_blocks(cfg, data, flat=True),
-    "attn_math": lambda cfg, data: _within(lambda: attention("math"), reference_blocks(cfg, data)),
-    "attn_plain": lambda cfg, data: _within(lambda: attention("plain"), reference_blocks(cfg, data)),
+    "attn_math": lambda cfg, data: reference_blocks(cfg, data, kind="math"),
+    "attn_small": lambda cfg, data: reference_blocks(cfg, data, kind="small"),
     "bf16": lambda cfg, data: reference_blocks(cfg, data, optimizer={"fused": True}, autocast=True),
 }
-
-
-def _within(context, blocks):
-    """`blocks` with `context()` entered around each of its blocks only (the paths around it run without)."""
-    while True:
-        with context():
-            seconds = next(blocks, None)
-        if seconds is None:
-            return
-        yield seconds
 
 
 def paired(seconds: dict, name: str, base: str, scale: float = 1.0) -> float:
@@ -358,14 +342,17 @@ def typical(seconds: list, steps: int, tokens_per_step: int) -> float:
     return statistics.median(n * tokens_per_step / s for n, s in zip(sizes * (len(seconds) // len(sizes)), seconds))
 
 
+def repro_shapes(args) -> list[tuple[int, int, int]]:
+    """The repro shapes (n_layer, d_model, n_head), those of `--only` where it is given."""
+    return [shape for shape in SHAPES["repro"] if not args.only or f"{shape[0]},{shape[1]}" in args.only]
+
+
 def repro(args) -> None:
     size = SIZES["repro"]
     print(f"vocab {size['vocab']}, n_ctx {size['n_ctx']}, batch {size['batch']}, {args.threads} thread(s), "
           f"{args.rounds} lockstep runs, median of {STEPS_PER_BATCH}-step blocks, by {args.clock} time")
     results = []
-    for n_layer, d_model, n_head in SHAPES["repro"]:
-        if args.only and f"{n_layer},{d_model}" not in args.only:
-            continue
+    for n_layer, d_model, n_head in repro_shapes(args):
         cfg = GPTConfig(n_layer, d_model, n_head, size["n_ctx"], size["vocab"])
         steps = (args.steps or REPRO_STEPS[d_model]) + WARMUP
         data = batches(steps, size["batch"], size["n_ctx"], size["vocab"])
@@ -429,9 +416,7 @@ def parts(args) -> None:
     size = SIZES["repro"]
     print(f"vocab {size['vocab']}, n_ctx {size['n_ctx']}, batch {size['batch']}, {args.threads} thread(s), "
           f"us per call by {args.clock} time")
-    for n_layer, d_model, n_head in SHAPES["repro"]:
-        if args.only and f"{n_layer},{d_model}" not in args.only:
-            continue
+    for n_layer, d_model, n_head in repro_shapes(args):
         cfg = GPTConfig(n_layer, d_model, n_head, size["n_ctx"], size["vocab"])
         (x, y), = batches(1, size["batch"], size["n_ctx"], size["vocab"])
         torch.manual_seed(0)
@@ -441,12 +426,15 @@ def parts(args) -> None:
         flat_opt = adamw(flat, TRAIN, LR)
         schedule = torch.optim.lr_scheduler.LambdaLR(flat_opt, lambda s: lr_multiplier(s, 10**9, TRAIN))
 
-        def forward_backward(model=ref):
-            model(x, y)[1].backward()
+        def forward_backward(model=ref, kind="default"):
+            with attention(kind):
+                model(x, y)[1].backward()
         forward_backward()
         forward_backward(flat)  # every gradient exists before the optimizer and clip timings
         calls = max(20, 300 * 16 // d_model)
-        row = {"forward+backward": per_call_us(forward_backward, calls=max(10, calls // 10)),
+        row = {"forward+backward, SDPA (reference)": per_call_us(lambda: forward_backward(kind="flash"),
+                                                                 calls=max(10, calls // 10)),
+               "forward+backward (default)": per_call_us(forward_backward, calls=max(10, calls // 10)),
                # the same graph on 4 tokens: the per-step cost that does not scale with tokens (op dispatch,
                # autograd, writing the weight gradients)
                "forward+backward, 4 tokens": per_call_us(lambda: ref(x[:1, :4], y[:1, :4])[1].backward(), calls),
@@ -458,6 +446,30 @@ def parts(args) -> None:
                "optim.clip_grad_norm, flat (default)": per_call_us(lambda: clip_grad_norm(flat_opt, 1e9), calls),
                "LR schedule step": per_call_us(schedule.step, calls)}
         print(f"({n_layer},{d_model}) " + "  ".join(f"{name} {us:,.0f}" for name, us in row.items()), flush=True)
+
+
+def attention_kernels(args) -> None:
+    """Per repro shape, forward and backward of the attention alone (microseconds per call, best of 3 x N calls) as
+    each kind of `attention` runs it, from a (B, T, 3 h k) qkv as the model splits it to the (B, T, h k) the
+    output projection reads; `default` is what the model runs at that shape."""
+    size = SIZES["repro"]
+    print(f"n_ctx {size['n_ctx']}, batch {size['batch']}, {args.threads} thread(s), us per forward+backward "
+          f"by {args.clock} time")
+    for n_layer, d_model, n_head in repro_shapes(args):
+        B, T, h, k = size["batch"], size["n_ctx"], n_head, d_model // n_head
+        qkv = torch.randn(B, T, 3 * h * k, requires_grad=True)
+        grad = torch.randn(B, T, h * k)
+
+        def forward_backward():
+            q, key, v = (t.view(B, T, h, k).transpose(1, 2) for t in qkv.split(h * k, 2))
+            scalinglab.model.attention(q, key, v).transpose(1, 2).reshape(B, T, h * k).backward(grad)
+        row = {}
+        for kind in ("flash", "math", "small", "default"):
+            with attention(kind):
+                row[kind] = per_call_us(forward_backward, calls=max(20, 3000 // d_model))
+        print(f"({n_layer},{d_model}) (B, h, T, k) = {(B, h, T, k)}  " + "  ".join(
+            f"{kind} {us:,.0f}" for kind, us in row.items()) + f"  default {row['flash'] / row['default']:.2f}x "
+              "of flash", flush=True)
 
 
 def default_shapes(args) -> None:
@@ -492,6 +504,8 @@ def main() -> None:
                         help="repro: time by the thread's CPU time (default) or wall time (default shapes: wall)")
     parser.add_argument("--levers", action="store_true", help="repro: time single levers against the reference")
     parser.add_argument("--parts", action="store_true", help="repro: microseconds per part of a step")
+    parser.add_argument("--attention", action="store_true",
+                        help="repro: microseconds per attention forward+backward, per kernel")
     parser.add_argument("--no-stacked", action="store_true", help="repro: skip the stacked K=8 path")
     parser.add_argument("--only", nargs="+", default=None, metavar="L,D", help="repro: only these shapes, e.g. 1,16")
     args = parser.parse_args()
@@ -499,10 +513,11 @@ def main() -> None:
     args.clock = args.clock or ("thread" if args.shapes == "repro" else "wall")
     clock = time.thread_time if args.clock == "thread" else time.perf_counter
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as training does (scalinglab.train.run_facts)
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
     if args.shapes == "repro":
-        parts(args) if args.parts else repro(args)
+        (parts if args.parts else attention_kernels if args.attention else repro)(args)
     else:
         default_shapes(args)
 
