@@ -61,8 +61,8 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: floa
     autocast dtype: the CPU flash kernel's bf16 backward took 7x its fp32 time at head_dim 8, which made bf16-mixed
     training 0.41-0.56x of fp32 at d_model <= 64 (scripts/bench_train.py --levers); the matmuls around it stay
     in bf16. On CPU at head_dim <= SMALL_HEAD_DIM (no dropout, g = h, scores within SMALL_SCORES) it runs as
-    `SmallHeadAttention`, 1.9x the flash kernel's speed forward and backward at (B, h, T, k) = (8, 2, 128, 8) and
-    slower from head_dim 16 (scripts/bench_train.py --attention).
+    `SmallHeadAttention`: 1.3-2.0x the flash kernel's speed forward and backward at (B, h, T, k) = (8, 2, 128, 8)
+    in four runs on an AMD EPYC, and slower from head_dim 16 (scripts/bench_train.py --shapes repro --attention).
     """
     if q.device.type == "cpu" and q.dtype != torch.float32:
         with torch.autocast("cpu", enabled=False):
