@@ -13,8 +13,8 @@ n_ctx 128, batch 8, one thread. Per shape it times
   lightning  scalinglab's LanguageModel under lightning.Trainer with the RunRecorder callback, as configured by
              default (what `python -m scalinglab.train` runs; evaluation off, so both time training steps only);
   bare       the same configuration as a bare loop (optim.adamw, the loss read every LOSS_READ_EVERY steps);
-  stacked    K=8 same-shape models in one step (scalinglab.stacked.build_stack when it exists, otherwise the
-             torch.func.vmap prototype below, labelled so), summed tokens/s of the K members;
+  stacked    K=8 same-shape models in one step (scalinglab.stacked.build_stack), summed tokens/s of the K
+             members;
 and ends with one line per shape:
   RESULT shape=(1,32) lightning_ratio=<lightning/reference> overhead=<1 - lightning/bare> stacked_k=8
          stacked_speedup=<stacked summed tok/s / bare tok/s>
@@ -47,7 +47,6 @@ import warnings
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 
 import scalinglab.model
 from scalinglab.allocator import keep_freed_memory
@@ -59,6 +58,7 @@ from scalinglab.module import LOSS_READ_EVERY, STEPS_PER_BATCH, LanguageModel
 from scalinglab.optim import adamw, clip_grad_norm
 from scalinglab.recorder import RunRecorder
 from scalinglab.schedule import lr_multiplier
+from scalinglab.stacked import build_stack
 
 SHAPES = {"default": [(2, 64, 2), (4, 128, 4), (6, 256, 4)], "repro": [(1, 16, 2), (1, 32, 2), (2, 64, 2), (4, 128, 4)]}
 SIZES = {"default": dict(n_ctx=256, vocab=4096, batch=32), "repro": dict(n_ctx=128, vocab=512, batch=8)}
@@ -238,49 +238,10 @@ def lockstep(paths: dict) -> dict[str, list]:
     return seconds
 
 
-def _prototype_stack(cfg: GPTConfig, k: int, batch_size: int, device: torch.device | str = "cpu",
-                     autocast: torch.dtype | None = None, seed: int = 0):
-    """PROTOTYPE (used until scalinglab.stacked lands): K models as stacked weights, torch.func.vmap of the
-    unfused model over them, per-member gradient clipping, one fused AdamW over the (K, ...) tensors (its update
-    is elementwise, so it is K independent AdamWs at one learning rate)."""
-    from torch.func import functional_call, stack_module_state, vmap
-    models = []
-    for member in range(k):
-        torch.manual_seed(seed + member)
-        models.append(GPT(cfg).to(device))
-    params, buffers = stack_module_state(models)
-    template = models[0]
-    opt = torch.optim.AdamW(params.values(), lr=LR, betas=(0.9, 0.95), weight_decay=0.1, fused=True)
-
-    def loss_of(p, b, x, y):
-        logits = functional_call(template, (p, b), (x,))
-        return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1))
-
-    g = torch.Generator().manual_seed(seed)
-    data = torch.randint(0, cfg.vocab_size, (k, batch_size, cfg.n_ctx + 1), generator=g).to(device)
-    x, y = data[..., :-1], data[..., 1:]
-    cast = torch.autocast(torch.device(device).type, dtype=autocast or torch.float32, enabled=bool(autocast))
-
-    def step():
-        with warnings.catch_warnings(), cast:
-            warnings.filterwarnings("ignore", message=".*batching rule.*")
-            losses = vmap(loss_of)(params, buffers, x, y)
-        losses.sum().backward()
-        grads = [p.grad for p in params.values()]
-        norms = torch.stack([gr.reshape(k, -1).pow(2).sum(1) for gr in grads]).sum(0).sqrt()
-        coef = (1.0 / (norms + 1e-6)).clamp(max=1.0)
-        for gr in grads:
-            gr.mul_(coef.view(-1, *[1] * (gr.dim() - 1)))
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        return losses.detach()
-    return None, step
-
-
 def stacked_blocks(cfg: GPTConfig, batch: int, steps: int, device: torch.device | str = "cpu",
                    autocast: torch.dtype | None = None):
-    """K members trained as one stack (scalinglab.stacked, or the prototype above where it is missing)."""
-    _, step = (_stack_builder()[0])(cfg, K, batch, device, autocast)
+    """K members trained as one stack (scalinglab.stacked.build_stack)."""
+    _, step = build_stack(cfg, K, batch, device, autocast)
     unread = []
 
     def one(i):
@@ -292,18 +253,10 @@ def stacked_blocks(cfg: GPTConfig, batch: int, steps: int, device: torch.device 
     yield from timed(one, steps, device)
 
 
-def _stack_builder():
-    try:
-        from scalinglab.stacked import build_stack
-        return build_stack, "scalinglab.stacked"
-    except ImportError:
-        return _prototype_stack, "vmap prototype"
-
-
 def stacked_path(cfg: GPTConfig, batch: int, steps: int, device: torch.device | str = "cpu",
-                 autocast: torch.dtype | None = None) -> tuple[float, str]:
-    """Summed tokens/s of K members trained as one stack, and which implementation ran."""
-    return rate(stacked_blocks(cfg, batch, steps, device, autocast), steps, K * batch * cfg.n_ctx), _stack_builder()[1]
+                 autocast: torch.dtype | None = None) -> float:
+    """Summed tokens/s of K members trained as one stack."""
+    return rate(stacked_blocks(cfg, batch, steps, device, autocast), steps, K * batch * cfg.n_ctx)
 
 
 # -- levers ---------------------------------------------------------------------------------------------------
@@ -386,8 +339,7 @@ def repro(args) -> None:
         result = (f"RESULT shape={shape} lightning_ratio={paired(seconds, 'lightning', 'reference'):.3f} "
                   f"overhead={1 - paired(seconds, 'lightning', 'bare'):.3f}")
         if not args.no_stacked:
-            line += (f"  stacked K={K} {typical(seconds['stacked'], steps, K * tokens):>9,.0f} tok/s summed "
-                     f"({_stack_builder()[1]})")
+            line += f"  stacked K={K} {typical(seconds['stacked'], steps, K * tokens):>9,.0f} tok/s summed"
             result += f" stacked_k={K} stacked_speedup={paired(seconds, 'stacked', 'bare', K):.3f}"
         if args.compile:
             line += (f"  compiled bare {typical(seconds['compiled'], steps, tokens):>9,.0f} tok/s "

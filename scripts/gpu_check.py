@@ -7,9 +7,8 @@
    AdamW, bf16 autocast as trainer.precision=auto picks on a GPU, the fused head) and its MFU: achieved FLOP/s
    (Hoffmann et al. 2022 App. F count, flops.flops_chinchilla) over the bf16 matmul peak measured here (best of
    n x n bf16 products; no datasheet number).
-2. `RESULT check=stacked`: K=8 small same-shape models trained as one stack (scalinglab.stacked when it exists,
-   otherwise bench_train's vmap prototype: `stacked_impl` says which) vs one of them alone: summed tokens/s of the
-   8 over one's.
+2. `RESULT check=stacked`: K=8 small same-shape models trained as one stack (scalinglab.stacked) vs one of them
+   alone: summed tokens/s of the 8 over one's.
 3. `RESULT check=sweep`: a 4-run sweep end to end (`python -m scalinglab.sweep run`, the committed test corpus,
    nothing downloaded): runs complete, wall seconds, tokens/s over the sweep.
 Exit status 1 if a check fails (its RESULT line says ok=false), 0 otherwise.
@@ -90,9 +89,9 @@ def check_stacked(mode: str, device: torch.device) -> None:
     cfg = GPTConfig(n_layer, d_model, n_head, n_ctx, vocab)
     cast = torch.bfloat16 if device.type == "cuda" else None
     one = bench.default_loop(cfg, _data(n_ctx, vocab, batch, steps, device), device, cast)
-    stacked, source = bench.stacked_path(cfg, batch, steps + bench.WARMUP, device, cast)
+    stacked = bench.stacked_path(cfg, batch, steps + bench.WARMUP, device, cast)
     result("stacked", ok="true", shape=f"({n_layer},{d_model})", stacked_k=bench.K,
-           stacked_impl=source.replace(" ", "_"), one_tokens_per_s=f"{one:.0f}",
+           one_tokens_per_s=f"{one:.0f}",
            stacked_tokens_per_s=f"{stacked:.0f}", stacked_speedup=f"{stacked / one:.3f}")
 
 

@@ -33,7 +33,7 @@ def test_gpu_check_cpu_dry_run_prints_three_consistent_results(tmp_path):
     assert int(mfu["params"]) > 0 and float(mfu["bf16_peak_tflops"]) > 0
     assert abs(float(mfu["mfu"]) - float(mfu["tflops"]) / float(mfu["bf16_peak_tflops"])) < 2e-3
     stacked = results["stacked"]
-    assert stacked["stacked_k"] == "8" and stacked["stacked_impl"] in ("scalinglab.stacked", "vmap_prototype")
+    assert stacked["stacked_k"] == "8"
     speedup = float(stacked["stacked_tokens_per_s"]) / float(stacked["one_tokens_per_s"])
     assert abs(float(stacked["stacked_speedup"]) - speedup) < 2e-3 * speedup + 1e-3
     sweep = results["sweep"]
