@@ -7,7 +7,7 @@ device): the divergence check looks at every step's loss but can be up to that m
 training loss of a metrics row is summed from the same reads. The optimizer step is written out in
 `training_step` (Lightning's manual optimization): Lightning's automatic loop builds a closure and calls a dozen
 hooks around it each step, which cost ~10% of a step at d_model 16 on one CPU thread. Even so Lightning spends
-~0.25 ms on each batch (its loop and hooks), ~5% of a step at d_model 16; so a training batch is a group of up to
+~0.25-0.5 ms on each batch (its loop and hooks), ~5% of a step at d_model 16; so a training batch is a group of up to
 `STEPS_PER_BATCH` consecutive optimizer steps (data.step_groups), cut wherever a callback acts on a step. Where
 nothing implements the hooks that Lightning's backward and optimizer-step wrappers call, a step skips those
 wrappers too (`steps_directly`).
@@ -37,7 +37,7 @@ from scalinglab.runs import bits_per_byte
 from scalinglab.schedule import lr_multiplier
 
 LOSS_READ_EVERY = 8  # steps between host reads of the training loss (divergence is caught within this many steps)
-STEPS_PER_BATCH = 8  # optimizer steps per Lightning batch (data.step_groups): its ~0.25 ms of hooks a batch, shared
+STEPS_PER_BATCH = 8  # optimizer steps per Lightning batch (data.step_groups): its ~0.25-0.5 ms a batch, shared
 PLAIN_ATTRIBUTES = frozenset({"_current_fx_name", "tokens_seen", "_step_tokens"})  # never tensors or modules
 STEP_HOOKS = ("on_before_backward", "on_after_backward", "on_before_optimizer_step")  # what the wrappers call
 
