@@ -11,8 +11,11 @@ n_ctx 128, batch 8, one thread. Per shape it times
   reference  today's yardstick loop: plain torch.optim.AdamW (for-loop), SDPA's default kernel at every head size,
              fp32, loss read each step;
   lightning  scalinglab's LanguageModel under lightning.Trainer with the RunRecorder callback, as configured by
-             default (what `python -m scalinglab.train` runs; evaluation off, so both time training steps only);
-  bare       the same configuration as a bare loop (optim.adamw, the loss read every LOSS_READ_EVERY steps);
+             default (what `python -m scalinglab.train` runs, in the precision trainer.precision=auto gives on this
+             CPU: bf16-mixed from d_model 64 where the CPU has bfloat16 instructions; evaluation off, so both time
+             training steps only);
+  bare       the same configuration as a bare loop (optim.adamw, the loss read every LOSS_READ_EVERY steps, the
+             same precision);
   stacked    K=8 same-shape models in one step (scalinglab.stacked.build_stack), summed tokens/s of the K
              members;
 and ends with one line per shape:
@@ -57,6 +60,7 @@ from scalinglab.data import step_groups
 from scalinglab.module import LOSS_READ_EVERY, STEPS_PER_BATCH, LanguageModel
 from scalinglab.optim import adamw, clip_grad_norm
 from scalinglab.recorder import RunRecorder
+from scalinglab.runs import resolve_precision
 from scalinglab.schedule import lr_multiplier
 from scalinglab.stacked import build_stack
 
@@ -207,10 +211,20 @@ class _Lockstep(L.Callback):
             self._close()
 
 
+def default_precision(cfg: GPTConfig) -> str:
+    """What trainer.precision=auto resolves to for `cfg` on this CPU (runs.resolve_precision)."""
+    return resolve_precision("auto", "cpu", cfg.d_model)
+
+
+def default_autocast(cfg: GPTConfig) -> torch.dtype | None:
+    """The autocast dtype of the default precision: bfloat16 for bf16-mixed, None for 32-true."""
+    return torch.bfloat16 if default_precision(cfg) == "bf16-mixed" else None
+
+
 def lightning_path(cfg: GPTConfig, data, compile: bool = False, others: dict | None = None) -> dict[str, list]:
-    """The seconds of each block of the Lightning path and, in lockstep with it, of each of `others` (name ->
-    a blocks generator of the same steps): block j of every path runs right after block j of the one before, so
-    a change of load on a shared machine falls on the paths alike."""
+    """The seconds of each block of the Lightning path, in the default precision, and, in lockstep with it, of
+    each of `others` (name -> a blocks generator of the same steps): block j of every path runs right after block
+    j of the one before, so a change of load on a shared machine falls on the paths alike."""
     torch.manual_seed(0)
     steps = len(data)
     tokens = steps * data[0][0].numel()
@@ -220,7 +234,8 @@ def lightning_path(cfg: GPTConfig, data, compile: bool = False, others: dict | N
         module.model = torch.compile(module.model)
     timer = _Lockstep(others or {})
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=steps, max_epochs=1, logger=False,
+        trainer = L.Trainer(accelerator="cpu", devices=1, precision=default_precision(cfg), max_steps=steps,
+                            max_epochs=1, logger=False,
                             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                             num_sanity_val_steps=0, limit_val_batches=0, callbacks=[RunRecorder(tmp, TRAIN), timer])
         # Batches as train.py gives them: groups of STEPS_PER_BATCH steps (the timing starts at a group's start).
@@ -328,14 +343,16 @@ def repro(args) -> None:
             default_loop(cfg, data[:WARMUP + 1], compile=True)
             compile_seconds = time.perf_counter() - t  # compiling forward and backward, and WARMUP + 1 steps
         for _ in range(args.rounds):
-            others = {"reference": reference_blocks(cfg, data), "bare": default_blocks(cfg, data)}
+            autocast = default_autocast(cfg)
+            others = {"reference": reference_blocks(cfg, data), "bare": default_blocks(cfg, data, autocast=autocast)}
             if args.compile:
-                others["compiled"] = default_blocks(cfg, data, compile=True)
+                others["compiled"] = default_blocks(cfg, data, autocast=autocast, compile=True)
             if not args.no_stacked:
-                others["stacked"] = stacked_blocks(cfg, size["batch"], steps)
+                others["stacked"] = stacked_blocks(cfg, size["batch"], steps, autocast=autocast)
             add(lightning_path(cfg, data, others=others))
-        line = f"{shape:>8} " + "  ".join(f"{name} {typical(seconds[name], steps, tokens):>9,.0f}"
-                                          for name in ("reference", "lightning", "bare")) + " tok/s"
+        line = f"{shape:>8} {default_precision(cfg)} " + "  ".join(
+            f"{name} {typical(seconds[name], steps, tokens):>9,.0f}" for name in ("reference", "lightning", "bare"))
+        line += " tok/s"
         result = (f"RESULT shape={shape} lightning_ratio={paired(seconds, 'lightning', 'reference'):.3f} "
                   f"overhead={1 - paired(seconds, 'lightning', 'bare'):.3f}")
         if not args.no_stacked:

@@ -86,15 +86,20 @@ REPRO2 = ["repro2_tune", "repro2_isoflop", "repro2_ablation", "repro2_batch_size
 
 
 @pytest.mark.parametrize("name", REPRO2)
-def test_the_reproduction_sweeps_plan_their_committed_runs_from_a_ladder(name):
+def test_the_reproduction_sweeps_plan_their_committed_runs_from_a_ladder(name, monkeypatch):
     """Every v2 run committed in results/runs/<sweep> is a run the sweep's generated ladder plans today (run ids
-    hash the resolved config, shape included), and the plan says how far each rung's N is from its target."""
+    hash the resolved config, shape included), and the plan says how far each rung's N is from its target. Also
+    on a CPU with bfloat16 instructions, where precision=auto would train d_model >= 64 in bf16-mixed: the sweeps
+    pin the committed runs' 32-true."""
     import pandas as pd
     from hydra import compose, initialize_config_dir
 
+    from scalinglab import runs as run_rules
     from scalinglab.config import CONFIG_DIR
     from scalinglab.resources import SWEEPS_DIR
     from scalinglab.sweep import build_plan
+
+    monkeypatch.setattr(run_rules, "cpu_has_bf16", lambda: True)
 
     runs = REPO / "results" / "runs"
     with initialize_config_dir(config_dir=str(SWEEPS_DIR), version_base="1.3"):

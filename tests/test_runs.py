@@ -38,6 +38,40 @@ def test_auto_precision_is_resolved_into_the_run_id():
     assert resolve_precision("auto", "mps") == "32-true" and resolve_precision(16, "cuda") == "16-mixed"
 
 
+def test_cpu_bfloat16_is_read_from_the_cpuinfo_flags(tmp_path):
+    from scalinglab.runs import cpu_has_bf16
+
+    def cpuinfo(name, flags):
+        path = tmp_path / name
+        path.write_text(f"processor\t: 0\nmodel name\t: x\nflags\t\t: {flags}\n\nprocessor\t: 1\n")
+        return str(path)
+    assert cpu_has_bf16(cpuinfo("zen4", "fpu sse2 avx512f avx512_bf16 avx512_vnni"))
+    assert cpu_has_bf16(cpuinfo("sapphire", "fpu avx512f amx_bf16 amx_tile"))
+    assert not cpu_has_bf16(cpuinfo("skylake", "fpu sse2 avx2 avx512f avx512bw"))
+    assert not cpu_has_bf16(cpuinfo("arm", "fp asimd bf16"))  # aarch64 says Features, and is not measured
+    assert not cpu_has_bf16(str(tmp_path / "missing"))  # no /proc/cpuinfo (macOS, Windows): 32-true
+
+
+def test_auto_precision_on_a_cpu_with_bfloat16_is_bf16_mixed_from_d_model_64(monkeypatch):
+    """precision=auto on CPU: bf16-mixed from CPU_BF16_MIN_WIDTH up where the CPU has bfloat16 instructions (the
+    resolved precision, and so the run id, follows), 32-true below it and on CPUs without them."""
+    from scalinglab import runs
+
+    monkeypatch.setattr(runs, "cpu_has_bf16", lambda: True)
+    assert runs.CPU_BF16_MIN_WIDTH == 64
+    assert resolve_precision("auto", "cpu", 64) == resolve_precision("auto", "cpu", 256) == "bf16-mixed"
+    assert resolve_precision("auto", "cpu", 48) == "32-true" and resolve_precision("auto", "cpu") == "32-true"
+    assert resolve_precision("auto", "mps", 256) == "32-true" and resolve_precision("32-true", "cpu", 256) == "32-true"
+    wide = run_identity(config("model=tiny"), "cpu")  # d_model 64
+    assert wide["precision"] == "bf16-mixed"
+    assert run_id(wide) == run_id(run_identity(config("model=tiny", "trainer.precision=bf16-mixed"), "cpu"))
+    assert run_id(wide) != run_id(run_identity(config("model=tiny", "trainer.precision=32-true"), "cpu"))
+    assert run_identity(config("model=tiny", "model.d_model=48"), "cpu")["precision"] == "32-true"
+    monkeypatch.setattr(runs, "cpu_has_bf16", lambda: False)
+    assert resolve_precision("auto", "cpu", 256) == "32-true"
+    assert run_identity(config("model=tiny"), "cpu")["precision"] == "32-true"
+
+
 def test_run_id_ignores_what_does_not_change_the_result_and_normalises_values():
     base = run_id(run_identity(config(), "cpu"))
     assert run_id(run_identity(config("train.threads=3", "train.checkpoint_minutes=9", "data.num_workers=2"),

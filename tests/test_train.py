@@ -227,3 +227,33 @@ def test_early_stopping_ends_the_run_after_patience_evals_without_improvement(tm
     losses = iter([5.0, 4.0, 3.0, 3.1, 3.2, 3.3, 3.4, 3.5, 3.6, 3.7, 3.8, 3.9, 4.0, 4.1])
     full = run(config(tmp_path, "train.tokens=120000", "train.eval_points=12"))
     assert full["steps"] == points[-1]
+
+
+def test_auto_precision_trains_d_model_64_in_bf16_on_a_cpu_with_bfloat16(tmp_path, monkeypatch):
+    """On a CPU with bfloat16 instructions (patched in here, so the test runs alike on every CPU) precision=auto
+    trains a d_model 64 model under bf16 autocast and names it as the explicit bf16-mixed run; d_model 32 stays
+    fp32, under the 32-true run's id."""
+    import torch
+
+    from scalinglab import runs
+    from scalinglab.model import GPT
+
+    monkeypatch.setattr(runs, "cpu_has_bf16", lambda: True)
+    seen = []
+    forward = GPT.forward
+
+    def spy(self, *args, **kwargs):
+        if torch.is_grad_enabled():
+            seen.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else torch.float32)
+        return forward(self, *args, **kwargs)
+    monkeypatch.setattr(GPT, "forward", spy)
+    for d_model, precision, dtype in ((64, "bf16-mixed", torch.bfloat16), (32, "32-true", torch.float32)):
+        seen.clear()
+        cfg = config(tmp_path, f"model.d_model={d_model}", "train.tokens=8192", "train.eval_points=1")
+        summary = run(cfg)
+        explicit = config(tmp_path, f"model.d_model={d_model}", "train.tokens=8192", "train.eval_points=1",
+                          f"trainer.precision={precision}")
+        assert summary["status"] == "complete" and math.isfinite(summary["loss"])
+        assert summary["run_id"] == runs.run_id(runs.run_identity(explicit))
+        # Every training step's forward under `dtype` (one more, in fp32, counts the run's FLOPs: flops.py).
+        assert seen.count(dtype) >= summary["steps"] and set(seen) <= {dtype, torch.float32}

@@ -96,7 +96,7 @@ def check_launch(cfg: DictConfig) -> str:
     if strategy.startswith("deepspeed") and importlib.util.find_spec("deepspeed") is None:
         raise ConfigError("trainer.strategy", f"{strategy} needs the deepspeed package, which is not installed",
                           "set trainer.strategy=ddp or fsdp, or pip install deepspeed")
-    precision = resolve_precision(trainer["precision"], kind)
+    precision = resolve_precision(trainer["precision"], kind, cfg.model.d_model)
     if kind == "cpu" and precision in FLOAT16:
         raise ConfigError("trainer.precision", f"{precision} (float16) needs a GPU: the CPU has no float16 autocast "
                           "and no loss scaling", "set trainer.precision=32-true or bf16-mixed (or auto)")
@@ -172,7 +172,7 @@ def check_resources(cfg: DictConfig, model_cfg, device_kind: str) -> dict:
     train = TrainConfig.from_dict(cfg.train)
     counts = param_counts(model_cfg)
     trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
-    precision = resolve_precision(trainer["precision"], device_kind)
+    precision = resolve_precision(trainer["precision"], device_kind, model_cfg.d_model)
     devices = devices_used(trainer["devices"], device_count(device_kind))
     need = memory_estimate(model_cfg, counts, train.batch_size, precision, device_kind, devices)
     first = trainer["devices"][0] if isinstance(trainer["devices"], (list, tuple)) else 0

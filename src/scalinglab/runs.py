@@ -8,6 +8,7 @@
 - the run identity: every resolved setting that changes a run's result; its hash is the run id, the run's
   directory name (`<runs>/<sweep>/<run_id>`). Precision and device kind enter it resolved, so a CPU fp32 run
   and a CUDA bf16 run of one config are two runs.
+- precision auto: bf16-mixed on CUDA, and on a CPU with bfloat16 instructions from d_model 64 up; else 32-true.
 """
 from __future__ import annotations
 
@@ -81,10 +82,33 @@ def resolve_device_kind(accelerator: str) -> str:
     return "cpu" if accelerator == "auto" else "cuda"
 
 
-def resolve_precision(precision: str | int, device_kind: str) -> str:
-    """The precision a run trains in: auto is bf16-mixed on CUDA and 32-true elsewhere; short names spelled out."""
+# The narrowest model that precision=auto trains in bf16-mixed on a CPU with bfloat16 instructions: from d_model
+# 64 up it was faster than fp32 on both CPUs measured (docs/DESIGN.md, section 6); below, slower on one of them.
+CPU_BF16_MIN_WIDTH = 64
+CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # x86 /proc/cpuinfo flags of native bfloat16 dot products
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_has_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """True when the CPU computes bfloat16 dot products natively (AVX512-BF16 or AMX-BF16, read from the Linux
+    cpuinfo flags); False where that cannot be read (other systems), so auto stays 32-true there."""
+    try:
+        with open(cpuinfo) as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return any(flag in flags for flag in CPU_BF16_FLAGS)
+
+
+def resolve_precision(precision: str | int, device_kind: str, d_model: int | None = None) -> str:
+    """The precision a run trains in; short names spelled out. auto is bf16-mixed on CUDA; on a CPU with bfloat16
+    instructions (cpu_has_bf16) it is bf16-mixed for models of d_model >= CPU_BF16_MIN_WIDTH and 32-true below
+    (or when d_model is not given); 32-true elsewhere."""
     if precision == "auto":
-        return "bf16-mixed" if device_kind == "cuda" else "32-true"
+        if device_kind == "cuda":
+            return "bf16-mixed"
+        wide = d_model is not None and int(d_model) >= CPU_BF16_MIN_WIDTH
+        return "bf16-mixed" if device_kind == "cpu" and wide and cpu_has_bf16() else "32-true"
     return PRECISION_ALIASES.get(precision, str(precision))
 
 
@@ -118,7 +142,7 @@ def run_identity(cfg, device_kind: str | None = None) -> dict:
         if isinstance(node, dict) and path[-1] in node and node[path[-1]] == unset:
             del node[path[-1]]
     kind = resolve_device_kind(trainer["accelerator"]) if device_kind is None else device_kind
-    out["precision"] = resolve_precision(trainer["precision"], kind)
+    out["precision"] = resolve_precision(trainer["precision"], kind, model.get("d_model"))
     out["device"] = kind
     out["devices"] = trainer["devices"]
     extra = {k: v for k, v in trainer.items() if k not in TRAINER_OWN and k not in TRAINER_NOT_IDENTITY}

@@ -48,7 +48,7 @@ def _device(cfg: DictConfig) -> torch.device:
 
 
 def _autocast(cfg: DictConfig) -> torch.dtype | None:
-    return PRECISIONS[resolve_precision(cfg.trainer.precision, _device(cfg).type)]
+    return PRECISIONS[resolve_precision(cfg.trainer.precision, _device(cfg).type, cfg.model.d_model)]
 
 
 def stack_key(cfg: DictConfig) -> tuple | None:

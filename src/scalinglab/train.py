@@ -217,8 +217,9 @@ def _train(cfg: DictConfig, model_cfg, dm, rid: str, rdir: Path) -> dict:
     if cfg.trainer.progress_bar:
         from scalinglab.progress import TokenProgressBar
         callbacks.append(TokenProgressBar(total_tokens=dm.tokens_total))
+    precision = resolve_precision(cfg.trainer.precision, device_kind, model_cfg.d_model)  # as in the run id
     trainer = L.Trainer(accelerator=device_kind, devices=cfg.trainer.devices, num_nodes=cfg.trainer.num_nodes,
-                        strategy=cfg.trainer.strategy, precision=resolve_precision(cfg.trainer.precision, device_kind),
+                        strategy=cfg.trainer.strategy, precision=precision,
                         max_steps=dm.steps, max_epochs=1,  # the module clips gradients itself (train.grad_clip)
                         logger=loggers or False, callbacks=callbacks, enable_checkpointing=False,
                         enable_progress_bar=bool(cfg.trainer.progress_bar),
