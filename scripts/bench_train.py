@@ -62,7 +62,7 @@ from scalinglab.optim import adamw, clip_grad_norm
 from scalinglab.recorder import RunRecorder
 from scalinglab.runs import resolve_precision
 from scalinglab.schedule import lr_multiplier
-from scalinglab.stacked import build_stack
+from scalinglab.stacked import PRECISIONS, build_stack
 
 SHAPES = {"default": [(2, 64, 2), (4, 128, 4), (6, 256, 4)], "repro": [(1, 16, 2), (1, 32, 2), (2, 64, 2), (4, 128, 4)]}
 SIZES = {"default": dict(n_ctx=256, vocab=4096, batch=32), "repro": dict(n_ctx=128, vocab=512, batch=8)}
@@ -217,8 +217,8 @@ def default_precision(cfg: GPTConfig) -> str:
 
 
 def default_autocast(cfg: GPTConfig) -> torch.dtype | None:
-    """The autocast dtype of the default precision: bfloat16 for bf16-mixed, None for 32-true."""
-    return torch.bfloat16 if default_precision(cfg) == "bf16-mixed" else None
+    """The autocast dtype of the default precision (stacked.PRECISIONS: bfloat16 for bf16-mixed, None for fp32)."""
+    return PRECISIONS[default_precision(cfg)]
 
 
 def lightning_path(cfg: GPTConfig, data, compile: bool = False, others: dict | None = None) -> dict[str, list]:
