@@ -255,5 +255,6 @@ def test_auto_precision_trains_d_model_64_in_bf16_on_a_cpu_with_bfloat16(tmp_pat
                           f"trainer.precision={precision}")
         assert summary["status"] == "complete" and math.isfinite(summary["loss"])
         assert summary["run_id"] == runs.run_id(runs.run_identity(explicit))
+        assert (summary["precision"], summary["device"]) == (precision, "cpu")  # the resolved one, in the table
         # Every training step's forward under `dtype` (one more, in fp32, counts the run's FLOPs: flops.py).
         assert seen.count(dtype) >= summary["steps"] and set(seen) <= {dtype, torch.float32}

@@ -19,12 +19,16 @@ SUMMARY = pa.schema([
     ("n_layer", _I), ("d_model", _I), ("n_head", _I), ("n_kv_head", _I), ("n_ctx", _I), ("d_ff", _I), ("vocab_size", _I),
     ("n_params", _I), ("n_params_nonembed", _I), ("n_params_embed", _I),
     ("tokens_budget", _I), ("tokens", _I), ("steps", _I), ("batch_size", _I),
-    ("lr", _F), ("lr_rule", _S), ("schedule", _S), ("seed", _I), ("branch_from", _S), ("branch_step", _I),
+    ("lr", _F), ("lr_rule", _S), ("schedule", _S), ("seed", _I),
+    ("device", _S), ("precision", _S), ("branch_from", _S), ("branch_step", _I),
     ("epochs", _F), *((name, _F) for name in FLOPS), ("flops_per_token_measured", _F),
     ("loss", _F), ("loss_best", _F), ("bpb", _F), ("holdout_source", _S), ("grad_noise_scale", _F),
     ("wall_time", _F), ("finished_at", _F), ("elapsed", _F),
     ("data", _S), ("python", _S), ("torch", _S), ("lightning", _S), ("scalinglab", _S), ("schema_version", _I),
 ])
+
+# Summary columns added after files were first written: a file from before lacks them (conform: null).
+ADDED_LATER = ("device", "precision")
 
 METRICS = pa.schema([
     ("run_id", _S), ("step", _I), ("tokens", _I), *((name, _F) for name in FLOPS),

@@ -274,8 +274,9 @@ def summary_row(cfg: DictConfig, model_cfg, counts: dict, per_token: dict, modul
     """The one row of summary.parquet, from the run's config and its LanguageModel's state after `steps` steps."""
     rows, train = module.rows, module.train_cfg
     final = rows[-1] if rows and status == "complete" else {}
+    identity = run_identity(cfg)
     return {
-        "run_id": run_id(run_identity(cfg)), "sweep": str(cfg.sweep), "status": status, "error": error,
+        "run_id": run_id(identity), "sweep": str(cfg.sweep), "status": status, "error": error,
         "family": model_cfg.family, "n_layer": model_cfg.n_layer, "d_model": model_cfg.d_model,
         "n_head": model_cfg.n_head, "n_kv_head": model_cfg.kv_heads,
         "n_ctx": model_cfg.n_ctx, "d_ff": model_cfg.ff, "vocab_size": model_cfg.vocab_size,
@@ -283,6 +284,7 @@ def summary_row(cfg: DictConfig, model_cfg, counts: dict, per_token: dict, modul
         "tokens_budget": train.tokens, "tokens": module.tokens_seen, "steps": steps,
         "batch_size": train.batch_size, "lr": module.peak_lr, "lr_rule": train.lr_rule,
         "schedule": train.schedule, "seed": train.seed,
+        "device": identity["device"], "precision": identity["precision"],
         "branch_from": train.branch_from, "branch_step": train.branch_step,
         "epochs": module.tokens_seen / module.tokens_per_epoch,
         **{name: module.tokens_seen * per_token[name] for name in per_token},
